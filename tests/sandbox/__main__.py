@@ -1,0 +1,98 @@
+"""Sandbox servers for people: `python -m tests.sandbox up|down|status|demo` (as root).
+
+up [-n N]   start N sandboxes (default 1) and print the SSH config to use with `fab -S`
+down        tear down every lab started by this command
+status      list labs and their sandboxes
+demo        start a sandbox, deploy the sample app to it with `fab deploy`, print what nginx serves
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.sandbox.lab import Lab, SandboxError, existing_labs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _manual_lab() -> Lab:
+    """The lab this command manages (owner 0), created on first use."""
+    for lab in existing_labs():
+        if lab.owner_pid == 0 and (lab.dir / "lab.json").exists():
+            return lab
+    return Lab.create()
+
+
+def up(count: int) -> Lab:
+    lab = _manual_lab()
+    lab.start(count)
+    for s in lab.sandboxes.values():
+        print(f"{s.name}  {s.address}")
+    print(f"ssh config: {lab.ssh_config}\n  ssh -F {lab.ssh_config} sandbox1\n"
+          f"  fab -S {lab.ssh_config} -H sandbox1 deploy")  # fmt: skip
+    return lab
+
+
+def down() -> None:
+    for lab in existing_labs():
+        if lab.owner_pid == 0:
+            lab.destroy()
+            print(f"lab {lab.number}: torn down")
+
+
+def status() -> None:
+    for lab in existing_labs():
+        owner = f"test run pid {lab.owner_pid}" if lab.owner_pid else "manual"
+        print(f"lab {lab.number} ({owner}): {lab.ssh_config}")
+        for s in lab.sandboxes.values():
+            print(f"  {s.name}  {s.address}  ssh port {s.ssh_port}")
+
+
+def demo() -> int:
+    lab = _manual_lab()
+    sandbox = next(iter(lab.sandboxes.values()), None) or lab.start(1)[0]
+    print(f"deploying the sample app to {sandbox.name} ({sandbox.address}) ...", flush=True)
+    fab = Path(sys.executable).with_name("fab")
+    deploy = subprocess.run([str(fab), "-S", str(lab.ssh_config), "-H", sandbox.name, "deploy"], cwd=ROOT)
+    if deploy.returncode != 0:
+        return deploy.returncode
+    with urllib.request.urlopen(f"http://{sandbox.address}/", timeout=10) as response:
+        print(f"\nhttp://{sandbox.address}/ (nginx, port 80) says: {response.read().decode().strip()}")
+    print(f"\nlog in: ssh -F {lab.ssh_config} {sandbox.name}\ntear down: python -m tests.sandbox down")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("-n", type=int, default=1, help="how many sandboxes `up` starts (1-8)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("sandboxes need root (namespaces, mounts, cgroups): run this as root", file=sys.stderr)
+        return 2
+    if not 1 <= args.n <= 8:
+        print("-n: give 1 to 8 sandboxes", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "up":
+            up(args.n)
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            status()
+        else:
+            return demo()
+    except SandboxError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
