@@ -1,0 +1,53 @@
+"""Render the Jinja2 templates in configs/ (nginx site, supervisor program, gunicorn config, tmpfiles)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import jinja2
+
+from tasks.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "configs"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,  # a missing variable is an error, never an empty string in a config
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def workers(s: Settings, cpu_count: int) -> int:
+    """gunicorn's rule of thumb, on the SERVER's CPUs: 2 x cores + 1, unless app.workers says otherwise."""
+    return s.workers if s.workers is not None else 2 * cpu_count + 1
+
+
+def render(template: str, s: Settings, cpu_count: int = 1) -> str:
+    return _env.get_template(template).render(
+        s=s,
+        workers=workers(s, cpu_count),
+        default_server=s.server_name == "_",  # a catch-all site replaces nginx's default one
+    )
+
+
+def gunicorn_conf(s: Settings, cpu_count: int) -> str:
+    return render("gunicorn.conf.py.j2", s, cpu_count)
+
+
+def nginx_site(s: Settings) -> str:
+    return render("nginx-site.conf.j2", s)
+
+
+def supervisor_program(s: Settings) -> str:
+    return render("supervisor-program.conf.j2", s)
+
+
+def tmpfiles(s: Settings) -> str:
+    return render("tmpfiles.conf.j2", s)
+
+
+def sha256(content: str) -> str:
+    """What the probe reports for a file holding `content`."""
+    return hashlib.sha256(content.encode()).hexdigest()

@@ -1,0 +1,182 @@
+"""Converge a host: one probe, pure plans, one apply script (files as a tar on its stdin), one report.
+
+A no-op run is the probe alone (with the health check folded in when asked for).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fabric import Connection
+from paramiko import SSHException
+
+from tasks import health, recap, remote, settings
+from tasks.boot import plan_enable_boot
+from tasks.facts import parse_probe, probe_script
+from tasks.nginx import plan_backup_default, plan_enable_site, plan_reload_nginx
+from tasks.packages import plan_provision
+from tasks.release import plan_push, read_source
+from tasks.steps import Context, StepPlan
+from tasks.supervisor import plan_supervisor_update
+from tasks.wheels import Target, WheelError, resolve, venv_id
+
+Planner = Callable[[Context], StepPlan]
+
+PLANNERS: dict[str, Planner] = {
+    "provision": plan_provision,
+    "push": plan_push,
+    "backup_default": plan_backup_default,
+    "enable_site": plan_enable_site,
+    "reload_nginx": lambda ctx: plan_reload_nginx(ctx, config_changes=False),
+    "supervisor_update": plan_supervisor_update,
+    "enable_boot": plan_enable_boot,
+}
+
+# Helpers every step script may use. `die` ends the whole run: later steps depend on earlier ones.
+APPLY_PRELUDE = r"""set -u
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
+STEP=apply
+die() { echo "::fail $STEP $*"; exit 1; }
+step_done() { if [ "$CHANGED" = 1 ]; then echo "::step $STEP changed"; else echo "::step $STEP ok"; fi; }
+quiet() {
+  local out
+  out=$("$@" 2>&1) || die "$1 failed: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1)"
+}
+install_file() {  # SOURCE DEST MODE: replace DEST atomically when its content differs
+  cmp -s "$1" "$2" && return 0
+  { install -m "$3" -o root -g root "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; } || die "could not write $2"
+  CHANGED=1
+}
+W=$(mktemp -d /tmp/flaskdeploy.XXXXXX) || die "mktemp failed"
+trap 'rm -rf "$W"' EXIT
+tar -x -C "$W" || die "could not unpack the files sent"
+"""
+
+
+def plan(ctx: Context, planners: Mapping[str, Planner]) -> list[StepPlan]:
+    """Every step's plan, in the order of ctx.steps."""
+    plans: list[StepPlan] = []
+    for step in ctx.steps:
+        if step == "reload_nginx":
+            # Inside deploy, reload only when an earlier step may have touched nginx's config.
+            changes = any(p.acts for p in plans if p.name in ("provision", "enable_site"))
+            plans.append(plan_reload_nginx(ctx, config_changes=changes))
+        else:
+            plans.append(planners[step](ctx))
+    return plans
+
+
+def apply_script(plans: Sequence[StepPlan], health_check: str = "") -> str:
+    """One bash script running the acting steps in order, each ending with its marker line."""
+    parts = [APPLY_PRELUDE]
+    for p in plans:
+        if p.acts:
+            parts.append(f"STEP={p.name}; CHANGED=0\n{p.script}\nstep_done\n")
+    if health_check:
+        parts.append(f"STEP=health; CHANGED=0\n{health_check}\nstep_done\n")
+    return "\n".join(parts)
+
+
+def pack(files: Mapping[str, bytes | Path]) -> bytes:
+    """A tar of the files the steps ship, owned by root, executable only where the source is."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, content in sorted(files.items()):
+            data = content.read_bytes() if isinstance(content, Path) else content
+            executable = isinstance(content, Path) and content.stat().st_mode & 0o100
+            info = tarfile.TarInfo(name)
+            mtime = content.stat().st_mtime if isinstance(content, Path) else time.time()
+            info.size, info.mode, info.mtime = len(data), 0o755 if executable else 0o644, int(mtime)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def host_name(c: Connection) -> str:
+    """The host as the user named it on the command line (the recap's first column)."""
+    return getattr(c, "original_host", None) or c.host
+
+
+def report_outcome(host: str, names: Sequence[str], acting: set[str], result: remote.Result) -> bool:
+    """Print and count each step's outcome from the apply script's markers; False at the first failure."""
+    markers = {m.step: m for m in remote.parse_markers(result.stdout)}
+    failure = next((m for m in markers.values() if m.kind == "fail"), None)
+    changed = 0
+    for name in names:
+        marker = markers.get(name)
+        if name not in acting:
+            recap.report(host, name, "ok")
+        elif marker and marker.kind == "step":
+            recap.report(host, name, marker.text)
+            changed += marker.text == "changed"
+        else:
+            if marker is None and failure and failure.step not in names:  # failed before any step started
+                marker = failure
+            if marker is None:
+                lines = [line for line in result.stderr.splitlines() if line.strip()]
+                reason = lines[-1] if lines else f"the apply script exited {result.code}"
+                recap.report(host, name, "failed", f"stopped: {reason}")
+            else:
+                recap.report(host, name, "failed", marker.text)
+            return False
+    if not changed:
+        recap.note(host, "nothing changed")
+    return True
+
+
+def converge(c: Connection, steps: Sequence[str], planners: Mapping[str, Planner] = PLANNERS,
+             check_health: bool = False) -> bool:  # fmt: skip
+    """Bring c's host to the state `steps` describe; report each step and count it for the recap."""
+    s = settings.load(c)
+    host = host_name(c)
+    app = read_source(s.src) if "push" in steps else None
+    try:
+        probed = remote.execute(c, probe_script(s, with_health=check_health))
+    except (OSError, EOFError, SSHException) as error:
+        recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
+        return False
+    if probed.code != 0:
+        recap.report(host, "probe", "failed", (probed.stderr.strip().splitlines() or ["no output"])[-1])
+        return False
+    facts = parse_probe(probed.stdout)
+    if not facts.python:
+        recap.report(host, "probe", "failed", "python3 is missing on the server: install it first")
+        return False
+    ctx = Context(s, facts, tuple(steps), datetime.now(UTC))
+    if app is not None:
+        target = Target(facts.python, facts.machine, facts.glibc)
+        vid = venv_id(app.requirements, target)
+        try:
+            wheels = () if vid in facts.venvs else resolve(app.requirements, target)
+        except WheelError as error:
+            recap.report(host, "push", "failed", str(error))
+            return False
+        ctx = replace(ctx, app=app, venv_id=vid, wheels=wheels)
+
+    plans = plan(ctx, planners)
+    stop = next((p for p in plans if p.blocked), None)
+    if stop:
+        recap.report(host, stop.name, "failed", stop.blocked)
+        return False
+    names = [p.name for p in plans] + (["health"] if check_health else [])
+    acting = {p.name for p in plans if p.acts}
+    if not acting and (not check_health or facts.healthy):
+        for name in names:
+            recap.report(host, name, "ok")
+        recap.note(host, "nothing to change")
+        return True
+    if check_health:
+        acting.add("health")
+    files = {name: content for p in plans if p.acts for name, content in p.files.items()}
+    script = apply_script(plans, health.fragment(s) if check_health else "")
+    try:
+        result = remote.execute(c, script, pack(files))
+    except (OSError, EOFError, SSHException) as error:
+        recap.report(host, "apply", "failed", f"connection lost: {type(error).__name__}: {error}")
+        return False
+    return report_outcome(host, names, acting, result)

@@ -1,0 +1,231 @@
+"""The deploy pipeline against real sandbox servers (issue 3's acceptance points 1-8).
+
+One sandbox is deployed once and shared by the tests of this module, in order: they read its state,
+and the ones that disturb it (kill, reboot, a second app) come after the ones that only look.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.lab import Lab, Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+FAB = Path(sys.executable).with_name("fab")
+DEFAULT_SITE = "/etc/nginx/sites-available/default"
+STEPS = (
+    "provision",
+    "push",
+    "backup_default",
+    "enable_site",
+    "reload_nginx",
+    "supervisor_update",
+    "enable_boot",
+)
+
+pytestmark = pytest.mark.sandbox
+
+
+def fab(sandbox: Sandbox, *args: str, host: str | None = None) -> subprocess.CompletedProcess:
+    """Run `fab` from the repo root as a user would, against the sandbox."""
+    command = [str(FAB), "-S", str(sandbox.lab.ssh_config), "-H", host or sandbox.name, *args]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+
+
+def recap(result: subprocess.CompletedProcess, host: str) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith(f"{host}  ok=")]
+    assert len(lines) == 1, f"no single recap line for {host}:\n{result.stdout}\n{result.stderr}"
+    return lines[0]
+
+
+def succeeded(result: subprocess.CompletedProcess, host: str, changed: int | None = None) -> None:
+    line = recap(result, host)
+    assert result.returncode == 0 and "failed=0" in line, f"{result.stdout}\n{result.stderr}"
+    if changed is not None:
+        assert f"changed={changed} " in line, result.stdout
+
+
+def get(url: str, host_header: str | None = None) -> str | None:
+    """The body of a 200 answer, or None for anything else (refused, timeout, error status)."""
+    request = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=3) as answer:
+            return answer.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until condition() holds; return the seconds it took, fail after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def remote(sandbox: Sandbox, command: str) -> str:
+    return sandbox.ssh(command).stdout.strip()
+
+
+def nginx_pids(sandbox: Sandbox) -> str:
+    """The nginx master and its workers: a reload or restart changes the workers at least."""
+    return remote(sandbox, "p=$(cat /run/nginx.pid); echo $p $(pgrep -P $p | sort -n)")
+
+
+def gunicorn_master(sandbox: Sandbox) -> str:
+    return remote(sandbox, "supervisorctl pid flaskdemo")
+
+
+def serves_sample(sandbox: Sandbox) -> bool:
+    return get(f"http://{sandbox.address}/") == "flask index page"
+
+
+def refused(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab) -> Iterator[tuple[Sandbox, subprocess.CompletedProcess]]:
+    """One sandbox, deployed once as root, shared by this module's tests."""
+    (sandbox,) = lab.start(1)
+    try:
+        yield sandbox, fab(sandbox, "deploy")
+    finally:
+        lab.remove(sandbox)
+
+
+def test_deploy_serves_the_app_through_nginx_and_gunicorn_only_on_loopback(deployed):
+    sandbox, result = deployed
+    succeeded(result, sandbox.name)
+    for step in STEPS:
+        assert f"{sandbox.name}  {step}  changed" in result.stdout or step == "enable_boot", result.stdout
+    assert serves_sample(sandbox)
+    assert refused(sandbox.address, 8080)
+    assert remote(sandbox, "curl -s http://127.0.0.1:8080/") == "flask index page"
+    assert remote(sandbox, "ss -Hltn 'sport = :8080' | awk '{print $4}'") == "127.0.0.1:8080"
+
+
+def test_default_site_backup_is_the_stock_file(deployed):
+    sandbox, _ = deployed
+    # dpkg records the md5 of every conffile as shipped: the backup must match the stock default.
+    conffiles = remote(sandbox, "dpkg-query -W -f='${Conffiles}' nginx-common")
+    stock_md5 = next(line.split()[1] for line in conffiles.splitlines() if line.split()[0] == DEFAULT_SITE)
+    assert remote(sandbox, f"md5sum < {DEFAULT_SITE}.bak").split()[0] == stock_md5
+    assert not remote(sandbox, "ls /etc/nginx/sites-enabled/").count("default")
+
+
+def test_second_deploy_changes_reloads_and_restarts_nothing(deployed):
+    sandbox, _ = deployed
+    before = (gunicorn_master(sandbox), nginx_pids(sandbox))
+    backup = remote(sandbox, "stat -c '%i %Y %Z' /etc/nginx/sites-available/default.bak")
+    result = fab(sandbox, "deploy")
+    succeeded(result, sandbox.name, changed=0)
+    assert "nothing to change" in result.stdout
+    assert (gunicorn_master(sandbox), nginx_pids(sandbox)) == before
+    assert remote(sandbox, "stat -c '%i %Y %Z' /etc/nginx/sites-available/default.bak") == backup
+
+
+def test_each_task_alone_changes_nothing_after_deploy(deployed):
+    sandbox, _ = deployed
+    for step in STEPS:
+        result = fab(sandbox, step)
+        succeeded(result, sandbox.name, changed=0)
+        assert f"{sandbox.name}  {step}  ok" in result.stdout
+
+
+def test_enable_site_restores_a_deleted_link_and_reload_nginx_makes_it_live(deployed):
+    sandbox, _ = deployed
+    # Take the site down for real: no link, and nginx reloaded without it.
+    sandbox.ssh("rm /etc/nginx/sites-enabled/flaskdemo && systemctl reload nginx")
+    wait_for(lambda: not serves_sample(sandbox), 10, "site gone after removing its link")
+    result = fab(sandbox, "enable_site")
+    succeeded(result, sandbox.name, changed=1)
+    assert (
+        remote(sandbox, "readlink /etc/nginx/sites-enabled/flaskdemo")
+        == "/etc/nginx/sites-available/flaskdemo"
+    )
+    assert not serves_sample(sandbox)  # linked, validated, but not live before a reload
+    succeeded(fab(sandbox, "reload_nginx"), sandbox.name, changed=1)
+    wait_for(lambda: serves_sample(sandbox), 10, "site live after reload_nginx")
+    succeeded(fab(sandbox, "reload_nginx"), sandbox.name, changed=0)
+
+
+def test_a_killed_gunicorn_master_is_replaced_within_10_seconds(deployed):
+    sandbox, _ = deployed
+    master = gunicorn_master(sandbox)
+    sandbox.ssh(f"kill -9 {master}")
+    took = wait_for(
+        lambda: serves_sample(sandbox) and gunicorn_master(sandbox) not in ("", "0", master), 10,
+        "site answering again from a new gunicorn master",
+    )  # fmt: skip
+    print(f"site back {took:.1f} s after kill -9 of the gunicorn master")
+
+
+def test_the_site_comes_back_after_a_reboot(deployed):
+    sandbox, _ = deployed
+    sandbox.reboot()
+    wait_for(lambda: serves_sample(sandbox), 30, "site answering after reboot")
+    assert remote(sandbox, "stat -c %U /run/flaskdemo") == "flaskdemo"  # tmpfiles.d recreated it
+    succeeded(fab(sandbox, "deploy"), sandbox.name, changed=0)
+
+
+def test_another_app_deploys_beside_the_sample_with_a_runtime_config_file(deployed):
+    sandbox, _ = deployed
+    result = fab(sandbox, "-f", "tests/fixtures/override.yaml", "deploy")
+    succeeded(result, sandbox.name)
+    assert get(f"http://{sandbox.address}/", "other.test") == "other app, 1,234,567 requests served"
+    assert serves_sample(sandbox)
+    assert refused(sandbox.address, 8081)
+    assert remote(sandbox, "supervisorctl status otherapp | awk '{print $2}'") == "RUNNING"
+    succeeded(fab(sandbox, "-f", "tests/fixtures/override.yaml", "deploy"), sandbox.name, changed=0)
+
+
+def test_a_site_nginx_rejects_never_replaces_the_working_config(deployed, tmp_path):
+    sandbox, _ = deployed
+    # A second catch-all site on the same server: nginx -t fails on a duplicate default server.
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(
+        "app:\n  name: clash\n  src: tests/fixtures/otherapp\n  module: wsgi:application\n  port: 8083\n"
+    )
+    before = nginx_pids(sandbox)
+    result = fab(sandbox, "-f", str(clash), "deploy")
+    assert result.returncode != 0 and recap(result, sandbox.name).endswith("failed=1")
+    assert f"{sandbox.name}  enable_site  failed: nginx -t rejected the new site" in result.stdout
+    assert "duplicate default server" in result.stdout
+    sandbox.ssh("test ! -e /etc/nginx/sites-available/clash && test ! -e /etc/nginx/sites-enabled/clash")
+    sandbox.ssh("nginx -t")
+    assert serves_sample(sandbox) and nginx_pids(sandbox) == before
+    succeeded(fab(sandbox, "deploy"), sandbox.name, changed=0)  # the rejected attempt left no trace
+
+
+def test_a_sudo_user_deploys_a_fresh_server_and_tasks_name_their_prerequisite(sandboxes):
+    (sandbox,) = sandboxes(1)
+    host = f"deploy@{sandbox.name}"
+    early = fab(sandbox, "supervisor_update", host=host)
+    assert early.returncode != 0
+    assert "supervisor is not installed: run `fab provision` first" in early.stdout
+    assert recap(early, sandbox.name).endswith("failed=1")
+    succeeded(fab(sandbox, "deploy", host=host), sandbox.name)
+    assert serves_sample(sandbox)
+    assert refused(sandbox.address, 8080)
+    result = fab(sandbox, "deploy", host=host)
+    succeeded(result, sandbox.name, changed=0)
+    sandbox.ssh("cmp /etc/nginx/sites-available/default /etc/nginx/sites-available/default.bak")

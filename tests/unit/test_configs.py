@@ -1,0 +1,53 @@
+import re
+from dataclasses import replace
+
+from tasks import configs
+
+
+def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
+    text = configs.gunicorn_conf(settings, cpu_count=4)
+    assert 'bind = "127.0.0.1:8080"' in text
+    assert "workers = 9\n" in text
+    assert 'worker_class = "gthread"' in text and "threads = 5\n" in text
+    assert 'pidfile = "/run/flaskdemo/gunicorn.pid"' in text
+    assert 'control_socket = "/run/flaskdemo/gunicorn.ctl"' in text
+    assert 'chdir = "/srv/flaskdemo/current"' in text
+    compile(text, "gunicorn.conf.py", "exec")  # valid Python
+
+
+def test_explicit_workers_win(settings):
+    assert "workers = 3\n" in configs.gunicorn_conf(replace(settings, workers=3), cpu_count=16)
+
+
+def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
+    text = configs.nginx_site(settings)
+    assert "proxy_pass http://127.0.0.1:8080;" in text
+    for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
+                   "X-Forwarded-Proto $scheme"):  # fmt: skip
+        assert f"proxy_set_header {header};" in text
+    assert "server_tokens off;" in text
+    assert re.search(r"listen 80 default_server;", text)
+
+
+def test_a_named_site_is_not_the_default_server(settings):
+    text = configs.nginx_site(replace(settings, server_name="example.org www.example.org"))
+    assert "default_server" not in text
+    assert "server_name example.org www.example.org;" in text
+
+
+def test_supervisor_program(settings):
+    text = configs.supervisor_program(settings)
+    assert "[program:flaskdemo]" in text
+    assert (
+        "command=/srv/flaskdemo/current/.venv/bin/gunicorn --config /srv/flaskdemo/gunicorn.conf.py app:app"
+        in text
+    )
+    lines = text.splitlines()
+    for line in ("user=flaskdemo", "autostart=true", "autorestart=true", "stopasgroup=true",
+                 "killasgroup=true", "directory=/srv/flaskdemo/current", "stdout_logfile_maxbytes=10MB",
+                 "stderr_logfile=/var/log/flaskdemo/error.log"):  # fmt: skip
+        assert line in lines
+
+
+def test_tmpfiles_recreates_the_runtime_dir_at_boot(settings):
+    assert configs.tmpfiles(settings).splitlines()[-1] == "d /run/flaskdemo 0755 flaskdemo flaskdemo -"

@@ -1,0 +1,67 @@
+from types import SimpleNamespace
+
+import pytest
+from invoke.exceptions import Exit
+
+from tasks.settings import SettingError, load, parse
+from tests.unit.conftest import default_config
+
+
+def with_value(section: str, key: str, value) -> dict:
+    config = default_config()
+    config[section][key] = value
+    return config
+
+
+def test_defaults_from_invoke_yaml_are_valid():
+    s = parse(default_config())
+    assert (s.name, s.module, s.port, s.server_name) == ("flaskdemo", "app:app", 8080, "_")
+    assert s.workers is None and s.threads == 5 and s.keep_releases == 5
+    assert s.src.name == "app" and s.src.is_dir()
+    assert s.current == "/srv/flaskdemo/current" and s.run_dir == "/run/flaskdemo"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("app", "port", "abc", "app.port: must be an integer 1024-65535, got 'abc' (invoke.yaml or -f FILE)"),
+        ("app", "port", 80, "app.port: must be an integer 1024-65535, got 80"),
+        ("app", "port", True, "app.port: must be an integer"),
+        ("app", "name", "Flask Demo", "app.name: must be a lowercase name"),
+        ("app", "name", "x; rm -rf /", "app.name: must be a lowercase name"),
+        ("app", "module", "app", "app.module: must be a WSGI entry point"),
+        ("app", "src", "no/such/dir", "app.src: must be an existing directory"),
+        ("app", "src", "tasks", "app.src: must hold a requirements.txt"),
+        ("app", "server_name", "a;b", "app.server_name: must be nginx server names"),
+        ("app", "workers", 0, "app.workers: must be an integer 1-256"),
+        ("app", "health_path", "health", "app.health_path: must be a URL path"),
+        ("deploy", "keep_releases", 1, "deploy.keep_releases: must be an integer 2-100"),
+    ],
+)
+def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
+    with pytest.raises(SettingError) as error:
+        parse(with_value(section, key, value))
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_string_numbers_from_env_vars_are_accepted():
+    assert parse(with_value("app", "port", "8081")).port == 8081
+    assert parse(with_value("app", "workers", "auto")).workers is None
+
+
+def test_unknown_and_missing_keys_are_named():
+    with pytest.raises(SettingError, match=r"^app\.prot: unknown setting"):
+        parse(with_value("app", "prot", 1))
+    config = default_config()
+    del config["app"]["module"]
+    with pytest.raises(SettingError, match=r"^app\.module: missing"):
+        parse(config)
+
+
+def test_load_turns_a_bad_value_into_a_clean_exit_code_2():
+    c = SimpleNamespace(config=with_value("app", "port", "abc"))
+    with pytest.raises(Exit) as error:
+        load(c)
+    assert error.value.code == 2
+    assert error.value.message.startswith("app.port:")
