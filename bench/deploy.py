@@ -1,0 +1,76 @@
+"""Deploy wall times on a sandbox server, at several SSH round-trip times. Prints a table (run as root).
+
+    .venv/bin/python -m bench.deploy [--rounds 3] [--rtt 0 50]
+
+Per round and RTT: a cold deploy to a fresh server (reset), then no-op deploys (nothing changed) and
+code-only deploys (one file of the app changed). Times are whole `fab` runs, as a user sees them,
+including Python's start and Fabric's imports. Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.sandbox.lab import Lab, Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+FAB = Path(sys.executable).with_name("fab")
+
+
+def fab_deploy(lab: Lab, sandbox: Sandbox, override: Path) -> float:
+    started = time.monotonic()
+    subprocess.run(
+        [str(FAB), "-S", str(lab.ssh_config), "-H", sandbox.name, "-f", str(override), "deploy"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rtt", type=int, nargs="+", default=[0, 50], help="round-trip times in ms")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    app = work / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "instance"))
+    override = work / "override.yaml"
+    override.write_text(yaml.safe_dump({"app": {"src": str(app)}}))
+    times: dict[tuple[int, str], list[float]] = {}
+    lab = Lab.create(owner_pid=os.getpid())
+    try:
+        (sandbox,) = lab.start(1)
+        for _ in range(args.rounds):
+            for rtt in args.rtt:
+                sandbox.reset()
+                sandbox.set_latency(rtt)
+                times.setdefault((rtt, "cold"), []).append(fab_deploy(lab, sandbox, override))
+                for n in range(3):
+                    times.setdefault((rtt, "no-op"), []).append(fab_deploy(lab, sandbox, override))
+                    (app / "bench_marker.py").write_text(f"VALUE = {time.time_ns()}_{n}\n")
+                    times.setdefault((rtt, "code change"), []).append(fab_deploy(lab, sandbox, override))
+    finally:
+        lab.destroy()
+        shutil.rmtree(work)
+
+    print(f"{'deploy':<12}" + "".join(f"  {f'RTT {rtt} ms':>12}" for rtt in args.rtt))
+    print("-" * (12 + 14 * len(args.rtt)))
+    for kind in ("cold", "no-op", "code change"):
+        cells = "".join(f"  {statistics.median(times[(rtt, kind)]):>10.2f} s" for rtt in args.rtt)
+        print(f"{kind:<12}{cells}")
+    print(f"(medians; {args.rounds} rounds; cold n={args.rounds}, others n={3 * args.rounds} per RTT)")
+
+
+if __name__ == "__main__":
+    main()
