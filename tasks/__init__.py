@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from tasks import deploy, maintenance
+from tasks import deploy, maintenance, releases
 
 
 def namespace() -> Collection:
@@ -13,4 +13,5 @@ def namespace() -> Collection:
         deploy.deploy, deploy.provision, deploy.push, deploy.backup_default, deploy.enable_site,
         deploy.reload_nginx, deploy.supervisor_update, deploy.enable_boot,
         maintenance.restart, maintenance.status, maintenance.logs,
+        releases.rollback, releases.releases, releases.history,
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from tasks import health
+from tasks import health, lock
 from tasks.settings import Settings
 
 PACKAGES = ("nginx", "supervisor", "python3-venv")
@@ -58,15 +58,19 @@ def nginx_stale_test() -> str:
 def described_paths(s: Settings) -> list[str]:
     return [
         s.base_dir, s.releases_dir, s.venvs_dir, s.shared_dir, f"{s.shared_dir}/instance", s.log_dir,
-        s.run_dir, s.tmpfiles_conf, s.gunicorn_conf, s.current, f"{s.current}/.venv", s.nginx_site,
-        s.nginx_link, NGINX_DEFAULT, NGINX_DEFAULT_BAK, NGINX_DEFAULT_LINK, s.supervisor_conf,
+        s.run_dir, s.tmpfiles_conf, s.gunicorn_conf, s.current, f"{s.current}/.venv", s.previous,
+        s.nginx_site, s.nginx_link, NGINX_DEFAULT, NGINX_DEFAULT_BAK, NGINX_DEFAULT_LINK, s.supervisor_conf,
     ]  # fmt: skip
 
 
-def probe_script(s: Settings, with_health: bool = False) -> str:
-    """The bash script printing key=value facts about the server (run as root)."""
+def probe_script(s: Settings, with_health: bool = False, holder: str = "", action: str = "") -> str:
+    """The bash script printing key=value facts about the server (run as root).
+
+    With a holder, it first takes the app's deploy lock for `action` (exit 75 when another run has it).
+    """
     q = shlex.quote
     lines = [
+        lock.acquire_script(s.name, holder, action) if holder else "",
         _PRELUDE,
         'echo "python=$(python3 -c \'import sys; print("%d.%d" % sys.version_info[:2])\' 2>/dev/null)"',
         'echo "machine=$(uname -m)"',
@@ -80,7 +84,11 @@ def probe_script(s: Settings, with_health: bool = False) -> str:
         'else echo "apt_lists_age=-1"; fi',
         f'echo "user=$(getent passwd {q(s.name)} | cut -d: -f7)"',
         *(f"describe {q(p)}" for p in described_paths(s)),
-        f'echo "releases=$(ls -1 {q(s.releases_dir)} 2>/dev/null | grep -v "\\.tmp$" | tr "\\n" " ")"',
+        # Each release (never a hidden .partial one being built) with the venv it runs on.
+        f'for d in {q(s.releases_dir)}/*/; do [ -d "$d" ] || continue; r=${{d%/}};'
+        ' echo "release.${r##*/}=$(readlink "$d.venv")"; done',
+        f'echo "fingerprint=$(cat {q(s.current)}/.deploy/fingerprint 2>/dev/null)"',
+        f'echo "venv_dirs=$(ls -1 {q(s.venvs_dir)} 2>/dev/null | tr "\\n" " ")"',
         f'echo "venvs=$(cd {q(s.venvs_dir)} 2>/dev/null && ls -1d */.complete 2>/dev/null'
         ' | cut -d/ -f1 | tr "\\n" " ")"',
         f'echo "program=$(python3 -c {q(_SUPERVISOR_STATE)} {SUPERVISOR_SOCKET} {q(s.name)} 2>/dev/null)"',
@@ -156,7 +164,23 @@ class Facts:
 
     @property
     def releases(self) -> list[str]:
-        return sorted(self.get("releases").split())
+        """The releases on the server, oldest first."""
+        return sorted(key.removeprefix("release.") for key in self.values if key.startswith("release."))
+
+    def release_venv(self, release: str) -> str | None:
+        """The id of the venv a release runs on."""
+        target = self.get(f"release.{release}").rstrip("/")
+        return target.rsplit("/", 1)[-1] if target else None
+
+    @property
+    def venv_dirs(self) -> set[str]:
+        """Every directory under venvs/, complete or not."""
+        return set(self.get("venv_dirs").split())
+
+    @property
+    def fingerprint(self) -> str:
+        """What shaped the live release (see release.fingerprint); "" when unknown."""
+        return self.get("fingerprint")
 
     @property
     def venvs(self) -> set[str]:

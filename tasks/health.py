@@ -1,4 +1,7 @@
-"""The health check: a request through nginx, made on the server, retried until a deadline."""
+"""The health check: a request through nginx, made on the server, retried until a deadline.
+
+The gate built on it (switch back on failure) is in tasks/switch.py.
+"""
 
 from __future__ import annotations
 
@@ -37,11 +40,7 @@ def check_command(s: Settings, timeout: float) -> str:
     return f"python3 -c {q(_CHECK)} {q(url(s))} {q(s.health_host)} {timeout:g}"
 
 
-def fragment(s: Settings) -> str:
-    """Apply-script fragment: the check with retries; on failure, why, with the app's last error lines."""
-    q = shlex.quote
-    return (
-        f"status=$({check_command(s, s.health_timeout)})"
-        f' || die "GET {url(s)} (Host: {s.health_host}) answered $status for {s.health_timeout} s;'
-        f' last lines of {s.error_log}: $(tail -n 5 {q(s.error_log)} 2>/dev/null | tr "\\n" "|")"'
-    )
+def app_errors(s: Settings) -> str:
+    """Shell expansion: the app's last error lines for a failure message, without gunicorn's [INFO] lines."""
+    lines = f"grep -v '\\[INFO\\]' {shlex.quote(s.error_log)} 2>/dev/null | tail -n 5"
+    return f"last lines of {s.error_log}: $({lines} | tr '\\n' '|')"

@@ -6,26 +6,25 @@ import shlex
 
 from fabric import Connection, task
 
-from tasks import recap, remote, settings
-from tasks.pipeline import converge, host_name
+from tasks import settings
+from tasks.pipeline import converge, host_name, inspect
 from tasks.supervisor import plan_restart
 
 
-@task(help={"hard": "stop and start through supervisor instead of a graceful HUP"})
+@task(help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload"})
 def restart(c: Connection, hard: bool = False) -> None:
-    """Restart the app: graceful HUP (no dropped request), or --hard; then a health check via nginx."""
-    converge(c, ("restart",), {"restart": lambda ctx: plan_restart(ctx, hard)}, check_health=True)
+    """Restart the app: new workers without dropping a request (or --hard); then a health check via nginx."""
+    converge(
+        c, ("restart",), action="restart", planners={"restart": lambda ctx: plan_restart(ctx, hard)},
+        check_health=True,
+    )  # fmt: skip
 
 
 def _show(c: Connection, step: str, script: str) -> None:
     host = host_name(c)
-    result = remote.execute(c, script)
-    for line in result.stdout.splitlines():
+    stdout = inspect(c, step, script)
+    for line in (stdout or "").splitlines():
         print(f"{host}  {line}")
-    if result.code == 0:
-        recap.report(host, step, "ok")
-    else:
-        recap.report(host, step, "failed", (result.stderr.strip().splitlines() or ["no output"])[-1])
 
 
 @task

@@ -1,11 +1,15 @@
 """Converge a host: one probe, pure plans, one apply script (files as a tar on its stdin), one report.
 
-A no-op run is the probe alone (with the health check folded in when asked for).
+A no-op run is the probe alone (with the health check folded in when asked for). The probe takes the
+server's lock; the apply command keeps it and drops it when it ends.
 """
 
 from __future__ import annotations
 
+import getpass
 import io
+import shlex
+import socket
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,12 +20,13 @@ from pathlib import Path
 from fabric import Connection
 from paramiko import SSHException
 
-from tasks import health, recap, remote, settings
+from tasks import history, lock, recap, remote, settings, switch
 from tasks.boot import plan_enable_boot
 from tasks.facts import parse_probe, probe_script
 from tasks.nginx import plan_backup_default, plan_enable_site, plan_reload_nginx
 from tasks.packages import plan_provision
 from tasks.release import plan_push, read_source
+from tasks.settings import Settings
 from tasks.steps import Context, StepPlan
 from tasks.supervisor import plan_supervisor_update
 from tasks.wheels import Target, WheelError, resolve, venv_id
@@ -38,11 +43,29 @@ PLANNERS: dict[str, Planner] = {
     "enable_boot": plan_enable_boot,
 }
 
-# Helpers every step script may use. `die` ends the whole run: later steps depend on earlier ones.
-APPLY_PRELUDE = r"""set -u
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
-STEP=apply
-die() { echo "::fail $STEP $*"; exit 1; }
+# Runs whose apply command is recorded in the server's history (see tasks/history.py).
+RECORDED = ("deploy", "push", "rollback", "restart")
+
+
+def prelude(s: Settings, action: str, holder: str, user: str) -> str:
+    """The top of every apply script: the lock kept, helpers, the live release as found, files unpacked.
+
+    `die` ends the whole run (later steps depend on earlier ones) and records the failure in the history.
+    """
+    q = shlex.quote
+    return "\n".join([
+        "set -u",
+        "export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "STEP=apply",
+        lock.hold_script(s.name, holder, action),
+        history.append_function(s.base_dir),
+        f"ACTION={q(action if action in RECORDED else '')} WHO={q(user)}",
+        f"LIVE_DIR=$(readlink {q(s.current)} || true) PREVIOUS_DIR=$(readlink {q(s.previous)} || true)",
+        'RELEASE=${LIVE_DIR##*/} BUILT="" SWITCHED="" PRUNE=()',
+        r"""record() {  # RESULT DETAIL
+  [ -z "$ACTION" ] || history_append "$WHO" "${RELEASE:--}" "$ACTION" "$1" "$2" 2>/dev/null || true
+}
+die() { echo "::fail $STEP $*"; record failed "$STEP: $*"; exit 1; }
 step_done() { if [ "$CHANGED" = 1 ]; then echo "::step $STEP changed"; else echo "::step $STEP ok"; fi; }
 quiet() {
   local out
@@ -54,9 +77,12 @@ install_file() {  # SOURCE DEST MODE: replace DEST atomically when its content d
   CHANGED=1
 }
 W=$(mktemp -d /tmp/flaskdeploy.XXXXXX) || die "mktemp failed"
-trap 'rm -rf "$W"' EXIT
+trap 'rm -rf "$W"; drop_lock' EXIT
+trap 'exit 143' TERM HUP
 tar -x -C "$W" || die "could not unpack the files sent"
-"""
+""",
+        switch.functions(s),
+    ])  # fmt: skip
 
 
 def plan(ctx: Context, planners: Mapping[str, Planner]) -> list[StepPlan]:
@@ -72,14 +98,21 @@ def plan(ctx: Context, planners: Mapping[str, Planner]) -> list[StepPlan]:
     return plans
 
 
-def apply_script(plans: Sequence[StepPlan], health_check: str = "") -> str:
-    """One bash script running the acting steps in order, each ending with its marker line."""
-    parts = [APPLY_PRELUDE]
+def apply_script(top: str, plans: Sequence[StepPlan], check_health: bool = False) -> str:
+    """One bash script (`top` is its prelude) running the acting steps in order, each ending with its
+    marker line; then the health gate, and only after all of it succeeded, the pruning the steps planned
+    and the history entry."""
+    parts = [top]
     for p in plans:
         if p.acts:
             parts.append(f"STEP={p.name}; CHANGED=0\n{p.script}\nstep_done\n")
-    if health_check:
-        parts.append(f"STEP=health; CHANGED=0\n{health_check}\nstep_done\n")
+    if check_health:
+        parts.append("STEP=health; CHANGED=0\ngate\nstep_done\n")
+    parts.append(
+        'STEP=finish\n[ ${#PRUNE[@]} = 0 ] || rm -rf "${PRUNE[@]}"\n'
+        'live=${LIVE_DIR##*/}; [ "$live" = "$RELEASE" ] && live=""\n'
+        'record ok "${live:+from $live}"\n'
+    )
     return "\n".join(parts)
 
 
@@ -104,7 +137,8 @@ def host_name(c: Connection) -> str:
 
 def report_outcome(host: str, names: Sequence[str], acting: set[str], result: remote.Result) -> bool:
     """Print and count each step's outcome from the apply script's markers; False at the first failure."""
-    markers = {m.step: m for m in remote.parse_markers(result.stdout)}
+    found = remote.parse_markers(result.stdout)
+    markers = {m.step: m for m in found if m.kind != "note"}
     failure = next((m for m in markers.values() if m.kind == "fail"), None)
     changed = 0
     for name in names:
@@ -122,32 +156,82 @@ def report_outcome(host: str, names: Sequence[str], acting: set[str], result: re
                 reason = lines[-1] if lines else f"the apply script exited {result.code}"
                 recap.report(host, name, "failed", f"stopped: {reason}")
             else:
-                recap.report(host, name, "failed", marker.text)
+                report_failure(host, marker)
             return False
+        for note in (m for m in found if m.kind == "note" and m.step == name):
+            recap.note(host, f"{name}: {note.text}")
     if not changed:
         recap.note(host, "nothing changed")
     return True
 
 
-def converge(c: Connection, steps: Sequence[str], planners: Mapping[str, Planner] = PLANNERS,
+def report_failure(host: str, marker: remote.Marker) -> None:
+    """A `::fail STEP message` line as the step's failure; a held lock fails the run with exit code 75."""
+    if marker.step == "lock":
+        recap.locked(host, marker.text)
+    else:
+        recap.report(host, marker.step, "failed", marker.text)
+
+
+def holder() -> str:
+    """Who runs this, as the lock and the history name them: local user @ control machine."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def inspect(c: Connection, step: str, script: str) -> str | None:
+    """Run a read-only script (no lock, no history); report it as `step`; its stdout, None on failure."""
+    host = host_name(c)
+    try:
+        result = remote.execute(c, script)
+    except (OSError, EOFError, SSHException) as error:
+        recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
+        return None
+    if result.code != 0:
+        recap.report(host, step, "failed", (result.stderr.strip().splitlines() or ["no output"])[-1])
+        return None
+    recap.report(host, step, "ok")
+    return result.stdout
+
+
+def converge(c: Connection, steps: Sequence[str], *, action: str, planners: Mapping[str, Planner] = PLANNERS,
              check_health: bool = False) -> bool:  # fmt: skip
-    """Bring c's host to the state `steps` describe; report each step and count it for the recap."""
+    """Bring c's host to the state `steps` describe; report each step and count it for the recap.
+
+    `action` names the run for the server's lock (taken in the probe, dropped when the apply command
+    ends, or when the connection closes) and, for deploy, push, rollback and restart, in its history.
+    """
+    try:
+        return _converge(c, steps, action, planners, check_health)
+    finally:
+        # Ends the SSH connection now: the lock the probe took lives as long as it (see tasks/lock.py),
+        # so a next run, even a next task of this `fab` command, finds it free.
+        c.close()
+
+
+def _converge(c: Connection, steps: Sequence[str], action: str, planners: Mapping[str, Planner],
+              check_health: bool) -> bool:  # fmt: skip
     s = settings.load(c)
     host = host_name(c)
-    app = read_source(s.src) if "push" in steps else None
+    app = read_source(s.src, s.shared_dirs) if "push" in steps else None
     try:
-        probed = remote.execute(c, probe_script(s, with_health=check_health))
+        probed = remote.execute(c, probe_script(s, check_health, holder(), action))
     except (OSError, EOFError, SSHException) as error:
         recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
         return False
     if probed.code != 0:
-        recap.report(host, "probe", "failed", (probed.stderr.strip().splitlines() or ["no output"])[-1])
+        failure = next((m for m in remote.parse_markers(probed.stdout) if m.kind == "fail"), None)
+        if failure:
+            report_failure(host, failure)
+        else:
+            recap.report(host, "probe", "failed", (probed.stderr.strip().splitlines() or ["no output"])[-1])
         return False
     facts = parse_probe(probed.stdout)
     if not facts.python:
         recap.report(host, "probe", "failed", "python3 is missing on the server: install it first")
         return False
-    ctx = Context(s, facts, tuple(steps), datetime.now(UTC))
+    ctx = Context(
+        s, facts, tuple(steps), datetime.now(UTC), user=getpass.getuser(), control_host=socket.gethostname()
+    )
     if app is not None:
         target = Target(facts.python, facts.machine, facts.glibc)
         vid = venv_id(app.requirements, target)
@@ -173,7 +257,7 @@ def converge(c: Connection, steps: Sequence[str], planners: Mapping[str, Planner
     if check_health:
         acting.add("health")
     files = {name: content for p in plans if p.acts for name, content in p.files.items()}
-    script = apply_script(plans, health.fragment(s) if check_health else "")
+    script = apply_script(prelude(s, action, holder(), getpass.getuser()), plans, check_health)
     try:
         result = remote.execute(c, script, pack(files))
     except (OSError, EOFError, SSHException) as error:

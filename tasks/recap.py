@@ -1,4 +1,9 @@
-"""What a run prints: a line per step as it is reported, and one recap line per host at the very end."""
+"""What a run prints: a line per step as it is reported, and one recap line per host at the very end.
+
+They go to stdout, or to stderr when a task prints a machine-readable document on stdout (--json).
+The exit code: 0 when every host succeeded, 75 when the only failures are locks held by other runs
+(try again later), 1 otherwise.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import atexit
 import os
 import sys
 from dataclasses import dataclass
+
+from tasks.lock import LOCKED_EXIT
 
 
 @dataclass
@@ -17,6 +24,18 @@ class Tally:
 
 # One tally per host for the whole `fab` run: Fabric calls the task once per host, the recap comes last.
 _tallies: dict[str, Tally] = {}
+_locked: set[str] = set()  # hosts whose run failed on another run's lock
+_stream = "stdout"
+
+
+def to_stderr() -> None:
+    """Print step and recap lines on stderr, leaving stdout to the task's document."""
+    global _stream
+    _stream = "stderr"
+
+
+def _out():
+    return getattr(sys, _stream)
 
 
 def step_line(host: str, step: str, status: str, message: str = "") -> str:
@@ -32,12 +51,18 @@ def report(host: str, step: str, status: str, message: str = "") -> None:
     """Count a step's outcome (ok, changed or failed) for the recap and print it."""
     tally = _tallies.setdefault(host, Tally())
     setattr(tally, status, getattr(tally, status) + 1)
-    print(step_line(host, step, status, message), flush=True)
+    print(step_line(host, step, status, message), file=_out(), flush=True)
+
+
+def locked(host: str, message: str) -> None:
+    """The run could not take the server's lock: a failure with its own exit code."""
+    _locked.add(host)
+    report(host, "lock", "failed", message)
 
 
 def note(host: str, message: str) -> None:
     """A line about a host that is no step outcome (e.g. "nothing to change")."""
-    print(f"{host}  {message}", flush=True)
+    print(f"{host}  {message}", file=_out(), flush=True)
 
 
 def failed_hosts() -> list[str]:
@@ -47,14 +72,15 @@ def failed_hosts() -> list[str]:
 def _finish() -> None:
     if not _tallies:
         return
-    print()
+    print(file=_out())
     for host, tally in _tallies.items():
-        print(recap_line(host, tally))
+        print(recap_line(host, tally), file=_out())
     sys.stdout.flush()
     sys.stderr.flush()
     # Tasks do not raise on a failed host, so the next hosts still run; the exit code comes from here.
-    if failed_hosts():
-        os._exit(1)
+    failed = failed_hosts()
+    if failed:
+        os._exit(LOCKED_EXIT if set(failed) <= _locked else 1)
 
 
 atexit.register(_finish)

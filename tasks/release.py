@@ -1,18 +1,35 @@
-"""push: a release of the app (code only) beside the others, its venv, and the atomic switch of `current`."""
+"""push: a release of the app (code only) beside the others, its venv, and the switch to it.
+
+A release is built under a hidden `.partial-<id>` name and renamed into `releases/<id>` only when
+complete, so nothing half-built is ever listed or pointed at. It keeps what shaped it in `.deploy/`
+(release.json, the rendered nginx site, supervisor program and gunicorn config, env.json) so that a
+rollback brings all of it back. It is imported, and its release command run, before `current` moves.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tasks import configs
 from tasks.settings import Settings
 from tasks.steps import Context, StepPlan, blocked
+from tasks.switch import META
 
-# Never part of a release: caches, local venvs, and the instance folder (shared data, linked in instead).
-EXCLUDED = {"__pycache__", ".git", ".venv", "venv", "instance", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+# Never part of a release: caches and local venvs (and the shared directories, linked in instead).
+EXCLUDED = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+
+# Runs the release command as the app user: app.env from the release's env.json (never on a command
+# line, where `ps` would show it), then `sh -c COMMAND`.
+_WITH_ENV = (
+    "import json, os, sys; os.environ.update(json.load(open(sys.argv[1])));"
+    ' os.execv("/bin/sh", ["sh", "-c", sys.argv[2]])'
+)
 
 
 @dataclass(frozen=True)
@@ -28,12 +45,19 @@ class AppSource:
         return (self.root / "requirements.txt").read_text()
 
 
-def read_source(root: Path) -> AppSource:
+def read_source(root: Path, shared_dirs: Iterable[str] = ("instance",)) -> AppSource:
+    """The files of a release: everything under root but caches and the shared directories."""
     files = []
     digest = hashlib.sha256()
+    shared = tuple(f"{d}/" for d in shared_dirs)
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if not path.is_file() or path.suffix == ".pyc" or EXCLUDED.intersection(relative.parts):
+        if (
+            not path.is_file()
+            or path.suffix == ".pyc"
+            or EXCLUDED.intersection(relative.parts)
+            or f"{relative.as_posix()}/".startswith(shared)
+        ):
             continue
         files.append(relative.as_posix())
         digest.update(f"{relative.as_posix()}\0{path.stat().st_mode & 0o100}\0".encode())
@@ -51,16 +75,40 @@ def current_release(s: Settings, facts) -> str | None:
     return target.rstrip("/").rsplit("/", 1)[-1] if target else None
 
 
-def current_venv(s: Settings, facts) -> str | None:
-    target = facts.link(f"{s.current}/.venv")
+def previous_release(s: Settings, facts) -> str | None:
+    target = facts.link(s.previous)
     return target.rstrip("/").rsplit("/", 1)[-1] if target else None
 
 
-def releases_to_prune(existing: list[str], new: str, previous: str | None, keep: int) -> list[str]:
-    """The oldest releases beyond `keep`; never the new one nor the previous one (the rollback target)."""
-    ordered = sorted(set(existing) | {new})
-    surplus = ordered[: max(0, len(ordered) - keep)]
-    return [r for r in surplus if r not in (new, previous)]
+def snapshot(s: Settings, cpu_count: int) -> dict[str, str]:
+    """The rendered configs that shape a release, as kept in its .deploy/ (names as in switch.SNAPSHOT)."""
+    return {
+        "nginx-site": configs.nginx_site(s),
+        "supervisor.conf": configs.supervisor_program(s),
+        "gunicorn.conf.py": configs.gunicorn_conf(s, cpu_count),
+    }
+
+
+def env_json(s: Settings) -> str:
+    return json.dumps(s.env, sort_keys=True)
+
+
+def fingerprint(s: Settings, app: AppSource, venv_id: str, cpu_count: int) -> str:
+    """Everything that makes a release what it is; a deploy whose fingerprint is live builds nothing."""
+    shape = [app.content_hash, venv_id, list(s.shared_dirs), env_json(s), *snapshot(s, cpu_count).values()]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+
+
+def releases_to_prune(releases: Iterable[str], keep: int, protected: Iterable[str | None]) -> list[str]:
+    """All but the `keep` newest releases (failed ones count too); never a protected one."""
+    # A rollback can make an old release current or previous: it stays, beside the `keep` newest.
+    ordered = sorted(set(releases))
+    return [r for r in ordered[: max(0, len(ordered) - keep)] if r not in set(protected)]
+
+
+def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> list[str]:
+    """The venvs no kept release runs on (including ones an interrupted run left unfinished)."""
+    return sorted(set(venv_dirs) - set(in_use))
 
 
 def plan_push(ctx: Context) -> StepPlan:
@@ -72,9 +120,8 @@ def plan_push(ctx: Context) -> StepPlan:
     )  # fmt: skip
     if prerequisite:
         return prerequisite
-    live = current_release(s, facts)
-    venv_changes = current_venv(s, facts) != ctx.venv_id
-    if live and live.endswith("-" + app.content_hash[:12]) and not venv_changes:
+    shape = fingerprint(s, app, ctx.venv_id, facts.cpu_count)
+    if facts.fingerprint == shape and ctx.venv_id in facts.venvs:
         return StepPlan("push")
 
     parts, files = [], {}
@@ -98,34 +145,62 @@ def plan_push(ctx: Context) -> StepPlan:
             f"touch {q(venv)}/.complete"
         )
     new = release_id(app.content_hash, ctx.now)
-    release = f"{s.releases_dir}/{new}"
+    release, partial = f"{s.releases_dir}/{new}", f"{s.releases_dir}/.partial-{new}"
     files.update({f"release/{name}": app.root / name for name in app.files})
-    check = (
-        f"runuser -u {q(s.name)} -- {q(release)}/.venv/bin/gunicorn --check-config --chdir {q(release)}"
-        f" {q(s.module)}"
-    )
+    meta = {
+        "id": new, "time": f"{ctx.now:%Y-%m-%dT%H:%M:%SZ}", "user": ctx.user, "host": ctx.control_host,
+        "venv": ctx.venv_id, "content": app.content_hash,
+    }  # fmt: skip
+    files[f"release/{META}/release.json"] = (json.dumps(meta) + "\n").encode()
+    files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
+    files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, facts.cpu_count).items()})
+    files["files/env.json"] = env_json(s).encode()
+
+    links = []
+    for d in s.shared_dirs:
+        shared = f"{s.shared_dir}/{d}"
+        links.append(
+            f"[ -d {q(shared)} ] || quiet install -d -o {q(s.name)} -g {q(s.name)} -m 750 {q(shared)}\n"
+            f'rm -rf {q(f"{partial}/{d}")}; mkdir -p "$(dirname {q(f"{partial}/{d}")})"\n'
+            f"ln -sfn {q(shared)} {q(f'{partial}/{d}')}"
+        )
+    # Leftovers of an interrupted run go first; then build aside, complete it, and rename it into place.
+    # Links come after chown/chmod, which would otherwise act on what they point at.
     parts.append(
-        f'rm -rf {q(release)}; quiet cp -a "$W/release" {q(release)}\n'
-        f"chown -R root:root {q(release)}; chmod -R u=rwX,go=rX {q(release)}\n"
-        f"ln -sfn {q(venv)} {q(release)}/.venv\n"
-        f"ln -sfn {q(s.shared_dir)}/instance {q(release)}/instance\n"
-        # Import the release as the app user before it can go live: a broken one is never switched to.
-        f'out=$(cd {q(release)} && {check} 2>&1) || die "release {new} does not load:'
-        f' $(printf "%s\\n" "$out" | grep -v "^\\s*$" | tail -n 1)"\n'
-        f"ln -sfn {q(release)} {q(s.current)}.tmp && mv -T {q(s.current)}.tmp {q(s.current)}"
-        f' || die "could not switch {s.current}"\n'
-        "CHANGED=1"
+        f"rm -rf {q(s.releases_dir)}/.partial-*\n"
+        f'RELEASE={q(new)}; quiet cp -a "$W/release" {q(partial)}\n'
+        f"chown -R root:root {q(partial)}; chmod -R u=rwX,go=rX {q(partial)}\n"
+        f'quiet install -m 640 -o root -g {q(s.name)} "$W/files/env.json" {q(partial)}/{META}/env.json\n'
+        f"ln -sfn {q(venv)} {q(partial)}/.venv\n"
+        + "\n".join(links)
+        + f"\n[ -e {q(release)} ] && die {q(f'release {new} exists already')}\n"
+        f"mv -T {q(partial)} {q(release)} || die {q(f'could not rename {partial}')}; BUILT={q(release)}"
     )
-    # A running app picks the release up: HUP re-reads the code; a new venv needs a new master. A stopped
-    # one stays stopped (supervisor_update starts it); one supervisorctl call, as each costs ~0.15 s.
-    action = "restart" if venv_changes else "signal HUP"
+    # The app user imports the release (with app.env) before it can go live: a broken one never is.
+    as_app = (
+        f"cd {q(release)} && runuser -u {q(s.name)} -- env -i HOME={q(s.base_dir)} LANG=C.UTF-8"
+        f" PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin VIRTUAL_ENV={q(release)}/.venv"
+        f" /usr/bin/python3 -c {q(_WITH_ENV)} {META}/env.json"
+    )
+    check = f"gunicorn --check-config --chdir {q(release)} {q(s.module)}"
     parts.append(
-        f"if ! out=$(supervisorctl {action} {q(s.name)} 2>&1); then\n"
-        '  case "$out" in *"not running"*|*"no such"*|*"refused"*) ;;\n'
-        f'  *) die "supervisorctl {action} {s.name}: $out" ;; esac\n'
-        "fi"
+        f"out=$({as_app} {q(check)} 2>&1)"
+        ' || fail_release "it does not load: $(printf "%s\n" "$out" | grep -v "^[[:space:]]*$" | tail -n 1)"'
     )
-    prune = releases_to_prune(facts.releases, new, live, s.keep_releases)
-    if prune:
-        parts.append("rm -rf " + " ".join(q(f"{s.releases_dir}/{r}") for r in prune))
+    if s.release_command:
+        parts.append(
+            f"command={q(s.release_command)}\n"
+            f'out=$({as_app} "$command" 2>&1) || {{ rc=$?\n'
+            "  fail_release \"release command '$command' exited $rc:"
+            ' $(printf "%s\n" "$out" | grep -v "^[[:space:]]*$" | tail -n 1)"\n}'
+        )
+    parts.append(f'switch_to {q(release)}\nreload_app "$LIVE_DIR" {q(release)}\nCHANGED=1')
+
+    live = current_release(s, facts)
+    prune = releases_to_prune([*facts.releases, new], s.keep_releases, (new, live))
+    kept = [r for r in [*facts.releases, new] if r not in prune]
+    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept if r != new] + [ctx.venv_id])
+    doomed = [f"{s.releases_dir}/{r}" for r in prune] + [f"{s.venvs_dir}/{v}" for v in venvs]
+    # Pruned at the very end of a successful run only (see pipeline.apply_script).
+    parts.append("PRUNE=(" + " ".join(q(p) for p in doomed) + ")")
     return StepPlan("push", "\n".join(parts), files)

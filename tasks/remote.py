@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-# Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`.
-MARKER = re.compile(r"^::(step|fail) (\S+) ?(.*)$")
+# Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`,
+# and `::note NAME message` (something the user should know, e.g. that the app was restarted).
+MARKER = re.compile(r"^::(step|fail|note) (\S+) ?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,9 @@ class Result:
 
 @dataclass(frozen=True)
 class Marker:
-    kind: str  # "step" or "fail"
+    kind: str  # "step", "fail" or "note"
     step: str
-    text: str  # the status of a "step", the message of a "fail"
+    text: str  # the status of a "step", the message of a "fail" or a "note"
 
 
 def parse_markers(stdout: str) -> list[Marker]:

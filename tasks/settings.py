@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ class Settings:
     health_timeout: int
     keep_releases: int
     apt_cache_valid_time: int
+    shared_dirs: tuple[str, ...]
+    release_command: str | None
+    env: dict[str, str] = field(repr=False)  # secret: never printed
 
     # Server layout. Everything the app owns lives under base_dir, except logs and runtime files.
     @property
@@ -44,6 +47,11 @@ class Settings:
     @property
     def current(self) -> str:
         return f"{self.base_dir}/current"
+
+    @property
+    def previous(self) -> str:
+        """The release that was live before the last switch: what `rollback` goes back to."""
+        return f"{self.base_dir}/previous"
 
     @property
     def shared_dir(self) -> str:
@@ -123,6 +131,41 @@ def _matching(pattern: str, what: str) -> Callable[[Any], str]:
     return check
 
 
+def _env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingError("must be a mapping of environment variable names to strings")
+    for key, text in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise SettingError(f"{key!r} is no environment variable name (letters, digits, _)")
+        if not isinstance(text, str) or "\0" in text:
+            raise SettingError(f"the value of {key} must be a string (quote it in YAML)")
+    return dict(value)
+
+
+# Names a release uses itself: a shared directory may not take them.
+_RESERVED = (".venv", ".deploy")
+
+
+def _shared_dirs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(d, str) for d in value):
+        raise SettingError("must be a list of directories relative to the app, like [instance]")
+    for d in value:
+        parts = d.split("/")
+        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", d) or {".", ".."} & set(parts) or parts[0] in _RESERVED:
+            raise SettingError(f"{d!r} is no plain relative directory (like uploads or data/files)")
+    return tuple(dict.fromkeys(value))
+
+
+def _optional_command(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or "\n" in value.strip():
+        raise SettingError("must be one shell command line, or null")
+    return value.strip()
+
+
 def _source_dir(value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise SettingError("must be the path of the Flask app's directory")
@@ -158,9 +201,14 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
     ("app", "threads"): ("threads", _integer(1, 256)),
     ("app", "health_path"): ("health_path", _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/'")),
     ("app", "health_timeout"): ("health_timeout", _integer(1, 600)),
+    ("app", "env"): ("env", _env),
     ("deploy", "keep_releases"): ("keep_releases", _integer(2, 100)),
     ("deploy", "apt_cache_valid_time"): ("apt_cache_valid_time", _integer(0, 10**7)),
+    ("deploy", "shared_dirs"): ("shared_dirs", _shared_dirs),
+    ("deploy", "release_command"): ("release_command", _optional_command),
 }
+# Never echoed in an error message: their values are secrets.
+_SECRET = {("app", "env")}
 
 
 def parse(config: Mapping[str, Any]) -> Settings:
@@ -172,14 +220,15 @@ def parse(config: Mapping[str, Any]) -> Settings:
         for key in given:
             if key not in known:
                 raise SettingError(f"{section}.{key}: unknown setting (known: {', '.join(known)}) {WHERE}")
-    for (section, key), (field, check) in _SCHEMA.items():
+    for (section, key), (attribute, check) in _SCHEMA.items():
         given = config.get(section) or {}
         if key not in given:
             raise SettingError(f"{section}.{key}: missing; set it {WHERE}")
         try:
-            values[field] = check(given[key])
+            values[attribute] = check(given[key])
         except SettingError as error:
-            raise SettingError(f"{section}.{key}: {error}, got {given[key]!r} {WHERE}") from None
+            got = "" if (section, key) in _SECRET else f", got {given[key]!r}"
+            raise SettingError(f"{section}.{key}: {error}{got} {WHERE}") from None
     return Settings(**values)
 
 

@@ -45,6 +45,8 @@ class Context:
     venv_id: str = ""  # the venv the app's requirements need on this server ("" outside push)
     wheels: tuple[Path, ...] = ()  # shipped when the server lacks that venv
     app: AppSource | None = None  # the local app when push runs
+    user: str = ""  # who runs the deploy (local user name), recorded with a release
+    control_host: str = ""  # the machine it runs from
 
     def runs(self, step: str) -> bool:
         """Whether `step` is part of this run (and so, by pipeline order, runs before later steps)."""

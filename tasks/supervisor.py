@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from tasks import configs
+from tasks import configs, health
 from tasks.release import current_release
 from tasks.settings import Settings
 from tasks.steps import Context, StepPlan, blocked
@@ -18,7 +18,7 @@ _WAIT_FOR_SUPERVISORD = (
 
 def ensure_running(s: Settings) -> str:
     """Wait out STARTING, start the program unless it runs; fail with the app's last error lines."""
-    name, log = shlex.quote(s.name), shlex.quote(s.error_log)
+    name = shlex.quote(s.name)
     return f"""
 program_state() {{ supervisorctl status {name} 2>/dev/null | awk '{{print $2}}'; }}
 for _ in $(seq 150); do
@@ -28,7 +28,7 @@ if [ "$state" != RUNNING ]; then
   supervisorctl start {name} >/dev/null 2>&1; CHANGED=1
   state=$(program_state)
   [ "$state" = RUNNING ] || die "{s.name} is ${{state:-unknown}} in supervisor;\\
- last lines of {s.error_log}: $(tail -n 5 {log} 2>/dev/null | tr '\\n' '|')"
+ {health.app_errors(s)}"
 fi""".strip()
 
 
@@ -73,15 +73,16 @@ esac
 
 
 def plan_restart(ctx: Context, hard: bool) -> StepPlan:
-    """restart: HUP (new workers on the current release, no dropped request) or, hard, stop and start."""
+    """restart: HUP and wait for the new workers (no dropped request) or, hard, stop and start."""
     s, facts = ctx.settings, ctx.facts
     prerequisite = blocked(ctx, "restart", facts.program_state is None, f"{s.name} is not deployed", "deploy")
     if prerequisite:
         return prerequisite
     name = shlex.quote(s.name)
-    action = f"supervisorctl restart {name}" if hard else f"supervisorctl signal HUP {name}"
-    script = f"""
+    if hard:
+        script = f"""
 state=$(supervisorctl status {name} 2>/dev/null | awk '{{print $2}}')
-if [ "$state" = RUNNING ]; then quiet {action}; CHANGED=1; fi
-{ensure_running(s)}"""
-    return StepPlan("restart", script.strip())
+if [ "$state" = RUNNING ]; then quiet supervisorctl restart {name}; CHANGED=1; fi"""
+    else:
+        script = 'reload_app "$LIVE_DIR" "$LIVE_DIR"; CHANGED=1'
+    return StepPlan("restart", f"{script.strip()}\n{ensure_running(s)}")

@@ -10,7 +10,7 @@ import yaml
 
 from tasks import configs, facts
 from tasks.packages import directories
-from tasks.release import read_source, release_id
+from tasks.release import fingerprint, read_source, release_id
 from tasks.settings import PROJECT_ROOT, Settings, parse
 from tasks.steps import PIPELINE, Context
 from tasks.wheels import Target, venv_id
@@ -56,8 +56,10 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> facts.Facts:
         f"path.{s.current}": f"L:{current}",
         f"path.{s.current}/.venv": f"L:{s.venvs_dir}/{vid}",
         f"path.{s.nginx_link}": f"L:{s.nginx_site}",
-        "releases": Path(current).name,
+        f"release.{Path(current).name}": f"{s.venvs_dir}/{vid}",
+        "fingerprint": fingerprint(s, app, vid, cpu_count),
         "venvs": vid,
+        "venv_dirs": vid,
         "program": "RUNNING 427",
         "nginx_active": "active",
         "nginx_pid": "328",

@@ -44,7 +44,7 @@ def test_supervisor_program(settings):
     )
     lines = text.splitlines()
     for line in ("user=flaskdemo", "autostart=true", "autorestart=true", "stopasgroup=true",
-                 "killasgroup=true", "directory=/srv/flaskdemo/current", "stdout_logfile_maxbytes=10MB",
+                 "killasgroup=true", "directory=/srv/flaskdemo", "stdout_logfile_maxbytes=10MB",
                  "stderr_logfile=/var/log/flaskdemo/error.log"):  # fmt: skip
         assert line in lines
 

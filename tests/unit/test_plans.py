@@ -1,12 +1,13 @@
 """Planning: facts of a server + desired state -> which steps act, without SSH."""
 
 from dataclasses import replace
+from datetime import timedelta
 
 from tasks import facts as facts_module
 from tasks.facts import Facts
 from tasks.pipeline import PLANNERS, plan
 from tasks.release import releases_to_prune
-from tests.unit.conftest import context, converged_facts, fresh_facts
+from tests.unit.conftest import NOW, context, converged_facts, fresh_facts
 
 
 def with_values(probed: Facts, **changes: str) -> Facts:
@@ -30,7 +31,7 @@ def test_a_fresh_server_needs_every_step(settings):
     assert "wheels/flask-3.1.3-py3-none-any.whl" in push.files
     assert "release/app.py" in push.files
     assert "--check-config" in push.script
-    assert push.script.index("--check-config") < push.script.index("mv -T")  # import before the switch
+    assert push.script.index("--check-config") < push.script.index("switch_to")  # import before the switch
 
 
 def test_a_converged_server_needs_nothing(settings):
@@ -80,15 +81,42 @@ def test_reload_in_deploy_only_when_nginx_config_may_change(settings):
     assert acting(plans) == ["enable_site", "reload_nginx"]
 
 
-def test_code_change_is_a_graceful_reload_and_a_new_venv_a_restart(settings):
-    probed = with_values(
-        converged_facts(settings), **{f"path__{settings.current}": "L:/srv/x/releases/1-old"}
+def test_code_change_builds_a_release_on_the_installed_venv_and_new_requirements_ship_wheels(settings):
+    converged = converged_facts(settings)
+    probed = with_values(converged, fingerprint="other code")
+    (push,) = plan(context(settings, probed, ("push",)), PLANNERS)
+    assert push.acts and not any(n.startswith("wheels/") for n in push.files)
+    assert "python3 -m venv" not in push.script and 'reload_app "$LIVE_DIR"' in push.script
+    assert "release/.deploy/release.json" in push.files and "files/env.json" in push.files
+    probed = with_values(probed, venvs="old", venv_dirs="old")
+    (push,) = plan(context(settings, probed, ("push",)), PLANNERS)
+    assert "python3 -m venv" in push.script and "wheels/requirements.txt" in push.files
+
+
+def test_a_new_app_env_makes_a_new_release(settings):
+    probed = converged_facts(settings)
+    assert not plan(context(settings, probed, ("push",)), PLANNERS)[0].acts
+    with_env = replace(settings, env={"SECRET_KEY": "s3cret"})
+    (push,) = plan(context(with_env, probed, ("push",)), PLANNERS)
+    assert push.acts and push.files["files/env.json"] == b'{"SECRET_KEY": "s3cret"}'
+    assert "s3cret" not in push.script  # the secret travels in a file (mode 640), never on a command line
+    assert "-m 640 -o root -g flaskdemo" in push.script
+
+
+def test_the_release_command_runs_as_the_app_user_in_the_release_before_the_switch(settings):
+    s = replace(settings, release_command="flask db upgrade")
+    probed = with_values(converged_facts(settings), fingerprint="other code")
+    (push,) = plan(context(s, probed, ("push",)), PLANNERS)
+    script = push.script
+    assert "command='flask db upgrade'" in script
+    assert "runuser -u flaskdemo" in script and "cd /srv/flaskdemo/releases/20261126T100000Z-" in script
+    assert script.index("--check-config") < script.index('"$command"') < script.index("switch_to")
+    # Built aside and renamed into place: nothing incomplete is ever listed.
+    assert (
+        script.index(".partial-")
+        < script.index("mv -T /srv/flaskdemo/releases/.partial-")
+        < script.index("--check-config")
     )
-    (push,) = plan(context(settings, probed, ("push",)), PLANNERS)
-    assert "supervisorctl signal HUP" in push.script and not any(n.startswith("wheels/") for n in push.files)
-    probed = with_values(probed, **{f"path__{settings.current}/.venv": "L:/srv/x/venvs/old"}, venvs="old")
-    (push,) = plan(context(settings, probed, ("push",)), PLANNERS)
-    assert "supervisorctl restart" in push.script and "wheels/requirements.txt" in push.files
 
 
 def test_changed_gunicorn_config_is_applied_by_supervisor_update(settings):
@@ -99,8 +127,35 @@ def test_changed_gunicorn_config_is_applied_by_supervisor_update(settings):
     assert not plan(context(replace(settings), probed, ("supervisor_update",)), PLANNERS)[0].acts
 
 
-def test_prune_keeps_the_newest_and_never_the_previous():
-    existing = ["1", "2", "3", "4", "5"]
-    assert releases_to_prune(existing, "6", "5", keep=5) == ["1"]
-    assert releases_to_prune(existing, "6", "1", keep=3) == ["2", "3"]
-    assert releases_to_prune([], "1", None, keep=5) == []
+def test_prune_keeps_the_newest_and_never_current_or_previous():
+    existing = ["1", "2", "3", "4", "5", "6"]
+    assert releases_to_prune(existing, 5, ("6", "5")) == ["1"]
+    assert releases_to_prune(existing, 3, ("6", "1")) == ["2", "3"]  # a rollback made "1" previous
+    assert releases_to_prune(["1"], 5, ("1", None)) == []
+
+
+def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
+    converged = converged_facts(settings)
+    live = converged.releases[-1]
+    venv_of_live = converged.release_venv(live)
+    # Five older releases, the newest two of them failed (their own venv "broken"); an unfinished venv too.
+    older = [f"20261120T00000{n}Z-aaaaaaaaaaaa" for n in range(5)]
+    values = {
+        f"release__{r}": f"{settings.venvs_dir}/{'broken' if n >= 3 else 'old'}" for n, r in enumerate(older)
+    }
+    probed = with_values(
+        converged, fingerprint="other code", venv_dirs=f"{venv_of_live} old broken half", **values,
+        **{f"path__{settings.previous}": f"L:{settings.releases_dir}/{older[0]}"},
+    )  # fmt: skip
+    later = replace(
+        context(replace(settings, keep_releases=3), probed, ("push",)), now=NOW + timedelta(hours=1)
+    )
+    (push,) = plan(later, PLANNERS)
+    prune_line = push.script.splitlines()[-1]
+    # Newest three: the new one, the live one, older[4] (failed): older[0..3] go although older[0] was
+    # previous (after this deploy the live one is), and with them the venvs no kept release uses.
+    for r in older[:4]:
+        assert f"{settings.releases_dir}/{r}" in prune_line
+    assert older[4] not in prune_line and live not in prune_line
+    assert f"{settings.venvs_dir}/old" in prune_line and f"{settings.venvs_dir}/half" in prune_line
+    assert f"{settings.venvs_dir}/broken " not in prune_line + " " and venv_of_live not in prune_line

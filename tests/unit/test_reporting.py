@@ -40,10 +40,40 @@ def test_outcome_counts_steps_and_stops_at_the_first_failure(capsys):
 
 
 def test_apply_script_runs_only_acting_steps_and_reports_each():
-    script = apply_script([StepPlan("provision"), StepPlan("push", "CHANGED=1")], "true")
+    script = apply_script(
+        "PRELUDE", [StepPlan("provision"), StepPlan("push", "CHANGED=1")], check_health=True
+    )
+    assert script.startswith("PRELUDE\n")
     assert "STEP=provision" not in script
     assert "STEP=push; CHANGED=0\nCHANGED=1\nstep_done" in script
-    assert script.rstrip().endswith("STEP=health; CHANGED=0\ntrue\nstep_done")
+    assert "STEP=health; CHANGED=0\ngate\nstep_done" in script
+    assert script.rstrip().endswith('record ok "${live:+from $live}"')
+
+
+def test_json_mode_keeps_stdout_for_the_document_and_a_lock_exits_75(capsys):
+    recap.to_stderr()
+    try:
+        recap.locked("h-locked", "locked by alice@laptop (deploy) since 2026-11-26T10:00:00Z")
+    finally:
+        recap._stream = "stdout"
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err == "h-locked  lock  failed: locked by alice@laptop (deploy) since 2026-11-26T10:00:00Z\n"
+    )
+    assert recap._locked == {"h-locked"}
+    del recap._tallies["h-locked"]
+    recap._locked.clear()
+
+
+def test_notes_are_printed_after_their_step(capsys):
+    stdout = "::note push other dependencies: gunicorn restarted\n::step push changed\n"
+    assert report_outcome("h-note", ["push"], {"push"}, Result(0, stdout, ""))
+    assert capsys.readouterr().out.splitlines() == [
+        "h-note  push  changed",
+        "h-note  push: other dependencies: gunicorn restarted",
+    ]
+    del recap._tallies["h-note"]
 
 
 def test_pack_makes_a_tar_owned_by_root(tmp_path):

@@ -36,6 +36,15 @@ def test_defaults_from_invoke_yaml_are_valid():
         ("app", "workers", 0, "app.workers: must be an integer 1-256"),
         ("app", "health_path", "health", "app.health_path: must be a URL path"),
         ("deploy", "keep_releases", 1, "deploy.keep_releases: must be an integer 2-100"),
+        ("app", "env", ["SECRET"], "app.env: must be a mapping of environment variable names to strings"),
+        ("app", "env", {"1X": "a"}, "app.env: '1X' is no environment variable name"),
+        ("app", "env", {"PORT": 80}, "app.env: the value of PORT must be a string (quote it in YAML)"),
+        ("deploy", "shared_dirs", "instance", "deploy.shared_dirs: must be a list of directories"),
+        ("deploy", "shared_dirs", ["../etc"], "deploy.shared_dirs: '../etc' is no plain relative directory"),
+        ("deploy", "shared_dirs", ["/var/data"], "deploy.shared_dirs: '/var/data' is no plain relative"),
+        ("deploy", "shared_dirs", [".deploy"], "deploy.shared_dirs: '.deploy' is no plain relative"),
+        ("deploy", "release_command", "a\nb", "deploy.release_command: must be one shell command line"),
+        ("deploy", "release_command", ["flask", "db"], "deploy.release_command: must be one shell command"),
     ],
 )
 def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
@@ -65,3 +74,25 @@ def test_load_turns_a_bad_value_into_a_clean_exit_code_2():
         load(c)
     assert error.value.code == 2
     assert error.value.message.startswith("app.port:")
+
+
+def test_the_new_release_settings_and_their_defaults():
+    s = parse(default_config())
+    assert s.env == {} and s.shared_dirs == ("instance",) and s.release_command is None
+    s = parse(
+        with_value("deploy", "shared_dirs", ["instance", "static/uploads", "instance"])
+        | {"app": {**default_config()["app"], "env": {"SECRET_KEY": "x"}}}
+    )
+    assert s.shared_dirs == ("instance", "static/uploads") and s.env == {"SECRET_KEY": "x"}
+    assert parse(with_value("deploy", "release_command", "  flask db upgrade ")).release_command == (
+        "flask db upgrade"
+    )
+
+
+def test_app_env_values_are_never_printed():
+    config = with_value("app", "env", {"SECRET_KEY": "hunter2", "bad name": "hunter2"})
+    with pytest.raises(SettingError) as error:
+        parse(config)
+    assert "hunter2" not in str(error.value)
+    config["app"]["env"] = {"SECRET_KEY": "hunter2"}
+    assert "hunter2" not in repr(parse(config))

@@ -1,0 +1,51 @@
+"""Test app of the release tests. What it serves comes from release.json, written by tests/apps/versions.py.
+
+Routes: `/` the version's page, `/health` "ok", `/pid` the worker's PID (to tell old workers from new),
+`/count` a counter in SQLite under Flask's instance folder (data that must survive every release).
+"""
+
+import json
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from flask import Flask
+
+RELEASE = json.loads(Path(__file__).with_name("release.json").read_text())
+if RELEASE["broken"]:
+    raise RuntimeError(f"release {RELEASE['version']} is broken on purpose: it raises at import")
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index() -> str:
+    return RELEASE["page"]
+
+
+@app.get("/health")
+def health() -> tuple[str, int]:
+    if RELEASE.get("unhealthy"):
+        return "unhealthy on purpose", 500
+    return "ok", 200
+
+
+@app.get("/pid")
+def pid() -> str:
+    return str(os.getpid())
+
+
+@app.get("/count")
+def count() -> str:
+    """Add one to the counter and return it; workers and threads share it through SQLite's locking."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    path = os.path.join(app.instance_path, "counter.db")
+    with closing(sqlite3.connect(path, timeout=10, isolation_level=None)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER)")
+        db.execute("INSERT OR IGNORE INTO counter VALUES (1, 0)")
+        db.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        (value,) = db.execute("SELECT n FROM counter").fetchone()
+        db.execute("COMMIT")
+    return str(value)
