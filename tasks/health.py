@@ -43,4 +43,4 @@ def check_command(s: Settings, timeout: float) -> str:
 def app_errors(s: Settings) -> str:
     """Shell expansion: the app's last error lines for a failure message, without gunicorn's [INFO] lines."""
     lines = f"grep -v '\\[INFO\\]' {shlex.quote(s.error_log)} 2>/dev/null | tail -n 5"
-    return f"last lines of {s.error_log}: $({lines} | tr '\\n' '|')"
+    return f"last lines of {s.error_log}: $({lines} | tr '\\n' '|' | grep . || echo none)"
