@@ -65,7 +65,7 @@ def _build(target: Path, log) -> None:
     shutil.rmtree(work, ignore_errors=True)
     rootfs, repo = work / "rootfs", work / "repo"
     work.mkdir(parents=True)
-    log(f"sandbox: building Debian {SUITE} image in {target} (once; about 2 minutes)")
+    log(f"sandbox: building Debian {SUITE} image in {target} (once; about a minute)")
     include = ",".join(BASE_PACKAGES + SERVER_PACKAGES)
     _run("debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(rootfs))
     repo.mkdir()
