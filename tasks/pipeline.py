@@ -65,7 +65,14 @@ def prelude(s: Settings, action: str, holder: str, user: str) -> str:
         r"""record() {  # RESULT DETAIL
   [ -z "$ACTION" ] || history_append "$WHO" "${RELEASE:--}" "$ACTION" "$1" "$2" 2>/dev/null || true
 }
-die() { echo "::fail $STEP $*"; record failed "$STEP: $*"; exit 1; }
+die() {  # a failure after this run switched releases puts the one that was live back (switch_back)
+  local message="$*"
+  if switch_back; then
+    mark_failed "$STEP: $message"
+    message="$message; switched back to ${LIVE_DIR##*/}"
+  fi
+  echo "::fail $STEP $message"; record failed "$STEP: $message"; exit 1
+}
 step_done() { if [ "$CHANGED" = 1 ]; then echo "::step $STEP changed"; else echo "::step $STEP ok"; fi; }
 quiet() {
   local out

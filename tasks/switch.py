@@ -64,7 +64,8 @@ RELOAD_TIMEOUT = 60  # gunicorn's graceful_timeout (30 s) for old workers to fin
 
 
 def functions(s: Settings) -> str:
-    """Bash functions: set_link, switch_to, reload_app, restore_configs, go_live, fail_release, gate."""
+    """Bash functions: set_link, switch_to, reload_app, restore_configs, go_live, fail_release, gate,
+    mark_failed, switch_back."""
     q = shlex.quote
     current, previous, name = q(s.current), q(s.previous), q(s.name)
     restore = "\n".join(
@@ -127,7 +128,7 @@ go_live() {{  # RELEASE_DIR: make it the live release, with its own configs
 }}
 fail_release() {{  # REASON: the release of this run failed; say which is live, keep the reason with it
   local live=${{LIVE_DIR##*/}}
-  if [ -n "$BUILT" ]; then printf '%s\\n' "$1" > "$BUILT/{META}/failed"; fi
+  mark_failed "$1"
   die "release $RELEASE failed: $1; live: ${{live:-none}}"
 }}
 gate() {{  # the health check through nginx; after a switch in this run, a failure switches back
@@ -136,10 +137,17 @@ gate() {{  # the health check through nginx; after a switch in this run, a failu
   why="GET {health.url(s)} (Host: {s.health_host}) answered $status for {s.health_timeout} s;\\
  {health.app_errors(s)}"
   [ -n "$SWITCHED" ] || die "$why"
-  if [ -n "$LIVE_DIR" ]; then
-    go_live "$LIVE_DIR"; set_link {previous} "$PREVIOUS_DIR"
+  if switch_back; then
     back=$({health.check_command(s, s.health_timeout)}) || why="$why; ${{LIVE_DIR##*/}} fails too: $back"
   fi
   fail_release "$why"
+}}
+mark_failed() {{  # REASON: kept with the release this run built, for `releases` to show
+  [ -z "$BUILT" ] || printf '%s\\n' "$1" > "$BUILT/{META}/failed"
+}}
+switch_back() {{  # after a failure in this run, the release that was live goes live again (once)
+  [ -n "$SWITCHED" ] && [ -n "$LIVE_DIR" ] || return 1
+  SWITCHED=""  # a failure while switching back must not try again
+  go_live "$LIVE_DIR"; set_link {previous} "$PREVIOUS_DIR"; SWITCHED=""
 }}
 """

@@ -326,6 +326,26 @@ def test_a_release_failing_the_health_check_is_switched_back_under_load(site: Si
     assert [r["id"] for r in site.releases() if r["current"]] == [good_id]
 
 
+def test_a_deploy_failing_after_its_switch_puts_the_live_release_back(site: Site, versions):
+    good, moved = versions.make("late-a"), versions.make("late-b", port=PORT + 2)
+    good_id = site.deploy(good)
+    # A stray site claiming port 80's default server too: nginx -t now rejects every config, so the
+    # deploy of `moved` (a new port, so a new nginx site) fails in enable_site, after push switched.
+    stray = "/etc/nginx/sites-enabled/zz-stray"
+    site.ssh(f"printf 'server {{ listen 80 default_server; }}\\n' > {stray}")
+    try:
+        run = site.fab("deploy", version=moved)
+    finally:
+        site.ssh(f"rm -f {stray}")
+
+    assert run.code == 1, str(run)
+    assert "enable_site" in run.output and f"switched back to {good_id}" in run.output, str(run)
+    assert [r["id"] for r in site.releases() if r["current"]] == [good_id]
+    assert site.get("/") == (200, good.page)
+    listening = site.ssh("ss -ltn")
+    assert f"127.0.0.1:{PORT} " in listening and f"127.0.0.1:{PORT + 2} " not in listening, listening
+
+
 def test_rollback_brings_back_the_nginx_site_and_program_of_the_release(site: Site, versions):
     before, moved = versions.make("port-a"), versions.make("port-b", port=PORT + 1)
     before_id = site.deploy(before)
