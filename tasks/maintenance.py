@@ -6,7 +6,7 @@ import shlex
 
 from fabric import Connection, task
 
-from tasks import settings
+from tasks import recap, settings
 from tasks.pipeline import converge, host_name, inspect
 from tasks.supervisor import plan_restart
 
@@ -24,7 +24,7 @@ def _show(c: Connection, step: str, script: str) -> None:
     host = host_name(c)
     stdout = inspect(c, step, script)
     for line in (stdout or "").splitlines():
-        print(f"{host}  {line}")
+        recap.note(host, line)
 
 
 @task

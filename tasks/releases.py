@@ -156,5 +156,9 @@ def history(c: Connection, json: bool = False) -> None:
 
 
 def _print(host: str, text: str, as_json: bool) -> None:
-    """A JSON document alone on its line (one per host); a table with each line led by the host."""
-    print(text if as_json else "\n".join(f"{host}  {line}" for line in text.splitlines()), flush=True)
+    """A JSON document alone on its line (one per host) on stdout; a table with each line led by the host."""
+    if as_json:
+        print(text, flush=True)
+    else:
+        for line in text.splitlines():
+            recap.note(host, line)
