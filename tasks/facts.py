@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from tasks import health, lock
-from tasks.settings import Settings
+from tasks.settings import META, Settings
 
 PACKAGES = ("nginx", "supervisor", "python3-venv")
 NGINX_DEFAULT = "/etc/nginx/sites-available/default"
@@ -87,7 +87,7 @@ def probe_script(s: Settings, with_health: bool = False, holder: str = "", actio
         # Each release (never a hidden .partial one being built) with the venv it runs on.
         f'for d in {q(s.releases_dir)}/*/; do [ -d "$d" ] || continue; r=${{d%/}};'
         ' echo "release.${r##*/}=$(readlink "$d.venv")"; done',
-        f'echo "fingerprint=$(cat {q(s.current)}/.deploy/fingerprint 2>/dev/null)"',
+        f'echo "fingerprint=$(cat {q(s.current)}/{META}/fingerprint 2>/dev/null)"',
         f'echo "venv_dirs=$(ls -1 {q(s.venvs_dir)} 2>/dev/null | tr "\\n" " ")"',
         f'echo "venvs=$(cd {q(s.venvs_dir)} 2>/dev/null && ls -1d */.complete 2>/dev/null'
         ' | cut -d/ -f1 | tr "\\n" " ")"',

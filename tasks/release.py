@@ -17,9 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks import configs
-from tasks.settings import Settings
+from tasks.settings import META, Settings
 from tasks.steps import Context, StepPlan, blocked
-from tasks.switch import META
 
 # Never part of a release: caches and local venvs (and the shared directories, linked in instead).
 EXCLUDED = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"}

@@ -12,9 +12,8 @@ from tasks import history as deploy_history
 from tasks import recap, settings
 from tasks.pipeline import converge, host_name, inspect
 from tasks.release import current_release, previous_release
-from tasks.settings import Settings
+from tasks.settings import META, Settings
 from tasks.steps import Context, StepPlan, blocked
-from tasks.switch import META
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,10 @@ def _env(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+# Inside each release: what shaped it (release.json, fingerprint, rendered configs, env.json, failed).
+META = ".deploy"
 # Names a release uses itself: a shared directory may not take them.
-_RESERVED = (".venv", ".deploy")
+_RESERVED = (".venv", META)
 
 
 def _shared_dirs(value: Any) -> tuple[str, ...]:

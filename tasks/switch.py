@@ -11,10 +11,8 @@ import shlex
 
 from tasks import health
 from tasks.facts import NGINX_LOADED_STAMP
-from tasks.settings import Settings
+from tasks.settings import META, Settings
 
-# A release keeps what shaped it under this directory: release.json, the rendered configs, env.json.
-META = ".deploy"
 SNAPSHOT = {
     "nginx-site": "nginx_site",
     "supervisor.conf": "supervisor_conf",
