@@ -157,6 +157,10 @@ class Facts:
         value = self.path(path)
         return value[2:] if value.startswith("L:") else None
 
+    def link_name(self, path: str) -> str | None:
+        """The name a symlink points at (a release or venv id); None when path is no symlink."""
+        return target_name(self.link(path))
+
     def directory(self, path: str) -> str | None:
         """'owner:group:mode' of a directory, None when it is no directory."""
         value = self.path(path)
@@ -169,8 +173,7 @@ class Facts:
 
     def release_venv(self, release: str) -> str | None:
         """The id of the venv a release runs on."""
-        target = self.get(f"release.{release}").rstrip("/")
-        return target.rsplit("/", 1)[-1] if target else None
+        return target_name(self.get(f"release.{release}"))
 
     @property
     def venv_dirs(self) -> set[str]:
@@ -216,6 +219,11 @@ class Facts:
     @property
     def healthy(self) -> bool:
         return self.get("health") == "200"
+
+
+def target_name(target: str | None) -> str | None:
+    """The last part of a link target: /srv/app/releases/ID/ -> ID; None for no target."""
+    return target.rstrip("/").rsplit("/", 1)[-1] if target else None
 
 
 def parse_probe(stdout: str) -> Facts:

@@ -70,13 +70,11 @@ def release_id(content_hash: str, now: datetime) -> str:
 
 
 def current_release(s: Settings, facts) -> str | None:
-    target = facts.link(s.current)
-    return target.rstrip("/").rsplit("/", 1)[-1] if target else None
+    return facts.link_name(s.current)
 
 
 def previous_release(s: Settings, facts) -> str | None:
-    target = facts.link(s.previous)
-    return target.rstrip("/").rsplit("/", 1)[-1] if target else None
+    return facts.link_name(s.previous)
 
 
 def snapshot(s: Settings, cpu_count: int) -> dict[str, str]:

@@ -10,6 +10,7 @@ from fabric import Connection, task
 
 from tasks import history as deploy_history
 from tasks import recap, settings
+from tasks.facts import target_name
 from tasks.pipeline import converge, host_name, inspect
 from tasks.release import current_release, previous_release
 from tasks.settings import META, Settings
@@ -52,7 +53,7 @@ def parse_listing(stdout: str) -> list[Release]:
         if key == "release":
             rows.append((value.split("\t") + ["", ""])[:3])
         elif key in ("current", "previous"):
-            links[key] = value.rstrip("/").rsplit("/", 1)[-1]
+            links[key] = target_name(value) or ""
     releases = []
     for release_id, meta_text, failed in sorted(rows):
         try:
