@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabric import Connection
-from paramiko import SSHException
 
 from tasks import history, lock, recap, remote, settings, switch
 from tasks.boot import plan_enable_boot
@@ -159,8 +158,7 @@ def report_outcome(host: str, names: Sequence[str], acting: set[str], result: re
             if marker is None and failure and failure.step not in names:  # failed before any step started
                 marker = failure
             if marker is None:
-                lines = [line for line in result.stderr.splitlines() if line.strip()]
-                reason = lines[-1] if lines else f"the apply script exited {result.code}"
+                reason = result.last_error(otherwise=f"the apply script exited {result.code}")
                 recap.report(host, name, "failed", f"stopped: {reason}")
             else:
                 report_failure(host, marker)
@@ -190,11 +188,11 @@ def inspect(c: Connection, step: str, script: str) -> str | None:
     host = host_name(c)
     try:
         result = remote.execute(c, script)
-    except (OSError, EOFError, SSHException) as error:
+    except remote.CONNECTION_ERRORS as error:
         recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
         return None
     if result.code != 0:
-        recap.report(host, step, "failed", (result.stderr.strip().splitlines() or ["no output"])[-1])
+        recap.report(host, step, "failed", result.last_error())
         return None
     recap.report(host, step, "ok")
     return result.stdout
@@ -222,7 +220,7 @@ def _converge(c: Connection, steps: Sequence[str], action: str, planners: Mappin
     app = read_source(s.src, s.shared_dirs) if "push" in steps else None
     try:
         probed = remote.execute(c, probe_script(s, check_health, holder(), action))
-    except (OSError, EOFError, SSHException) as error:
+    except remote.CONNECTION_ERRORS as error:
         recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
         return False
     if probed.code != 0:
@@ -230,7 +228,7 @@ def _converge(c: Connection, steps: Sequence[str], action: str, planners: Mappin
         if failure:
             report_failure(host, failure)
         else:
-            recap.report(host, "probe", "failed", (probed.stderr.strip().splitlines() or ["no output"])[-1])
+            recap.report(host, "probe", "failed", probed.last_error())
         return False
     facts = parse_probe(probed.stdout)
     if not facts.python:
@@ -267,7 +265,7 @@ def _converge(c: Connection, steps: Sequence[str], action: str, planners: Mappin
     script = apply_script(prelude(s, action, holder(), getpass.getuser()), plans, check_health)
     try:
         result = remote.execute(c, script, pack(files))
-    except (OSError, EOFError, SSHException) as error:
+    except remote.CONNECTION_ERRORS as error:
         recap.report(host, "apply", "failed", f"connection lost: {type(error).__name__}: {error}")
         return False
     return report_outcome(host, names, acting, result)

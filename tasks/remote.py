@@ -10,6 +10,10 @@ import shlex
 from dataclasses import dataclass
 
 from fabric import Connection
+from paramiko import SSHException
+
+# What reaching a host can raise: refused, unreachable, cut, or the SSH layer giving up.
+CONNECTION_ERRORS = (OSError, EOFError, SSHException)
 
 # Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`,
 # and `::note NAME message` (something the user should know, e.g. that the app was restarted).
@@ -21,6 +25,11 @@ class Result:
     code: int
     stdout: str
     stderr: str
+
+    def last_error(self, otherwise: str = "no output") -> str:
+        """The last non-blank line of stderr: what a failed command said last."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else otherwise
 
 
 @dataclass(frozen=True)
