@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,17 +51,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _poll(done: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Ask done() until it says yes or `timeout` seconds have passed; whether it said yes."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def _answers(address: str, port: int, banner: bytes = b"") -> bool:
+    """Whether a TCP port accepts a connection (and greets with `banner`, when given)."""
+    try:
+        with socket.create_connection((address, port), timeout=1) as s:
+            s.settimeout(2)
+            return not banner or s.recv(64).startswith(banner)
+    except OSError:
+        return False
+
+
 def _kill_pid(pid: int | None) -> None:
     if pid and _pid_alive(pid):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 5
-        while _pid_alive(pid) and time.monotonic() < deadline:
+
+        def gone() -> bool:
             _reap(pid)
-            time.sleep(0.05)
-        if _pid_alive(pid):
+            return not _pid_alive(pid)
+
+        if not _poll(gone, 5):
             os.kill(pid, signal.SIGKILL)
         _reap(pid)
 
@@ -180,18 +202,8 @@ class Sandbox:
 
     def wait_for_ssh(self, timeout: float = BOOT_TIMEOUT) -> None:
         """Wait until sshd answers with its banner."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.runner_pid and not _pid_alive(self.runner_pid):
-                _reap(self.runner_pid)
-            try:
-                with socket.create_connection((self.address, 22), timeout=1) as s:
-                    s.settimeout(2)
-                    if s.recv(64).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if _poll(lambda: _answers(self.address, 22, b"SSH-"), timeout, 0.1):
+            return
         log = (self.dir / "console.log").read_text(errors="replace")[-2000:]
         raise SandboxError(f"{self.name}: sshd did not answer within {timeout:.0f} s\n{log}")
 
@@ -202,9 +214,7 @@ class Sandbox:
         unified = CGROUP_ROOTS[0] / self.cgroup
         if unified.exists():
             (unified / "cgroup.kill").write_text("1")
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _cgroup_busy(unified):
-                time.sleep(0.05)
+            _poll(lambda: not _cgroup_pids(unified), 10)
         if self.runner_pid:
             _reap(self.runner_pid)
             self.runner_pid = None
@@ -233,16 +243,14 @@ class Sandbox:
         """`systemctl reboot` from inside, then wait until the new boot's sshd answers."""
         self.ssh("touch /run/sandbox-before-reboot")
         self.ssh("systemctl reboot", check=False)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-            try:
-                self.wait_for_ssh(timeout=max(1, deadline - time.monotonic()))
-                if self.ssh("test ! -e /run/sandbox-before-reboot", check=False).returncode == 0:
-                    return
-            except SandboxError:
-                continue
-        raise SandboxError(f"{self.name}: did not come back from reboot")
+
+        def new_boot_answers() -> bool:
+            return _answers(self.address, 22, b"SSH-") and (
+                self.ssh("test ! -e /run/sandbox-before-reboot", check=False).returncode == 0
+            )
+
+        if not _poll(new_boot_answers, BOOT_TIMEOUT, 0.2):
+            raise SandboxError(f"{self.name}: did not come back from reboot")
 
     # ---- SSH latency -----------------------------------------------------------------------------
     def set_latency(self, rtt_ms: int) -> None:
@@ -257,15 +265,8 @@ class Sandbox:
                 "--listen", f"0.0.0.0:{PROXY_PORT}", "--to", "127.0.0.1:22", "--rtt-ms", str(rtt_ms),
             ]  # fmt: skip
             self.proxy_pid = _spawn(proxy, self.dir / "latency.log")
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection((self.address, PROXY_PORT), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SandboxError(f"{self.name}: latency proxy did not start") from None
-                    time.sleep(0.05)
+            if not _poll(lambda: _answers(self.address, PROXY_PORT), 10):
+                raise SandboxError(f"{self.name}: latency proxy did not start")
         self.lab.write_ssh_config()
         self.lab.save()
 
@@ -303,10 +304,6 @@ def _cgroup_pids(cgroup: Path) -> list[int]:
         except OSError:
             continue
     return pids
-
-
-def _cgroup_busy(cgroup: Path) -> bool:
-    return bool(_cgroup_pids(cgroup))
 
 
 def _remove_cgroup(cgroup: Path) -> None:
