@@ -12,11 +12,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,16 +66,6 @@ def get(url: str, host_header: str | None = None) -> str | None:
             return answer.read().decode()
     except (OSError, urllib.error.URLError):
         return None
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until condition() holds; return the seconds it took, fail after `timeout`."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def remote(sandbox: Sandbox, command: str) -> str:
@@ -155,7 +146,7 @@ def test_enable_site_restores_a_deleted_link_and_reload_nginx_makes_it_live(depl
     sandbox, _ = deployed
     # Take the site down for real: no link, and nginx reloaded without it.
     sandbox.ssh("rm /etc/nginx/sites-enabled/flaskdemo && systemctl reload nginx")
-    wait_for(lambda: not serves_sample(sandbox), 10, "site gone after removing its link")
+    wait_until(lambda: not serves_sample(sandbox), 10, "site gone after removing its link")
     result = fab(sandbox, "enable_site")
     succeeded(result, sandbox.name, changed=1)
     assert (
@@ -164,7 +155,7 @@ def test_enable_site_restores_a_deleted_link_and_reload_nginx_makes_it_live(depl
     )
     assert not serves_sample(sandbox)  # linked, validated, but not live before a reload
     succeeded(fab(sandbox, "reload_nginx"), sandbox.name, changed=1)
-    wait_for(lambda: serves_sample(sandbox), 10, "site live after reload_nginx")
+    wait_until(lambda: serves_sample(sandbox), 10, "site live after reload_nginx")
     succeeded(fab(sandbox, "reload_nginx"), sandbox.name, changed=0)
 
 
@@ -172,17 +163,18 @@ def test_a_killed_gunicorn_master_is_replaced_within_10_seconds(deployed):
     sandbox, _ = deployed
     master = gunicorn_master(sandbox)
     sandbox.ssh(f"kill -9 {master}")
-    took = wait_for(
+    killed = time.monotonic()
+    wait_until(
         lambda: serves_sample(sandbox) and gunicorn_master(sandbox) not in ("", "0", master), 10,
         "site answering again from a new gunicorn master",
     )  # fmt: skip
-    print(f"site back {took:.1f} s after kill -9 of the gunicorn master")
+    print(f"site back {time.monotonic() - killed:.1f} s after kill -9 of the gunicorn master")
 
 
 def test_the_site_comes_back_after_a_reboot(deployed):
     sandbox, _ = deployed
     sandbox.reboot()
-    wait_for(lambda: serves_sample(sandbox), 30, "site answering after reboot")
+    wait_until(lambda: serves_sample(sandbox), 30, "site answering after reboot")
     assert remote(sandbox, "stat -c %U /run/flaskdemo") == "flaskdemo"  # tmpfiles.d recreated it
     succeeded(fab(sandbox, "deploy"), sandbox.name, changed=0)
 

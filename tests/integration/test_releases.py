@@ -29,6 +29,7 @@ import pytest
 
 from tests.apps.versions import AppVersions, Version
 from tests.load import Load
+from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -176,17 +177,6 @@ def assert_nothing_failed(load: Load) -> None:
 
 def worker_pids(site: Site, requests: int = 40) -> set[str]:
     return {site.get("/pid")[1] for _ in range(requests)}
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(interval)
 
 
 def release_time(release_id: str) -> datetime:
