@@ -13,27 +13,21 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from tests import fab
 from tests.sandbox.lab import Lab, Sandbox
-
-ROOT = Path(__file__).resolve().parents[1]
-FAB = Path(sys.executable).with_name("fab")
 
 
 def fab_deploy(lab: Lab, sandbox: Sandbox, override: Path) -> float:
-    started = time.monotonic()
-    subprocess.run(
-        [str(FAB), "-S", str(lab.ssh_config), "-H", sandbox.name, "-f", str(override), "deploy"],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return time.monotonic() - started
+    done = fab.run(lab.ssh_config, sandbox.name, "-f", str(override), "deploy")
+    if done.code != 0:
+        raise SystemExit(str(done))
+    return done.seconds
 
 
 def main() -> None:
@@ -44,7 +38,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     app = work / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "instance"))
+    shutil.copytree(fab.ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "instance"))
     override = work / "override.yaml"
     override.write_text(yaml.safe_dump({"app": {"src": str(app)}}))
     times: dict[tuple[int, str], list[float]] = {}

@@ -1,4 +1,7 @@
-"""Deploy a Flask app to Debian/Ubuntu servers: nginx -> gunicorn (127.0.0.1) -> Flask, under supervisor."""
+"""Deploy a Flask app to Debian servers: nginx -> gunicorn (127.0.0.1) -> Flask, under supervisor.
+
+How the package is laid out, and how to add a step: tasks/README.md.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,7 @@ from tasks import deploy, maintenance, releases
 def namespace() -> Collection:
     """Every task at the top level, under the contract's names (`fab backup_default`)."""
     return Collection(
-        deploy.deploy, deploy.provision, deploy.push, deploy.backup_default, deploy.enable_site,
-        deploy.reload_nginx, deploy.supervisor_update, deploy.enable_boot,
+        deploy.deploy, *deploy.STEP_TASKS,
         maintenance.restart, maintenance.status, maintenance.logs,
         releases.rollback, releases.releases, releases.history,
     )  # fmt: skip

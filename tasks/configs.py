@@ -1,4 +1,7 @@
-"""Render the Jinja2 templates in configs/ (nginx site, supervisor program, gunicorn config, tmpfiles)."""
+"""Render the Jinja2 templates in configs/ (nginx site, supervisor program, gunicorn config, tmpfiles).
+
+Templates see `s` (the settings), `paths` (the layout on the server) and a few computed values.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 
+from tasks.layout import HTTP_PORT, META, Layout
 from tasks.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "configs"
@@ -24,28 +28,31 @@ def workers(s: Settings, cpu_count: int) -> int:
     return s.workers if s.workers is not None else 2 * cpu_count + 1
 
 
-def render(template: str, s: Settings, cpu_count: int = 1) -> str:
+def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1) -> str:
     return _env.get_template(template).render(
         s=s,
+        paths=paths,
+        meta=META,
+        http_port=HTTP_PORT,
         workers=workers(s, cpu_count),
         default_server=s.server_name == "_",  # a catch-all site replaces nginx's default one
     )
 
 
-def gunicorn_conf(s: Settings, cpu_count: int) -> str:
-    return render("gunicorn.conf.py.j2", s, cpu_count)
+def gunicorn_conf(s: Settings, paths: Layout, cpu_count: int) -> str:
+    return render("gunicorn.conf.py.j2", s, paths, cpu_count)
 
 
-def nginx_site(s: Settings) -> str:
-    return render("nginx-site.conf.j2", s)
+def nginx_site(s: Settings, paths: Layout) -> str:
+    return render("nginx-site.conf.j2", s, paths)
 
 
-def supervisor_program(s: Settings) -> str:
-    return render("supervisor-program.conf.j2", s)
+def supervisor_program(s: Settings, paths: Layout) -> str:
+    return render("supervisor-program.conf.j2", s, paths)
 
 
-def tmpfiles(s: Settings) -> str:
-    return render("tmpfiles.conf.j2", s)
+def tmpfiles(s: Settings, paths: Layout) -> str:
+    return render("tmpfiles.conf.j2", s, paths)
 
 
 def sha256(content: str) -> str:

@@ -1,17 +1,14 @@
-"""The deploy history on the server: one appended line per deploy, rollback or restart.
+"""The deploy history on the server: one appended entry per deploy, push, rollback and restart.
 
-A tab-separated file under the app's directory (`history.log`): time (server clock, UTC), local user,
-release id, action, result, detail. Lines are only ever appended.
+A file under the app's directory (`history.log`), one JSON object a line (written by
+runtime/history.py): time (server clock, UTC), local user, release id, action, result, detail. Lines
+are only ever appended.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from dataclasses import asdict, dataclass
-
-FILE = "history.log"
-FIELDS = ("time", "user", "release", "action", "result", "detail")
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -24,29 +21,20 @@ class Entry:
     detail: str = ""
 
 
-def append_function(app_dir: str) -> str:
-    """Shell defining `history_append USER RELEASE ACTION RESULT DETAIL`: appends one entry, stamped with
-    the server's UTC time. Fields come as arguments (never parsed by the shell); tabs and newlines in
-    them become spaces and an empty field becomes "-", so every line keeps its six columns."""
-    path = shlex.quote(f"{app_dir}/{FILE}")
-    return f"""history_append() {{
-    local line field
-    line=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    for field in "$@"; do
-        field=$(printf '%s' "$field" | tr -s '\\t\\r\\n' ' ' | sed 's/^ *//; s/ *$//')
-        line="$line"$'\\t'"${{field:--}}"
-    done
-    printf '%s\\n' "$line" >> {path}
-}}"""
+FIELDS = tuple(f.name for f in fields(Entry))
 
 
 def parse(text: str) -> list[Entry]:
     """The entries of a history file, oldest first; malformed lines are skipped."""
     entries = []
     for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) == len(FIELDS):
-            entries.append(Entry(*parts))
+        try:
+            record = json.loads(line)
+            entries.append(Entry(**{name: str(record[name]) for name in FIELDS}))
+        except (ValueError, TypeError, KeyError):
+            parts = line.split("\t")  # written by flaskdeploy before the history was JSON
+            if len(parts) == len(FIELDS):
+                entries.append(Entry(*parts))
     return entries
 
 

@@ -2,60 +2,59 @@
 
 from __future__ import annotations
 
-import shlex
-
 from fabric import Connection, task
 
-from tasks import recap, settings
-from tasks.pipeline import converge, host_name, inspect
-from tasks.supervisor import plan_restart
+from tasks import probe, recap, runtime
+from tasks.converge import converge, read_only
+from tasks.probe import Found
+from tasks.remote import host_name
+from tasks.shell import Each, Script, line
+from tasks.steps import restart as restart_step
 
 
 @task(help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload"})
 def restart(c: Connection, hard: bool = False) -> None:
     """Restart the app: new workers without dropping a request (or --hard); then a health check via nginx."""
-    converge(
-        c, ("restart",), action="restart", planners={"restart": lambda ctx: plan_restart(ctx, hard)},
-        check_health=True,
-    )  # fmt: skip
+    converge(c, (restart_step.step(hard),), action="restart", check_health=True)
 
 
-def _show(c: Connection, step: str, script: str) -> None:
-    host = host_name(c)
-    stdout = inspect(c, step, script)
-    for line in (stdout or "").splitlines():
-        recap.note(host, line)
+def status_lines(found: Found) -> list[str]:
+    """The live release, the app as supervisor sees it, and nginx and supervisor: running, at boot."""
+    facts, platform, paths = found.facts, found.platform, found.paths
+    release = facts.link_name(paths.current)
+    if platform.packages.supervisor not in facts.installed:
+        app = "supervisor is not installed (run fab deploy)"
+    elif facts.program is None:
+        app = f"{paths.app} is not a program of supervisor (run fab deploy)"
+    else:
+        app = f"{paths.app} {facts.program.state} {facts.program.description}".rstrip()
+    lines = [f"release: {release or 'none'}", f"app: {app}"]
+    for unit in platform.units:
+        state = facts.units.get(unit)
+        boot = "enabled" if facts.enabled(unit) else "no"
+        lines.append(f"{unit}: {state.active if state else 'unknown'}, at boot: {boot}")
+    return lines
 
 
 @task
 def status(c: Connection) -> None:
     """Show the live release, the app's supervisor state, and whether nginx runs and both start at boot."""
-    s, q = settings.load(c), shlex.quote
-    _show(
-        c,
-        "status",
-        f"""
-if release=$(readlink {q(s.current)}); then echo "release: ${{release##*/}}"; else echo "release: none"; fi
-if command -v supervisorctl >/dev/null; then echo "app: $(supervisorctl status {q(s.name)} 2>&1 | head -n 1)"
-else echo "app: supervisor is not installed (run fab deploy)"; fi
-for unit in nginx supervisor; do
-  boot=$(systemctl is-enabled $unit 2>/dev/null) || boot=no
-  echo "$unit: $(systemctl is-active $unit 2>/dev/null), at boot: $boot"
-done
-""",
-    )
+    found = probe.look(c, "status")
+    if found is not None:
+        for text in status_lines(found):
+            recap.note(host_name(c), text)
 
 
 @task(help={"lines": "how many lines of each log (default 30)"})
 def logs(c: Connection, lines: int = 30) -> None:
     """Show the last lines of the app's error log (gunicorn) and of its nginx error log."""
-    s, q = settings.load(c), shlex.quote
-    _show(
-        c,
-        "logs",
-        f"""
-for log in {q(s.error_log)} /var/log/nginx/{q(s.name)}.error.log; do
-  echo "== $log"; tail -n {int(lines)} "$log" 2>&1
-done
-""",
-    )
+    found = probe.look(c, "probe")
+    if found is None:
+        return
+    paths = found.paths
+    show = Script(
+        "logs", {"LOGS": (paths.error_log, paths.nginx_error_log)}, runtime.SHOW,
+        [line("show_logs", int(lines), Each("LOGS"))],
+    )  # fmt: skip
+    for text in (read_only(c, "logs", show) or "").splitlines():
+        recap.note(host_name(c), text)

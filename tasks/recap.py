@@ -11,8 +11,12 @@ import atexit
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tasks.lock import LOCKED_EXIT
+
+if TYPE_CHECKING:
+    from tasks.remote import Marker
 
 
 @dataclass
@@ -58,6 +62,14 @@ def locked(host: str, message: str) -> None:
     """The run could not take the server's lock: a failure with its own exit code."""
     _locked.add(host)
     report(host, "lock", "failed", message)
+
+
+def report_failure(host: str, marker: Marker) -> None:
+    """A `::fail STEP message` line as the step's failure; a held lock fails the run with exit code 75."""
+    if marker.step == "lock":
+        locked(host, marker.text)
+    else:
+        report(host, marker.step, "failed", marker.text)
 
 
 def note(host: str, message: str) -> None:

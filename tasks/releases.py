@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import asdict, dataclass
-from json import dumps, loads
+from json import dumps
 
 from fabric import Connection, task
 
 from tasks import history as deploy_history
-from tasks import recap, settings
-from tasks.facts import target_name
-from tasks.pipeline import converge, host_name, inspect
-from tasks.release import current_release, previous_release
-from tasks.settings import META, Settings
-from tasks.steps import Context, StepPlan, blocked
+from tasks import probe, recap, runtime, settings
+from tasks.converge import converge, read_only
+from tasks.facts import Facts
+from tasks.layout import Layout, app_paths
+from tasks.remote import host_name
+from tasks.shell import Script, line
+from tasks.steps import rollback as rollback_step
 
 
 @dataclass(frozen=True)
@@ -29,46 +29,21 @@ class Release:
     failed: str  # why it failed its deploy ("" if it did not)
 
 
-def listing_script(s: Settings) -> str:
-    """Shell printing the links and one tab-separated line per release: id, release.json, failure."""
-    q = shlex.quote
-    return f"""
-echo "current=$(readlink {q(s.current)})"
-echo "previous=$(readlink {q(s.previous)})"
-cd {q(s.releases_dir)} 2>/dev/null || exit 0
-for d in */; do
-  [ -d "$d" ] || continue; r=${{d%/}}
-  printf 'release=%s\\t%s\\t%s\\n' "$r" "$(tr -d '\\n' < "$r/{META}/release.json" 2>/dev/null)" \\
-    "$(head -n 1 "$r/{META}/failed" 2>/dev/null)"
-done
-"""
-
-
-def parse_listing(stdout: str) -> list[Release]:
-    """The releases the listing script printed, oldest first."""
-    links: dict[str, str] = {}
-    rows = []
-    for line in stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key == "release":
-            rows.append((value.split("\t") + ["", ""])[:3])
-        elif key in ("current", "previous"):
-            links[key] = target_name(value) or ""
+def listing(facts: Facts, paths: Layout) -> list[Release]:
+    """The releases the probe found, oldest first."""
+    current, previous = facts.link_name(paths.current), facts.link_name(paths.previous)
     releases = []
-    for release_id, meta_text, failed in sorted(rows):
-        try:
-            meta = loads(meta_text) if meta_text else {}
-        except ValueError:
-            meta = {}
-        stamp = release_id[:16]  # a release made before release.json existed: its id holds the time
+    for found in facts.releases:
+        record = found.record
+        stamp = found.id[:16]  # a release made before release.json existed: its id holds the time
         time = (
-            meta.get("time")
+            record.get("time")
             or f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
         )
         releases.append(
             Release(
-                release_id, time, meta.get("user", ""), meta.get("host", ""), meta.get("venv", ""),
-                links.get("current") == release_id, links.get("previous") == release_id, failed,
+                found.id, time, record.get("user", ""), record.get("host", ""), record.get("venv", ""),
+                current == found.id, previous == found.id, found.failed,
             )
         )  # fmt: skip
     return releases
@@ -93,43 +68,10 @@ def render(releases: list[Release], as_json: bool = False) -> str:
     )
 
 
-def plan_rollback(ctx: Context, to: str) -> StepPlan:
-    """rollback: `current` back to the previous release (or `to`), with its configs; SSH is all it needs."""
-    s, facts, q = ctx.settings, ctx.facts, shlex.quote
-    live = current_release(s, facts)
-    prerequisite = blocked(ctx, "rollback", live is None, "no release on the server", "deploy")
-    if prerequisite:
-        return prerequisite
-    target = to or previous_release(s, facts)
-    if not target:
-        return StepPlan(
-            "rollback", blocked="no previous release to roll back to (see `fab releases`, --to=ID)"
-        )
-    if target not in facts.releases:
-        return StepPlan("rollback", blocked=f"no release {target} on the server (see `fab releases`)")
-    if target == live:
-        return StepPlan("rollback")
-    venv = facts.release_venv(target)
-    if venv not in facts.venvs:
-        return StepPlan(
-            "rollback", blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead"
-        )
-    release = q(f"{s.releases_dir}/{target}")
-    return StepPlan(
-        "rollback",
-        f"[ -f {release}/{META}/release.json ] || die"
-        f" {q(f'release {target} keeps no record of its configs (it predates them); deploy it instead')}\n"
-        f"RELEASE={q(target)}\ngo_live {release}\nCHANGED=1",
-    )
-
-
 @task(help={"to": "the id of the release to go back to (see `fab releases`); default: the previous one"})
 def rollback(c: Connection, to: str = "") -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
-    converge(
-        c, ("rollback",), action="rollback", planners={"rollback": lambda ctx: plan_rollback(ctx, to)},
-        check_health=True,
-    )  # fmt: skip
+    converge(c, (rollback_step.step(to),), action="rollback", check_health=True)
 
 
 @task(help={"json": "print the list as JSON (id, time, user, host, venv, current, previous, failed)"})
@@ -137,9 +79,9 @@ def releases(c: Connection, json: bool = False) -> None:
     """List the releases on the server: id, when, who deployed it, which is current and previous."""
     if json:
         recap.to_stderr()
-    stdout = inspect(c, "releases", listing_script(settings.load(c)))
-    if stdout is not None:
-        _print(host_name(c), render(parse_listing(stdout), as_json=json), json)
+    found = probe.look(c, "releases")
+    if found is not None:
+        _print(host_name(c), render(listing(found.facts, found.paths), as_json=json), json)
 
 
 @task(help={"json": "print the entries as JSON (time, user, release, action, result, detail)"})
@@ -148,9 +90,10 @@ def history(c: Connection, json: bool = False) -> None:
     if json:
         recap.to_stderr()
     s = settings.load(c)
-    stdout = inspect(
-        c, "history", f"cat {shlex.quote(f'{s.base_dir}/{deploy_history.FILE}')} 2>/dev/null || true"
+    show = Script(
+        "history", {"HISTORY_FILE": app_paths(s).history_file}, runtime.SHOW, [line("show_history")]
     )
+    stdout = read_only(c, "history", show)
     if stdout is not None:
         _print(host_name(c), deploy_history.render(deploy_history.parse(stdout), as_json=json), json)
 
@@ -160,5 +103,5 @@ def _print(host: str, text: str, as_json: bool) -> None:
     if as_json:
         print(text, flush=True)
     else:
-        for line in text.splitlines():
-            recap.note(host, line)
+        for line_ in text.splitlines():
+            recap.note(host, line_)

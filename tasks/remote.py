@@ -49,6 +49,11 @@ def parse_markers(stdout: str) -> list[Marker]:
     return found
 
 
+def host_name(c: Connection) -> str:
+    """The host as the user named it on the command line (the recap's first column)."""
+    return getattr(c, "original_host", None) or c.host
+
+
 def command_line(script: str, user: str) -> str:
     """The command that runs `script` with bash as root: directly, or through sudo (never prompting)."""
     line = f"bash -c {shlex.quote(script)}"

@@ -10,6 +10,8 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+from tasks.layout import META
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WHERE = "(invoke.yaml or -f FILE)"
 
@@ -20,6 +22,8 @@ class SettingError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The validated `app` and `deploy` sections. Where things go on a server is tasks/layout.py."""
+
     name: str
     src: Path
     module: str
@@ -34,70 +38,6 @@ class Settings:
     shared_dirs: tuple[str, ...]
     release_command: str | None
     env: dict[str, str] = field(repr=False)  # secret: never printed
-
-    # Server layout. Everything the app owns lives under base_dir, except logs and runtime files.
-    @property
-    def base_dir(self) -> str:
-        return f"/srv/{self.name}"
-
-    @property
-    def releases_dir(self) -> str:
-        return f"{self.base_dir}/releases"
-
-    @property
-    def current(self) -> str:
-        return f"{self.base_dir}/current"
-
-    @property
-    def previous(self) -> str:
-        """The release that was live before the last switch: what `rollback` goes back to."""
-        return f"{self.base_dir}/previous"
-
-    @property
-    def shared_dir(self) -> str:
-        return f"{self.base_dir}/shared"
-
-    @property
-    def venvs_dir(self) -> str:
-        return f"{self.base_dir}/venvs"
-
-    @property
-    def gunicorn_conf(self) -> str:
-        return f"{self.base_dir}/gunicorn.conf.py"
-
-    @property
-    def log_dir(self) -> str:
-        return f"/var/log/{self.name}"
-
-    @property
-    def error_log(self) -> str:
-        return f"{self.log_dir}/error.log"
-
-    @property
-    def run_dir(self) -> str:
-        return f"/run/{self.name}"
-
-    @property
-    def tmpfiles_conf(self) -> str:
-        return f"/etc/tmpfiles.d/{self.name}.conf"
-
-    @property
-    def nginx_site(self) -> str:
-        return f"/etc/nginx/sites-available/{self.name}"
-
-    @property
-    def nginx_link(self) -> str:
-        return f"/etc/nginx/sites-enabled/{self.name}"
-
-    @property
-    def supervisor_conf(self) -> str:
-        return f"/etc/supervisor/conf.d/{self.name}.conf"
-
-    @property
-    def health_host(self) -> str:
-        """The Host header that reaches this site through nginx (`_` matches nothing, default_server does)."""
-        first = self.server_name.split()[0]
-        return "localhost" if first == "_" or "*" in first or first.startswith("~") else first
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
@@ -144,8 +84,6 @@ def _env(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-# Inside each release: what shaped it (release.json, fingerprint, rendered configs, env.json, failed).
-META = ".deploy"
 # Names a release uses itself: a shared directory may not take them.
 _RESERVED = (".venv", META)
 
@@ -180,57 +118,78 @@ def _source_dir(value: Any) -> Path:
     return path
 
 
-# (section, key) -> (Settings field, validator). Order is the order errors are found in.
-_SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
+@dataclass(frozen=True)
+class Key:
+    """One setting: where it is given, how it is checked, its default, whether its value is secret."""
+
+    section: str
+    key: str
+    check: Callable[[Any], Any]
+    default: Any
+    secret: bool = False  # never echoed in an error message
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+# Settings field -> its key. Order is the order errors are found in. invoke.yaml shows the same defaults
+# (a test holds them equal); a key left out of every config file takes its default here.
+SCHEMA: dict[str, Key] = {
     # A Linux user name that is also a safe nginx/supervisor/directory name.
-    ("app", "name"): (
+    "name": Key(
+        "app",
         "name",
         _matching(r"[a-z][a-z0-9_-]{0,30}", "a lowercase name like 'flaskdemo' (a-z 0-9 _ -)"),
+        "flaskdemo",
     ),
-    ("app", "src"): ("src", _source_dir),
-    ("app", "module"): (
+    "src": Key("app", "src", _source_dir, "app"),
+    "module": Key(
+        "app",
         "module",
         _matching(
             r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(\))?", "a WSGI entry point like 'app:app' (module:attribute)"
         ),
-    ),
-    ("app", "port"): ("port", _integer(1024, 65535)),
-    ("app", "server_name"): (
+        "app:app",
+    ),  # fmt: skip
+    "port": Key("app", "port", _integer(1024, 65535), 8080),
+    "server_name": Key(
+        "app",
         "server_name",
         _matching(r"[^\s;{}'\"#]+( [^\s;{}'\"#]+)*", "nginx server names separated by spaces, like '_'"),
+        "_",
+    ),  # fmt: skip
+    "workers": Key("app", "workers", _optional(_integer(1, 256)), None),
+    "threads": Key("app", "threads", _integer(1, 256), 5),
+    "health_path": Key(
+        "app", "health_path", _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/'"), "/health"
     ),
-    ("app", "workers"): ("workers", _optional(_integer(1, 256))),
-    ("app", "threads"): ("threads", _integer(1, 256)),
-    ("app", "health_path"): ("health_path", _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/'")),
-    ("app", "health_timeout"): ("health_timeout", _integer(1, 600)),
-    ("app", "env"): ("env", _env),
-    ("deploy", "keep_releases"): ("keep_releases", _integer(2, 100)),
-    ("deploy", "apt_cache_valid_time"): ("apt_cache_valid_time", _integer(0, 10**7)),
-    ("deploy", "shared_dirs"): ("shared_dirs", _shared_dirs),
-    ("deploy", "release_command"): ("release_command", _optional_command),
+    "health_timeout": Key("app", "health_timeout", _integer(1, 600), 30),
+    "env": Key("app", "env", _env, {}, secret=True),
+    "keep_releases": Key("deploy", "keep_releases", _integer(2, 100), 5),
+    "apt_cache_valid_time": Key("deploy", "apt_cache_valid_time", _integer(0, 10**7), 3600),
+    "shared_dirs": Key("deploy", "shared_dirs", _shared_dirs, ["instance"]),
+    "release_command": Key("deploy", "release_command", _optional_command, None),
 }
-# Never echoed in an error message: their values are secrets.
-_SECRET = {("app", "env")}
+SECTIONS = ("app", "deploy")
 
 
 def parse(config: Mapping[str, Any]) -> Settings:
     """Validate the `app` and `deploy` sections of a config; raise SettingError naming the first bad key."""
-    values: dict[str, Any] = {}
-    for section in ("app", "deploy"):
-        given = config.get(section) or {}
-        known = sorted(key for sec, key in _SCHEMA if sec == section)
-        for key in given:
+    for section in SECTIONS:
+        known = sorted(k.key for k in SCHEMA.values() if k.section == section)
+        for key in config.get(section) or {}:
             if key not in known:
                 raise SettingError(f"{section}.{key}: unknown setting (known: {', '.join(known)}) {WHERE}")
-    for (section, key), (attribute, check) in _SCHEMA.items():
-        given = config.get(section) or {}
-        if key not in given:
-            raise SettingError(f"{section}.{key}: missing; set it {WHERE}")
+    values: dict[str, Any] = {}
+    for attribute, key in SCHEMA.items():
+        given = config.get(key.section) or {}
+        value = given.get(key.key, key.default)
         try:
-            values[attribute] = check(given[key])
+            values[attribute] = key.check(value)
         except SettingError as error:
-            got = "" if (section, key) in _SECRET else f", got {given[key]!r}"
-            raise SettingError(f"{section}.{key}: {error}{got} {WHERE}") from None
+            got = "" if key.secret else f", got {value!r}"
+            raise SettingError(f"{key.name}: {error}{got} {WHERE}") from None
     return Settings(**values)
 
 

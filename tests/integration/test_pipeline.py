@@ -6,53 +6,39 @@ and the ones that disturb it (kill, reboot, a second app) come after the ones th
 
 from __future__ import annotations
 
+import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tasks.steps import NAMES as STEPS
+from tests import fab as fab_cli
 from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
-FAB = Path(sys.executable).with_name("fab")
 DEFAULT_SITE = "/etc/nginx/sites-available/default"
-STEPS = (
-    "provision",
-    "push",
-    "backup_default",
-    "enable_site",
-    "reload_nginx",
-    "supervisor_update",
-    "enable_boot",
-)
 
 pytestmark = pytest.mark.sandbox
 
 
-def fab(sandbox: Sandbox, *args: str, host: str | None = None) -> subprocess.CompletedProcess:
+def fab(sandbox: Sandbox, *args: str, host: str | None = None) -> fab_cli.Run:
     """Run `fab` from the repo root as a user would, against the sandbox."""
-    command = [str(FAB), "-S", str(sandbox.lab.ssh_config), "-H", host or sandbox.name, *args]
-    return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
+    return fab_cli.run(sandbox.lab.ssh_config, host or sandbox.name, *args)
 
 
-def recap(result: subprocess.CompletedProcess, host: str) -> str:
+def recap(result: fab_cli.Run, host: str) -> str:
     lines = [line for line in result.stdout.splitlines() if line.startswith(f"{host}  ok=")]
-    assert len(lines) == 1, f"no single recap line for {host}:\n{result.stdout}\n{result.stderr}"
+    assert len(lines) == 1, f"no single recap line for {host}:\n{result}"
     return lines[0]
 
 
-def succeeded(result: subprocess.CompletedProcess, host: str, changed: int | None = None) -> None:
+def succeeded(result: fab_cli.Run, host: str, changed: int | None = None) -> None:
     line = recap(result, host)
-    assert result.returncode == 0 and "failed=0" in line, f"{result.stdout}\n{result.stderr}"
+    assert result.code == 0 and "failed=0" in line, str(result)
     if changed is not None:
         assert f"changed={changed} " in line, result.stdout
 
@@ -94,7 +80,7 @@ def refused(address: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def deployed(lab: Lab) -> Iterator[tuple[Sandbox, subprocess.CompletedProcess]]:
+def deployed(lab: Lab) -> Iterator[tuple[Sandbox, fab_cli.Run]]:
     """One sandbox, deployed once as root, shared by this module's tests."""
     (sandbox,) = lab.start(1)
     try:
@@ -132,6 +118,22 @@ def test_second_deploy_changes_reloads_and_restarts_nothing(deployed):
     assert "nothing to change" in result.stdout
     assert (gunicorn_master(sandbox), nginx_pids(sandbox)) == before
     assert remote(sandbox, "stat -c '%i %Y %Z' /etc/nginx/sites-available/default.bak") == backup
+
+
+def test_status_and_logs_show_the_live_release_its_services_and_its_logs(deployed):
+    sandbox, _ = deployed
+    live = remote(sandbox, "readlink /srv/flaskdemo/current").rsplit("/", 1)[-1]
+    status = fab(sandbox, "status")
+    succeeded(status, sandbox.name, changed=0)
+    lines = [line.removeprefix(f"{sandbox.name}  ") for line in status.stdout.splitlines()]
+    assert f"release: {live}" in lines
+    assert any(re.fullmatch(r"app: flaskdemo RUNNING pid \d+, uptime [\d:]+", line) for line in lines), lines
+    assert "nginx: active, at boot: enabled" in lines and "supervisor: active, at boot: enabled" in lines
+    logs = fab(sandbox, "logs", "--lines", "50")
+    succeeded(logs, sandbox.name, changed=0)
+    assert f"{sandbox.name}  == /var/log/flaskdemo/error.log" in logs.stdout
+    assert f"{sandbox.name}  == /var/log/nginx/flaskdemo.error.log" in logs.stdout
+    assert "Booting worker with pid" in logs.stdout  # gunicorn's own lines, from the app's error log
 
 
 def test_each_task_alone_changes_nothing_after_deploy(deployed):
@@ -199,7 +201,7 @@ def test_a_site_nginx_rejects_never_replaces_the_working_config(deployed, tmp_pa
     )
     before = nginx_pids(sandbox)
     result = fab(sandbox, "-f", str(clash), "deploy")
-    assert result.returncode != 0 and recap(result, sandbox.name).endswith("failed=1")
+    assert result.code != 0 and recap(result, sandbox.name).endswith("failed=1")
     assert f"{sandbox.name}  enable_site  failed: nginx -t rejected the new site" in result.stdout
     assert "duplicate default server" in result.stdout
     sandbox.ssh("test ! -e /etc/nginx/sites-available/clash && test ! -e /etc/nginx/sites-enabled/clash")
@@ -212,7 +214,7 @@ def test_a_sudo_user_deploys_a_fresh_server_and_tasks_name_their_prerequisite(sa
     (sandbox,) = sandboxes(1)
     host = f"deploy@{sandbox.name}"
     early = fab(sandbox, "supervisor_update", host=host)
-    assert early.returncode != 0
+    assert early.code != 0
     assert "supervisor is not installed: run `fab provision` first" in early.stdout
     assert recap(early, sandbox.name).endswith("failed=1")
     succeeded(fab(sandbox, "deploy", host=host), sandbox.name)

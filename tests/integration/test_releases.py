@@ -17,7 +17,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,37 +26,20 @@ from pathlib import Path
 
 import pytest
 
+from tests import fab as fab_cli
 from tests.apps.versions import AppVersions, Version
+from tests.fab import FAB, ROOT, Run
 from tests.load import Load
 from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
 pytestmark = pytest.mark.sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
-FAB = Path(sys.executable).with_name("fab")
 APP, PORT = "reltest", 8090
 BASE = f"/srv/{APP}"
 INSTANCE = f"{BASE}/shared/instance"
 RELEASE_ID = re.compile(r"\b\d{8}T\d{6}Z-[0-9A-Za-z]+\b")
 LOCKED = 75
-
-
-@dataclass(frozen=True)
-class Run:
-    args: tuple[str, ...]
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        tail = "\n".join(self.output.splitlines()[-40:])
-        return f"fab {' '.join(self.args)} exited {self.code} after {self.seconds:.1f} s:\n{tail}"
 
 
 @dataclass
@@ -74,26 +56,18 @@ class Site:
     def url(self) -> str:
         return f"http://{self.server.address}/"
 
-    def command(self, *args: str, version: Version | None = None) -> list[str]:
+    def options(self, version: Version | None) -> list[str]:
         version = version or self.default
-        config = ["-f", str(version.override)] if version else []
-        return [str(FAB), "-S", str(self.server.lab.ssh_config), "-H", self.server.name, *config, *args]
+        return ["-f", str(version.override)] if version else []
 
     def fab(self, *args: str, version: Version | None = None, timeout: float = 240) -> Run:
-        started = time.monotonic()
-        done = subprocess.run(
-            self.command(*args, version=version),
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        return Run(args, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        return fab_cli.run(
+            self.server.lab.ssh_config, self.server.name, *self.options(version), *args, timeout=timeout
+        )
 
     def start_fab(self, *args: str, version: Version | None = None) -> subprocess.Popen:
         """fab in the background, in its own process group (so a test can kill it like Ctrl-C can't)."""
-        return subprocess.Popen(
-            self.command(*args, version=version), cwd=ROOT, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        return fab_cli.start(self.server.lab.ssh_config, self.server.name, *self.options(version), *args)
 
     def deploy(self, version: Version) -> str:
         """Deploy `version`, check it is served, return its release id."""

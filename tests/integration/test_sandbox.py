@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests import fab
 from tests.sandbox import image
 from tests.sandbox.lab import CGROUP_ROOTS, Lab, Sandbox, _pid_alive, existing_labs, sweep_orphans
 
@@ -45,12 +45,8 @@ def test_two_sandboxes_answer_over_ssh_with_host_keys_verified(lab: Lab, sandbox
 
 
 def test_fab_uses_the_ssh_config(lab: Lab, sandbox: Sandbox):
-    fab = Path(sys.executable).with_name("fab")
-    result = subprocess.run(
-        [str(fab), "-S", str(lab.ssh_config), "-H", sandbox.name, "--", "hostname"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd="/",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = fab.run(lab.ssh_config, sandbox.name, "--", "hostname", timeout=60)
+    assert result.code == 0, str(result)
     assert result.stdout.strip() == sandbox.name
 
 

@@ -13,11 +13,9 @@ import os
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
+from tests import fab
 from tests.sandbox.lab import Lab, SandboxError, existing_labs
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manual_lab() -> Lab:
@@ -57,8 +55,7 @@ def demo() -> int:
     lab = _manual_lab()
     sandbox = next(iter(lab.sandboxes.values()), None) or lab.start(1)[0]
     print(f"deploying the sample app to {sandbox.name} ({sandbox.address}) ...", flush=True)
-    fab = Path(sys.executable).with_name("fab")
-    deploy = subprocess.run([str(fab), "-S", str(lab.ssh_config), "-H", sandbox.name, "deploy"], cwd=ROOT)
+    deploy = subprocess.run(fab.command(lab.ssh_config, sandbox.name, "deploy"), cwd=fab.ROOT)
     if deploy.returncode != 0:
         return deploy.returncode
     with urllib.request.urlopen(f"http://{sandbox.address}/", timeout=10) as response:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tasks import configs, facts
-from tasks.packages import directories
-from tasks.release import fingerprint, read_source, release_id
+from tasks import configs
+from tasks.converge import plan
+from tasks.facts import Facts, PathState, Program, Release, Unit
+from tasks.layout import Layout, layout
+from tasks.platform import DEBIAN_12
 from tasks.settings import PROJECT_ROOT, Settings, parse
-from tasks.steps import PIPELINE, Context
+from tasks.source import read_source
+from tasks.steps import PIPELINE
+from tasks.steps.model import Situation, Step, StepPlan
+from tasks.steps.provision import directories
+from tasks.steps.push import fingerprint, release_id
 from tasks.wheels import Target, venv_id
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 TARGET = Target("3.11", "x86_64", "2.36")
+PLATFORM = DEBIAN_12
+STEPS = {step.name: step for step in PIPELINE}
 
 
 def default_config() -> dict:
@@ -28,52 +37,83 @@ def settings() -> Settings:
     return parse(default_config())
 
 
-def fresh_facts() -> facts.Facts:
-    """A Debian server as the lab hands it out: python3, no packages, empty apt lists."""
-    return facts.Facts(
-        {"python": "3.11", "machine": "x86_64", "glibc": "2.36", "nproc": "2", "apt_lists_age": "-1"}
+def paths_of(s: Settings) -> Layout:
+    return layout(s, PLATFORM)
+
+
+def fresh_facts() -> Facts:
+    """A Debian 12 server as the lab hands it out: python3, no packages, empty apt lists."""
+    inactive = Unit("inactive", "")
+    return Facts(
+        platform=PLATFORM.id, system="Debian GNU/Linux 12 (bookworm)", python="3.11", machine="x86_64",
+        glibc="2.36", cpus=2, units={"nginx": inactive, "supervisor": inactive},
+    )  # fmt: skip
+
+
+def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
+    """What the probe reports right after a successful deploy of the local app."""
+    paths = paths_of(s)
+    app = read_source(s.src)
+    vid = venv_id(app.requirements, TARGET)
+    live = release_id(app.content_hash, NOW)
+    states = {
+        path: PathState.dir(owner, group, mode) for path, owner, group, mode in directories(paths, PLATFORM)
+    }
+    files = {
+        paths.tmpfiles_conf: configs.tmpfiles(s, paths),
+        paths.nginx_site: configs.nginx_site(s, paths),
+        paths.supervisor_conf: configs.supervisor_program(s, paths),
+        paths.gunicorn_conf: configs.gunicorn_conf(s, paths, cpu_count),
+        paths.nginx_default: "stock",
+        paths.nginx_default_backup: "stock",
+    }
+    states |= {path: PathState.file(configs.sha256(text)) for path, text in files.items()}
+    states |= {
+        paths.current: PathState.link(f"{paths.releases_dir}/{live}"),
+        f"{paths.current}/.venv": PathState.link(f"{paths.venvs_dir}/{vid}"),
+        paths.nginx_link: PathState.link(paths.nginx_site),
+    }
+    active = Unit("active", "enabled")
+    return replace(
+        fresh_facts(),
+        cpus=cpu_count,
+        package_lists_age=100,
+        app_user_shell=PLATFORM.nologin_shell,
+        installed=frozenset(PLATFORM.packages.all()),
+        paths=states,
+        releases=(Release(live, vid, {"id": live, "venv": vid}),),
+        fingerprint=fingerprint(s, paths, app, vid, cpu_count),
+        venvs=frozenset({vid}),
+        venv_dirs=frozenset({vid}),
+        program=Program("RUNNING", 427, "pid 427, uptime 0:01:00"),
+        units={"nginx": active, "supervisor": active},
+        health="200",
     )
 
 
-def converged_facts(s: Settings, cpu_count: int = 2) -> facts.Facts:
-    """What the probe reports right after a successful deploy of the local app."""
-    app = read_source(s.src)
-    vid = venv_id(app.requirements, TARGET)
-    current = f"{s.releases_dir}/{release_id(app.content_hash, NOW)}"
-    values = dict(fresh_facts().values, nproc=str(cpu_count), apt_lists_age="100", user="/usr/sbin/nologin")
-    values |= {f"pkg.{p}": "installed" for p in facts.PACKAGES}
-    values |= {f"path.{path}": f"D:{owner}:{group}:{mode}" for path, owner, group, mode in directories(s)}
-    files = {
-        s.tmpfiles_conf: configs.tmpfiles(s),
-        s.nginx_site: configs.nginx_site(s),
-        s.supervisor_conf: configs.supervisor_program(s),
-        s.gunicorn_conf: configs.gunicorn_conf(s, cpu_count),
-        facts.NGINX_DEFAULT: "stock",
-        facts.NGINX_DEFAULT_BAK: "stock",
-    }
-    values |= {f"path.{path}": f"F:{configs.sha256(text)}" for path, text in files.items()}
-    values |= {
-        f"path.{s.current}": f"L:{current}",
-        f"path.{s.current}/.venv": f"L:{s.venvs_dir}/{vid}",
-        f"path.{s.nginx_link}": f"L:{s.nginx_site}",
-        f"release.{Path(current).name}": f"{s.venvs_dir}/{vid}",
-        "fingerprint": fingerprint(s, app, vid, cpu_count),
-        "venvs": vid,
-        "venv_dirs": vid,
-        "program": "RUNNING 427",
-        "nginx_active": "active",
-        "nginx_pid": "328",
-        "nginx_stale": "0",
-        "supervisor_active": "active",
-        "enabled.nginx": "enabled",
-        "enabled.supervisor": "enabled",
-        "health": "200",
-    }
-    return facts.Facts(values)
-
-
-def context(s: Settings, probed: facts.Facts, steps: tuple[str, ...] = PIPELINE) -> Context:
+def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS)) -> Situation:
     app = read_source(s.src)
     vid = venv_id(app.requirements, TARGET)
     wheels = () if vid in probed.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
-    return Context(s, probed, steps, NOW, venv_id=vid, wheels=wheels, app=app if "push" in steps else None)
+    return Situation(
+        s, probed, PLATFORM, paths_of(s), steps, NOW, user="alice", control_host="laptop",
+        venv_id=vid, wheels=wheels, app=app if "push" in steps else None,
+    )  # fmt: skip
+
+
+def plans(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS)) -> list[StepPlan]:
+    """The plans of pipeline steps (by name) on a server with these facts."""
+    return plan(situation(s, probed, steps), [STEPS[name] for name in steps])
+
+
+def plan_one(s: Settings, probed: Facts, step: Step) -> StepPlan:
+    (only,) = plan(situation(s, probed, (step.name,)), [step])
+    return only
+
+
+def acting(found: list[StepPlan]) -> list[str]:
+    return [p.name for p in found if p.acts]
+
+
+def script_of(plan_: StepPlan) -> str:
+    return "\n".join(plan_.commands)

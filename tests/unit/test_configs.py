@@ -2,10 +2,11 @@ import re
 from dataclasses import replace
 
 from tasks import configs
+from tests.unit.conftest import paths_of
 
 
 def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
-    text = configs.gunicorn_conf(settings, cpu_count=4)
+    text = configs.gunicorn_conf(settings, paths_of(settings), cpu_count=4)
     assert 'bind = "127.0.0.1:8080"' in text
     assert "workers = 9\n" in text
     assert 'worker_class = "gthread"' in text and "threads = 5\n" in text
@@ -16,11 +17,13 @@ def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
 
 
 def test_explicit_workers_win(settings):
-    assert "workers = 3\n" in configs.gunicorn_conf(replace(settings, workers=3), cpu_count=16)
+    assert "workers = 3\n" in configs.gunicorn_conf(
+        replace(settings, workers=3), paths_of(settings), cpu_count=16
+    )
 
 
 def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
-    text = configs.nginx_site(settings)
+    text = configs.nginx_site(settings, paths_of(settings))
     assert "proxy_pass http://127.0.0.1:8080;" in text
     for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
                    "X-Forwarded-Proto $scheme"):  # fmt: skip
@@ -30,13 +33,15 @@ def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
 
 
 def test_a_named_site_is_not_the_default_server(settings):
-    text = configs.nginx_site(replace(settings, server_name="example.org www.example.org"))
+    text = configs.nginx_site(
+        replace(settings, server_name="example.org www.example.org"), paths_of(settings)
+    )
     assert "default_server" not in text
     assert "server_name example.org www.example.org;" in text
 
 
 def test_supervisor_program(settings):
-    text = configs.supervisor_program(settings)
+    text = configs.supervisor_program(settings, paths_of(settings))
     assert "[program:flaskdemo]" in text
     assert (
         "command=/srv/flaskdemo/current/.venv/bin/gunicorn --config /srv/flaskdemo/gunicorn.conf.py app:app"
@@ -49,5 +54,14 @@ def test_supervisor_program(settings):
         assert line in lines
 
 
+def test_nginx_logs_go_where_the_platform_keeps_them(settings):
+    text = configs.nginx_site(settings, paths_of(settings))
+    assert "access_log /var/log/nginx/flaskdemo.access.log;" in text
+    assert "error_log /var/log/nginx/flaskdemo.error.log;" in text
+
+
 def test_tmpfiles_recreates_the_runtime_dir_at_boot(settings):
-    assert configs.tmpfiles(settings).splitlines()[-1] == "d /run/flaskdemo 0755 flaskdemo flaskdemo -"
+    assert (
+        configs.tmpfiles(settings, paths_of(settings)).splitlines()[-1]
+        == "d /run/flaskdemo 0755 flaskdemo flaskdemo -"
+    )

@@ -1,21 +1,22 @@
-"""The deploy history: lines appended by a shell function, parsed and shown back."""
+"""The deploy history: entries appended on the server by runtime/history.py, parsed and shown back."""
 
 import json
-import shlex
 import subprocess
+import sys
 
 from tasks import history
+from tasks.runtime import HERE
 
 
-def append(tmp_path, *fields: str) -> None:
-    script = history.append_function(str(tmp_path)) + "\nhistory_append " + " ".join(map(shlex.quote, fields))
-    subprocess.run(["bash", "-c", script], check=True, cwd=tmp_path)
+def append(path, *fields: str) -> None:
+    subprocess.run([sys.executable, "-I", str(HERE / "history.py"), str(path), *fields], check=True)
 
 
-def test_appended_lines_parse_back_in_order(tmp_path):
-    append(tmp_path, "alice", "20261126T010000Z-abc", "deploy", "ok", "")
-    append(tmp_path, "bob", "20261126T020000Z-def", "rollback", "failed", "health: HTTP 500\nsecond line")
-    entries = history.parse((tmp_path / history.FILE).read_text())
+def test_appended_entries_parse_back_in_order(tmp_path):
+    log = tmp_path / "history.log"
+    append(log, "alice", "20261126T010000Z-abc", "deploy", "ok", "")
+    append(log, "bob", "20261126T020000Z-def", "rollback", "failed", "health: HTTP 500\nsecond line")
+    entries = history.parse(log.read_text())
     assert [(e.user, e.action, e.result) for e in entries] == [
         ("alice", "deploy", "ok"),
         ("bob", "rollback", "failed"),
@@ -23,14 +24,23 @@ def test_appended_lines_parse_back_in_order(tmp_path):
     assert entries[0].detail == "-"
     assert entries[1].detail == "health: HTTP 500 second line"
     assert entries[0].time.endswith("Z") and entries[0].time <= entries[1].time
+    assert all(json.loads(line) for line in log.read_text().splitlines())  # one JSON object a line
 
 
 def test_fields_with_quotes_and_tabs_stay_one_field_each(tmp_path):
-    append(tmp_path, "o'brien", "r1", "deploy", "ok", "tab\there $(touch pwned)")
-    (entry,) = history.parse((tmp_path / history.FILE).read_text())
+    log = tmp_path / "history.log"
+    append(log, "o'brien", "r1", "deploy", "ok", 'tab\there "$(touch pwned)"')
+    (entry,) = history.parse(log.read_text())
     assert entry.user == "o'brien"
-    assert entry.detail == "tab here $(touch pwned)"
+    assert entry.detail == 'tab here "$(touch pwned)"'
     assert not (tmp_path / "pwned").exists()
+
+
+def test_entries_written_before_the_history_was_json_still_show():
+    old = "2026-11-26T01:00:00Z\talice\tr1\tdeploy\tok\t-\n"
+    new = '{"time": "2026-11-27T01:00:00Z", "user": "bob", "release": "r2", "action": "rollback", '
+    new += '"result": "ok", "detail": "-"}\nnot an entry\n'
+    assert [e.user for e in history.parse(old + new)] == ["alice", "bob"]
 
 
 def test_render_as_table_and_json():

@@ -1,9 +1,10 @@
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 from invoke.exceptions import Exit
 
-from tasks.settings import SettingError, load, parse
+from tasks.settings import SCHEMA, SettingError, load, parse
 from tests.unit.conftest import default_config
 
 
@@ -18,7 +19,14 @@ def test_defaults_from_invoke_yaml_are_valid():
     assert (s.name, s.module, s.port, s.server_name) == ("flaskdemo", "app:app", 8080, "_")
     assert s.workers is None and s.threads == 5 and s.keep_releases == 5
     assert s.src.name == "app" and s.src.is_dir()
-    assert s.current == "/srv/flaskdemo/current" and s.run_dir == "/run/flaskdemo"
+
+
+def test_invoke_yaml_shows_every_setting_with_its_default():
+    config = default_config()
+    for key in SCHEMA.values():
+        assert key.key in config[key.section], f"{key.name} is missing from invoke.yaml"
+        shown = config[key.section][key.key]
+        assert key.check(shown) == key.check(key.default), f"invoke.yaml's {key.name} is not its default"
 
 
 @pytest.mark.parametrize(
@@ -59,13 +67,11 @@ def test_string_numbers_from_env_vars_are_accepted():
     assert parse(with_value("app", "workers", "auto")).workers is None
 
 
-def test_unknown_and_missing_keys_are_named():
+def test_unknown_keys_are_named_and_missing_ones_take_their_default():
     with pytest.raises(SettingError, match=r"^app\.prot: unknown setting"):
         parse(with_value("app", "prot", 1))
-    config = default_config()
-    del config["app"]["module"]
-    with pytest.raises(SettingError, match=r"^app\.module: missing"):
-        parse(config)
+    assert parse({"app": {"name": "other"}}) == replace(parse({}), name="other")
+    assert parse({}).module == "app:app" and parse({}).port == 8080
 
 
 def test_load_turns_a_bad_value_into_a_clean_exit_code_2():

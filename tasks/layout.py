@@ -1,0 +1,113 @@
+"""Where one app lives on one server: its directories, configs, logs and lock (settings x platform).
+
+Everything the app owns lives under /srv/<name>, except its logs and runtime files. Server scripts read
+these paths as globals from their assignment block (see runtime/__init__.py), named after the fields:
+`current` is $CURRENT, `nginx_site` is $NGINX_SITE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.platform import Platform
+    from tasks.settings import Settings
+
+# Inside each release: what shaped it (release.json, fingerprint, rendered configs, env.json, failed).
+META = ".deploy"
+# nginx listens here for the site; the health check goes through it.
+HTTP_PORT = 80
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """The paths that are the kit's own choice, the same on every platform."""
+
+    app: str  # the app's name: its supervisor program, its system user and group
+    base_dir: str
+    releases_dir: str
+    current: str  # symlink to the live release
+    previous: str  # symlink to the release live before the last switch: what `rollback` goes back to
+    shared_dir: str  # what the app writes, outside the disposable releases
+    venvs_dir: str
+    gunicorn_conf: str
+    history_file: str
+    log_dir: str
+    error_log: str
+    run_dir: str  # gunicorn's pidfile and control socket, recreated at boot by tmpfiles.d
+    gunicorn_pid: str
+    lock_dir: str  # the deploy lock (runtime/lock.sh): where only root writes, gone at reboot
+    # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
+    nginx_loaded_stamp: str
+
+    def shared(self, directory: str) -> str:
+        """Where a shared directory (deploy.shared_dirs) lives; releases link to it."""
+        return f"{self.shared_dir}/{directory}"
+
+    def values(self) -> dict[str, str]:
+        """The paths as server-script globals: NAME -> path."""
+        return {name.upper(): value for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Layout(AppPaths):
+    """Every path of the app on a server: the kit's own, and where the platform wants the rest."""
+
+    tmpfiles_conf: str
+    nginx_site: str
+    nginx_link: str
+    nginx_default: str  # the stock site the nginx package enables
+    nginx_default_backup: str
+    nginx_default_link: str
+    nginx_access_log: str
+    nginx_error_log: str
+    supervisor_conf: str
+
+
+def app_paths(s: Settings) -> AppPaths:
+    base, name = f"/srv/{s.name}", s.name
+    return AppPaths(
+        app=name,
+        base_dir=base,
+        releases_dir=f"{base}/releases",
+        current=f"{base}/current",
+        previous=f"{base}/previous",
+        shared_dir=f"{base}/shared",
+        venvs_dir=f"{base}/venvs",
+        gunicorn_conf=f"{base}/gunicorn.conf.py",
+        history_file=f"{base}/history.log",
+        log_dir=f"/var/log/{name}",
+        error_log=f"/var/log/{name}/error.log",
+        run_dir=f"/run/{name}",
+        gunicorn_pid=f"/run/{name}/gunicorn.pid",
+        lock_dir=f"/run/lock/flaskdeploy-{name}",
+        nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
+    )
+
+
+def layout(s: Settings, p: Platform) -> Layout:
+    name, default = s.name, p.nginx_default_site
+    return Layout(
+        **asdict(app_paths(s)),
+        tmpfiles_conf=f"{p.tmpfiles_dir}/{name}.conf",
+        nginx_site=f"{p.nginx_sites_available}/{name}",
+        nginx_link=f"{p.nginx_sites_enabled}/{name}",
+        nginx_default=f"{p.nginx_sites_available}/{default}",
+        nginx_default_backup=f"{p.nginx_sites_available}/{default}.bak",
+        nginx_default_link=f"{p.nginx_sites_enabled}/{default}",
+        nginx_access_log=f"{p.nginx_log_dir}/{name}.access.log",
+        nginx_error_log=f"{p.nginx_log_dir}/{name}.error.log",
+        supervisor_conf=f"{p.supervisor_conf_dir}/{name}.conf",
+    )
+
+
+def health_url(s: Settings) -> str:
+    """The health check's URL, through nginx, as requested on the server itself."""
+    return f"http://127.0.0.1:{HTTP_PORT}{s.health_path}"
+
+
+def health_host(s: Settings) -> str:
+    """The Host header that reaches this site through nginx (`_` matches nothing, default_server does)."""
+    first = s.server_name.split()[0]
+    return "localhost" if first == "_" or "*" in first or first.startswith("~") else first

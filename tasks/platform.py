@@ -1,0 +1,114 @@
+"""The platform table: what differs between server systems, in one place.
+
+Each entry names the packages, units, paths and commands of one system. The probe picks the entry
+from the server's /etc/os-release (see runtime/probe.py: the first entry whose `match` fits), so
+Debian 13 is a new entry here, and another family (its package manager, its paths) a new entry with
+other values. Nothing else in the kit spells a Debian path or package name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# The names sshd's per-connection process goes by: sshd, or sshd-session since OpenSSH 9.8 (Debian 13).
+# The lock needs them before the probe has said which system this is, so it knows them all.
+SSHD_PROCESS_NAMES = ("sshd", "sshd-session")
+
+
+class UnsupportedPlatform(RuntimeError):
+    """The server runs a system the table has no entry for."""
+
+
+@dataclass(frozen=True)
+class Packages:
+    """The system packages the kit needs, by role."""
+
+    nginx: str = "nginx"
+    supervisor: str = "supervisor"
+    venv: str = "python3-venv"  # python3 -m venv
+
+    def all(self) -> tuple[str, ...]:
+        return (self.nginx, self.supervisor, self.venv)
+
+
+@dataclass(frozen=True)
+class Platform:
+    id: str  # "debian-12"
+    name: str  # for people: "Debian 12 (bookworm)"
+    # os-release fields an entry matches: {"ID": "debian", "VERSION_ID": "12"}; "ID_LIKE" matches when
+    # the server's ID or any word of its ID_LIKE equals it (a family entry, e.g. Ubuntu as Debian-like).
+    match: dict[str, str]
+    tested: bool  # run by the integration suite
+    packages: Packages = field(default_factory=Packages)
+    # Package manager: the query the probe runs (prints "NAME<TAB>STATUS" per package) and the status of
+    # an installed one, the directory whose newest file dates the package lists, and the commands that
+    # refresh the lists and install.
+    package_query: tuple[str, ...] = ("dpkg-query", "-W", "-f=${Package}\\t${db:Status-Status}\\n")
+    installed_status: str = "installed"
+    package_lists: str = "/var/lib/apt/lists"
+    update_command: tuple[str, ...] = ("apt-get", "update", "-q")
+    install_command: tuple[str, ...] = (
+        "apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
+    )  # fmt: skip
+    # systemd units.
+    nginx_unit: str = "nginx"
+    supervisor_unit: str = "supervisor"
+    # nginx.
+    nginx_conf_dir: str = "/etc/nginx"
+    nginx_sites_available: str = "/etc/nginx/sites-available"
+    nginx_sites_enabled: str = "/etc/nginx/sites-enabled"
+    nginx_default_site: str = "default"  # the stock site the package enables
+    nginx_pid: str = "/run/nginx.pid"
+    nginx_log_dir: str = "/var/log/nginx"
+    # supervisor.
+    supervisor_conf_dir: str = "/etc/supervisor/conf.d"
+    supervisor_socket: str = "/var/run/supervisor.sock"
+    # Python: the pip wheel Debian bundles (a venv made --without-pip installs with it, ~1.3 s faster).
+    bundled_pip_wheels: str = "/usr/share/python-wheels"
+    # Users, logs and boot.
+    nologin_shell: str = "/usr/sbin/nologin"
+    log_group: str = "adm"  # may read /var/log
+    tmpfiles_dir: str = "/etc/tmpfiles.d"
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """What runs the site and must start at boot."""
+        return (self.nginx_unit, self.supervisor_unit)
+
+    def probe_entry(self) -> dict:
+        """What the probe needs of this entry to choose it and to ask its questions."""
+        return {
+            "id": self.id,
+            "match": self.match,
+            "package_query": list(self.package_query),
+            "packages": list(self.packages.all()),
+            "installed": self.installed_status,
+            "package_lists": self.package_lists,
+            "units": list(self.units),
+            "nginx_conf_dir": self.nginx_conf_dir,
+            "nginx_pid": self.nginx_pid,
+            "supervisor_socket": self.supervisor_socket,
+        }
+
+
+DEBIAN_12 = Platform("debian-12", "Debian 12 (bookworm)", {"ID": "debian", "VERSION_ID": "12"}, tested=True)
+DEBIAN_13 = replace(DEBIAN_12, id="debian-13", name="Debian 13 (trixie)",
+                    match={"ID": "debian", "VERSION_ID": "13"}, tested=False)  # fmt: skip
+# Ubuntu LTS and other Debian derivatives: the same packages and paths, expected to work, not tested.
+DEBIAN_LIKE = replace(DEBIAN_12, id="debian-like", name="a Debian-like system", match={"ID_LIKE": "debian"},
+                      tested=False)  # fmt: skip
+
+# In the order the probe tries them: exact entries first, families last.
+PLATFORMS = (DEBIAN_12, DEBIAN_13, DEBIAN_LIKE)
+
+
+def by_id(platform_id: str | None, described: str = "") -> Platform:
+    """The entry the probe chose; UnsupportedPlatform naming the system when it chose none."""
+    for platform in PLATFORMS:
+        if platform.id == platform_id:
+            return platform
+    supported = ", ".join(p.name for p in PLATFORMS if p.tested)
+    raise UnsupportedPlatform(
+        f"unsupported server system {described or '(no /etc/os-release)'}: flaskdeploy runs on {supported}"
+        " (and is expected to work on Debian-like systems such as Ubuntu LTS)"
+    )

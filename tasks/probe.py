@@ -1,0 +1,128 @@
+"""The probe: one round trip that finds out what the steps need to know about a server.
+
+Its parts, each its own runtime code, are put together here: taking the deploy lock (for runs that
+change the server: runtime/lock.sh), the facts (runtime/probe.py), and the health check through nginx
+(runtime/health.py) for runs that end with the health gate. It prints JSON lines (the facts, the
+health), merged and parsed into Facts, or a lock's `::fail lock` marker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from fabric import Connection
+
+from tasks import lock, recap, remote, settings
+from tasks.facts import Facts
+from tasks.layout import META, Layout, app_paths, health_host, health_url, layout
+from tasks.platform import PLATFORMS, Platform, UnsupportedPlatform, by_id
+from tasks.settings import Settings
+from tasks.shell import Script, Var, line
+
+OS_RELEASE = "/etc/os-release"
+
+
+def described_paths(paths: Layout) -> list[str]:
+    """The paths whose state the steps compare with what they want."""
+    return [
+        paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.shared_dir, paths.shared("instance"),
+        paths.log_dir, paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current,
+        f"{paths.current}/.venv", paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
+        paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
+    ]  # fmt: skip
+
+
+def _entry(s: Settings, platform: Platform) -> dict:
+    paths = layout(s, platform)
+    return {
+        **platform.probe_entry(),
+        "paths": described_paths(paths),
+        "releases_dir": paths.releases_dir,
+        "venvs_dir": paths.venvs_dir,
+        "current": paths.current,
+        "nginx_loaded_stamp": paths.nginx_loaded_stamp,
+    }
+
+
+def questions(s: Settings) -> dict:
+    """What runtime/probe.py is asked: the app, and each platform's questions (it answers one's)."""
+    return {
+        "os_release": OS_RELEASE,
+        "app": {"name": s.name, "meta": META},
+        "platforms": [_entry(s, platform) for platform in PLATFORMS],
+    }
+
+
+def script(s: Settings, *, holder: str = "", action: str = "", health: bool = False) -> Script:
+    """The probe; with a holder it first takes the app's deploy lock for `action` (exit 75 if held)."""
+    values: dict = {"PROBE_QUESTIONS": json.dumps(questions(s))}
+    includes, lines = ["python.sh", "probe.py"], []
+    if holder:
+        values |= lock.values(app_paths(s).lock_dir, holder, action)
+        includes.append("lock.sh")
+        lines.append(line("take_lock"))
+    if health:
+        values |= {"HEALTH_URL": health_url(s), "HEALTH_HOST": health_host(s)}
+        includes.append("health.py")
+        lines.append(line("run_py", Var("PY_HEALTH"), Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, "--json"))
+    # Last: its exit code is the probe's.
+    lines.append(line("run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS")))
+    return Script(f"probe for {action or 'a look'}", values, includes, lines)
+
+
+def parse(stdout: str) -> Facts:
+    """Facts from the probe's output: its JSON lines, merged (other lines are ignored)."""
+    document: dict = {}
+    for text in stdout.splitlines():
+        try:
+            document.update(json.loads(text) if text.startswith("{") else {})
+        except ValueError:
+            continue
+    return Facts.from_json(document)
+
+
+def run(
+    c: Connection, host: str, s: Settings, *, holder: str = "", action: str = "", health: bool = False
+) -> Facts | None:
+    """Probe c's host; report a failure (unreachable, locked, no python3) for the recap and return None."""
+    try:
+        probed = remote.execute(c, script(s, holder=holder, action=action, health=health).render())
+    except remote.CONNECTION_ERRORS as error:
+        recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
+        return None
+    if probed.code == 0:
+        return parse(probed.stdout)
+    failure = next((m for m in remote.parse_markers(probed.stdout) if m.kind == "fail"), None)
+    if failure:
+        recap.report_failure(host, failure)
+    elif "python3" in probed.stderr and "not found" in probed.stderr:
+        recap.report(host, "probe", "failed", "python3 is missing on the server: install it first")
+    else:
+        recap.report(host, "probe", "failed", probed.last_error())
+    return None
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a read-only task finds on a server."""
+
+    facts: Facts
+    platform: Platform
+    paths: Layout
+
+
+def look(c: Connection, step: str) -> Found | None:
+    """For a read-only task: what the probe finds on c's host (no lock taken), reported as `step`; None,
+    with the reason reported, when it finds nothing."""
+    s, host = settings.load(c), remote.host_name(c)
+    facts = run(c, host, s)
+    if facts is None:
+        return None
+    try:
+        platform = by_id(facts.platform, facts.system)
+    except UnsupportedPlatform as error:
+        recap.report(host, step, "failed", str(error))
+        return None
+    recap.report(host, step, "ok")
+    return Found(facts, platform, layout(s, platform))

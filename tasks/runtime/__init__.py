@@ -1,0 +1,78 @@
+"""Code that runs on the server, and how it gets there.
+
+The *.sh files define bash functions only (each file's header says which, and which globals it reads);
+the *.py files are whole programs. A server script (tasks/shell.py) includes the files it needs: a
+shell file as it is, a Python file as a variable holding its source, so that everything travels in
+the one command of a run. The values the files read come from the script's assignment block: see
+`globals_for` for the ones every apply script gets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tasks.layout import META, Layout, health_host, health_url
+
+if TYPE_CHECKING:
+    from tasks.platform import Platform
+    from tasks.settings import Settings
+    from tasks.shell import Value
+
+HERE = Path(__file__).resolve().parent
+PYTHON_END = "FLASKDEPLOY_PY"
+
+# What each kind of script includes, in order (a file may use what an earlier one defines).
+APPLY = (
+    "python.sh", "lock.sh", "apply.sh", "switch.sh", "provision.sh", "release.sh", "nginx.sh",
+    "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py", "with_env.py",
+)  # fmt: skip
+PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
+SHOW = ("show.sh",)
+
+
+def files() -> list[Path]:
+    """Every runtime file."""
+    return sorted(p for p in HERE.iterdir() if p.suffix in (".sh", ".py") and p.name != "__init__.py")
+
+
+def python_variable(name: str) -> str:
+    """The variable holding a Python file's source in a script: probe.py -> PY_PROBE."""
+    return "PY_" + Path(name).stem.upper()
+
+
+def include(name: str) -> str:
+    """A runtime file as it goes into a script."""
+    text = (HERE / name).read_text()
+    if name.endswith(".sh"):
+        return f"# ---- tasks/runtime/{name}\n{text.rstrip()}"
+    if PYTHON_END in text:
+        raise ValueError(f"tasks/runtime/{name} holds {PYTHON_END}, which ends it in a script")
+    variable = python_variable(name)
+    return (
+        f'# ---- tasks/runtime/{name}: run_py "${variable}" ARG...\n'
+        f"IFS= read -r -d '' {variable} <<'{PYTHON_END}' || true\n{text.rstrip()}\n{PYTHON_END}"
+    )
+
+
+def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Value]:
+    """The values every apply script gets: what its runtime files read, besides the run's own (the
+    lock's and the history's: see tasks/converge.py)."""
+    return {
+        **layout.values(),  # APP, BASE_DIR, CURRENT, NGINX_SITE, ... (tasks/layout.py)
+        "META": META,
+        "APP_MODULE": s.module,
+        "SHARED_DIRS": s.shared_dirs,
+        "RELEASE_COMMAND": s.release_command or "",
+        "HEALTH_URL": health_url(s),
+        "HEALTH_HOST": health_host(s),
+        "HEALTH_TIMEOUT": s.health_timeout,
+        "PACKAGES_UPDATE": platform.update_command,
+        "PACKAGES_INSTALL": platform.install_command,
+        "NGINX_UNIT": platform.nginx_unit,
+        "NGINX_SITES_AVAILABLE": platform.nginx_sites_available,
+        "NGINX_SITES_ENABLED": platform.nginx_sites_enabled,
+        "SUPERVISOR_UNIT": platform.supervisor_unit,
+        "NOLOGIN_SHELL": platform.nologin_shell,
+        "BUNDLED_PIP_WHEELS": platform.bundled_pip_wheels,
+    }

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# The frame of every apply script (see tasks/converge.py): the lock held, the files sent unpacked into
+# $W, each step reported, a failure reported (after this run switched releases, the live one put back),
+# and the run recorded in the server's history.
+#
+# Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY;
+#          LIVE_DIR and RELEASE (see switch.sh)
+# Defines: begin_apply, begin_step, end_step, changed, note, die, quiet, last_line, install_file, record,
+#          finish_run
+# Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), W (the files sent)
+# Output:  marker lines, the only thing the control machine reads: `::step NAME ok|changed`,
+#          `::fail NAME message`, `::note NAME message`.
+
+begin_apply() {  # the lock kept, the live release noted, the files on stdin unpacked into $W
+    export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    STEP=apply CHANGED=0
+    hold_lock
+    note_live_release
+    W=$(mktemp -d /tmp/flaskdeploy.XXXXXX) || die "mktemp failed"
+    trap 'rm -rf "$W"; drop_lock' EXIT
+    trap 'exit 143' TERM HUP
+    tar -x -C "$W" || die "could not unpack the files sent"
+}
+
+begin_step() {  # NAME
+    STEP=$1 CHANGED=0
+}
+
+end_step() {
+    if [ "$CHANGED" = 1 ]; then echo "::step $STEP changed"; else echo "::step $STEP ok"; fi
+}
+
+changed() {  # this step changed the server (its line says `changed`, and the recap counts it)
+    CHANGED=1
+}
+
+note() {  # MESSAGE: something the user should know about this step (shown after its line)
+    echo "::note $STEP $*"
+}
+
+die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), recorded in the history
+    local message="$*"
+    if switch_back; then
+        mark_failed "$STEP: $message"
+        message="$message; switched back to ${LIVE_DIR##*/}"
+    fi
+    echo "::fail $STEP $message"
+    record failed "$STEP: $message"
+    exit 1
+}
+
+last_line() {  # TEXT: its last line that is not blank
+    printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n 1
+}
+
+quiet() {  # COMMAND...: run it, its output kept for the failure message
+    local out
+    out=$("$@" 2>&1) || die "$1 failed: $(last_line "$out")"
+}
+
+install_file() {  # SOURCE DEST MODE: replace DEST atomically (root-owned) when its content differs
+    cmp -s "$1" "$2" && return 0
+    { install -m "$3" -o root -g root "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; } || die "could not write $2"
+    changed
+}
+
+record() {  # RESULT DETAIL: one entry in the history (deploy, push, rollback and restart only)
+    [ -z "$ACTION" ] && return 0
+    run_py "$PY_HISTORY" "$HISTORY_FILE" "$WHO" "${RELEASE:--}" "$ACTION" "$1" "$2" 2>/dev/null || true
+}
+
+finish_run() {  # after every step and the health gate succeeded
+    local live=${LIVE_DIR##*/}
+    STEP=finish
+    [ "$live" = "$RELEASE" ] && live=""
+    record ok "${live:+from $live}"
+}

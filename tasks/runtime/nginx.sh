@@ -1,0 +1,64 @@
+# shellcheck shell=bash
+# nginx: keep the stock default site, enable the app's site (validated before it goes live), reload.
+#
+# Reads:   NGINX_SITE, NGINX_LINK, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, NGINX_DEFAULT,
+#          NGINX_DEFAULT_BACKUP, NGINX_DEFAULT_LINK, NGINX_UNIT, NGINX_LOADED_STAMP; W (apply.sh)
+# Defines: nginx_error, backup_default_site, enable_site, reload_nginx
+# Sets:    NGINX_CHANGED (1 once enable_site changed nginx's config in this run)
+
+nginx_error() {  # NGINX_T_OUTPUT: the line naming the culprit (nginx -t reports it first)
+    printf '%s\n' "$1" | grep -m 1 -E "emerg|error|failed" || printf '%s\n' "$1" | head -n 1
+}
+
+backup_default_site() {  # a copy of the stock default site, once: a backup is never overwritten
+    [ ! -e "$NGINX_DEFAULT_BACKUP" ] && [ -f "$NGINX_DEFAULT" ] || return 0
+    { cp -p "$NGINX_DEFAULT" "$NGINX_DEFAULT_BACKUP.tmp" && mv "$NGINX_DEFAULT_BACKUP.tmp" "$NGINX_DEFAULT_BACKUP"; } \
+        || die "could not copy $NGINX_DEFAULT"
+    changed
+}
+
+# Put the new state in place, validate the whole config, and put the old state back on failure: nginx
+# reads files only on reload, so it keeps serving the old config throughout.
+enable_site() {  # SITE_FILE REPLACES_DEFAULT: the site from $W/SITE_FILE, linked; 1: the default unlinked
+    local had_site=0 link_before default_before out
+    [ -f "$NGINX_SITE" ] && cp -p "$NGINX_SITE" "$W/site.before" && had_site=1
+    touch -r "$NGINX_SITES_AVAILABLE" "$W/available.mtime"
+    touch -r "$NGINX_SITES_ENABLED" "$W/enabled.mtime"
+    link_before=$(readlink "$NGINX_LINK" || true)
+    default_before=$(readlink "$NGINX_DEFAULT_LINK" || true)
+    install_file "$W/$1" "$NGINX_SITE" 644
+    if [ "$(readlink "$NGINX_LINK")" != "$NGINX_SITE" ]; then
+        set_link "$NGINX_LINK" "$NGINX_SITE"
+        changed
+    fi
+    if [ "$2" = 1 ] && [ -e "$NGINX_DEFAULT_LINK" ]; then
+        rm -f "$NGINX_DEFAULT_LINK"
+        changed
+    fi
+    if ! out=$(nginx -t 2>&1); then
+        if [ $had_site = 1 ]; then cp -p "$W/site.before" "$NGINX_SITE"; else rm -f "$NGINX_SITE"; fi
+        if [ -n "$link_before" ]; then ln -sfn "$link_before" "$NGINX_LINK"; else rm -f "$NGINX_LINK"; fi
+        [ -n "$default_before" ] && ln -sfn "$default_before" "$NGINX_DEFAULT_LINK"
+        # As it was, times included: the probe must not take the rejected attempt for a config change.
+        touch -r "$W/available.mtime" "$NGINX_SITES_AVAILABLE"
+        touch -r "$W/enabled.mtime" "$NGINX_SITES_ENABLED"
+        die "nginx -t rejected the new site, the old config stays: $(nginx_error "$out")"
+    fi
+    NGINX_CHANGED=$CHANGED
+}
+
+reload_nginx() {  # STALE: start nginx if it is down; else reload it (after nginx -t) if its config
+    # changed since it loaded it: STALE=1 (the probe saw so) or enable_site changed it in this run
+    local out
+    if ! systemctl is-active -q "$NGINX_UNIT"; then
+        out=$(nginx -t 2>&1) || die "nginx -t failed: $(nginx_error "$out")"
+        quiet systemctl start "$NGINX_UNIT"
+    elif [ "$1" = 1 ] || [ "${NGINX_CHANGED:-0}" = 1 ]; then
+        out=$(nginx -t 2>&1) || die "nginx -t failed, nginx keeps its running config: $(nginx_error "$out")"
+        quiet systemctl reload "$NGINX_UNIT"
+    else
+        return 0
+    fi
+    touch "$NGINX_LOADED_STAMP"
+    changed
+}

@@ -1,0 +1,261 @@
+"""What the steps need to know about a server, in one run: printed as one line of JSON.
+
+    probe.py QUESTIONS_JSON
+
+QUESTIONS_JSON (built by tasks/probe.py) holds the platform table's entries and the app's paths. The
+probe picks the first entry whose `match` fits /etc/os-release and answers that entry's questions; the
+control machine parses the answers into tasks.facts.Facts. Read-only: it changes nothing on the server.
+"""
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shlex
+import socket
+import stat
+import subprocess
+import sys
+import time
+import xmlrpc.client
+
+
+def os_release(path):
+    """The fields of /etc/os-release: ID, VERSION_ID, ID_LIKE, PRETTY_NAME, ..."""
+    fields = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return fields
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            try:
+                fields[key] = " ".join(shlex.split(value))
+            except ValueError:  # an unbalanced quote: this line only
+                continue
+    return fields
+
+
+def matches(match, release):
+    for key, wanted in match.items():
+        if key == "ID_LIKE":
+            if wanted not in [release.get("ID", "")] + release.get("ID_LIKE", "").split():
+                return False
+        elif release.get(key) != wanted:
+            return False
+    return True
+
+
+def name_of(lookup, number):
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return "UNKNOWN"
+
+
+def describe(path):
+    """What is at path: absent, a link (its target), a file (its sha256) or a directory (owner, mode)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return {"kind": "absent"}
+    if stat.S_ISLNK(info.st_mode):
+        return {"kind": "link", "target": os.readlink(path)}
+    if stat.S_ISREG(info.st_mode):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(block)
+        return {"kind": "file", "sha256": digest.hexdigest()}
+    if stat.S_ISDIR(info.st_mode):
+        return {
+            "kind": "dir",
+            "owner": name_of(pwd.getpwuid, info.st_uid),
+            "group": name_of(grp.getgrgid, info.st_gid),
+            "mode": f"{stat.S_IMODE(info.st_mode):o}",
+        }
+    return {"kind": "other"}
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def entries(directory):
+    """Names in a directory, hidden ones (a .partial release being built) left out."""
+    try:
+        return sorted(name for name in os.listdir(directory) if not name.startswith("."))
+    except OSError:
+        return []
+
+
+def releases(releases_dir, meta):
+    """Each release with the venv it runs on, its record (release.json) and why it failed, if it did."""
+    found = []
+    for name in entries(releases_dir):
+        path = os.path.join(releases_dir, name)
+        if not os.path.isdir(path):
+            continue
+        try:
+            venv = os.readlink(os.path.join(path, ".venv"))
+        except OSError:
+            venv = ""
+        try:
+            record = json.loads(read_text(os.path.join(path, meta, "release.json")))
+        except ValueError:
+            record = None
+        failed = read_text(os.path.join(path, meta, "failed")).split("\n")[0]
+        found.append({"id": name, "venv": venv, "record": record, "failed": failed})
+    return found
+
+
+def packages(platform):
+    """Package name -> its status in the package manager, for the packages the kit needs."""
+    try:
+        done = subprocess.run(
+            platform["package_query"] + platform["packages"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    except OSError:
+        return {}
+    found = {}
+    for line in done.stdout.splitlines():
+        name, _, status = line.partition("\t")
+        found[name] = status
+    return found
+
+
+def package_lists_age(directory):
+    """Seconds since the package lists were updated; None when there are none (a fresh server)."""
+    newest = None
+    try:
+        for entry in os.scandir(directory):
+            if "Packages" in entry.name and entry.is_file(follow_symlinks=False):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                newest = mtime if newest is None else max(newest, mtime)
+    except OSError:
+        pass
+    return None if newest is None else int(time.time() - newest)
+
+
+def units(names):
+    """Unit -> {"active": ActiveState, "enabled": UnitFileState}, from one `systemctl show`."""
+    found = {name: {"active": "", "enabled": ""} for name in names}
+    try:
+        done = subprocess.run(
+            ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"]
+            + [name + ".service" for name in names],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    except OSError:
+        return found
+    for block in done.stdout.strip().split("\n\n"):
+        fields = dict(line.partition("=")[::2] for line in block.splitlines())
+        name = fields.get("Id", "").rsplit(".service", 1)[0]
+        if name in found:
+            found[name] = {
+                "active": fields.get("ActiveState", ""),
+                "enabled": fields.get("UnitFileState", ""),
+            }
+    return found
+
+
+class UnixConnection(xmlrpc.client.http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(5)
+        self.sock.connect(self.path)
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host):
+        return UnixConnection(self.path)
+
+
+def program(socket_path, name):
+    """Supervisor's view of the app's program, over supervisord's socket (supervisorctl takes ~0.2 s)."""
+    try:
+        rpc = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(socket_path))
+        info = rpc.supervisor.getProcessInfo(name)
+    except Exception:  # no such program, supervisord down, or it will not say: the steps ask supervisorctl
+        return None
+    return {"state": info["statename"], "pid": info["pid"], "description": info["description"]}
+
+
+def nginx_stale(platform):
+    """Whether anything under nginx's config changed after nginx last (re)loaded it: after its pidfile
+    was written (a start) or the kit's stamp was touched (a reload), whichever is later."""
+    marks = (platform["nginx_pid"], platform["nginx_loaded_stamp"])
+    loaded = [os.stat(p).st_mtime_ns for p in marks if os.path.exists(p)]
+    if not loaded:
+        return False
+    since = max(loaded)
+    for root, dirs, files in os.walk(platform["nginx_conf_dir"]):
+        for name in [""] + dirs + files:
+            try:
+                if os.lstat(os.path.join(root, name)).st_mtime_ns > since:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def glibc():
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
+    except (ValueError, OSError, IndexError, AttributeError):
+        return ""
+
+
+def probe(questions):
+    release = os_release(questions["os_release"])
+    app = questions["app"]
+    platform = next((p for p in questions["platforms"] if matches(p["match"], release)), None)
+    facts = {
+        "platform": platform["id"] if platform else None,
+        "system": release.get("PRETTY_NAME", ""),
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "machine": os.uname().machine,
+        "glibc": glibc(),
+        "cpus": len(os.sched_getaffinity(0)),
+    }
+    if not platform:
+        return facts
+    try:
+        facts["app_user_shell"] = pwd.getpwnam(app["name"]).pw_shell
+    except KeyError:
+        facts["app_user_shell"] = None
+    status = packages(platform)
+    venvs = platform["venvs_dir"]
+    facts.update({
+        "installed": [name for name in platform["packages"] if status.get(name) == platform["installed"]],
+        "package_lists_age": package_lists_age(platform["package_lists"]),
+        "paths": {path: describe(path) for path in platform["paths"]},
+        "releases": releases(platform["releases_dir"], app["meta"]),
+        "fingerprint": read_text(os.path.join(platform["current"], app["meta"], "fingerprint")).strip(),
+        "venv_dirs": entries(venvs),
+        "venvs": [name for name in entries(venvs) if os.path.exists(os.path.join(venvs, name, ".complete"))],
+        "program": program(platform["supervisor_socket"], app["name"]),
+        "units": units(platform["units"]),
+        "nginx_stale": nginx_stale(platform),
+    })  # fmt: skip
+    return facts
+
+
+if __name__ == "__main__":
+    print(json.dumps(probe(json.loads(sys.argv[1]))))

@@ -1,0 +1,98 @@
+# shellcheck shell=bash
+# push: a release of the app beside the others, its venv, its checks, the switch to it, and pruning.
+#
+# A release is built under a hidden `.partial-<id>` name and renamed into `releases/<id>` only when
+# complete, so nothing half-built is ever listed or pointed at. It keeps what shaped it in $META
+# (release.json, the rendered configs, env.json) so that a rollback brings all of it back. The app user
+# imports it, and runs its release command, before `current` moves: a broken release never goes live.
+#
+# Reads:   RELEASES_DIR, VENVS_DIR, SHARED_DIR, SHARED_DIRS (array), META, APP, BASE_DIR, APP_MODULE,
+#          RELEASE_COMMAND, BUNDLED_PIP_WHEELS, PY_WITH_ENV; W (apply.sh), LIVE_DIR (switch.sh)
+# Defines: build_venv, build_release, as_app, check_release, run_release_command, switch_to_built,
+#          prune_releases, prune_venvs
+# Sets:    BUILT (see switch.sh)
+
+build_venv() {  # VENV_ID: a venv from the wheels sent ($W/wheels), built in place, marked complete
+    local venv="$VENVS_DIR/$1" install pips
+    # Built where it stays: a venv's scripts hard-code its path. `.complete` marks it usable.
+    rm -rf "$venv"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    install=(install -q --no-index --find-links "$W/wheels" -r "$W/wheels/requirements.txt")
+    pips=("$BUNDLED_PIP_WHEELS"/pip-*.whl)
+    if [ -f "${pips[-1]}" ]; then
+        # The system's bundled pip wheel installs into a venv made --without-pip: ensurepip costs ~2 s more.
+        quiet python3 -m venv --without-pip "$venv"
+        quiet "$venv/bin/python" "${pips[-1]}/pip" "${install[@]}"
+    else
+        quiet python3 -m venv "$venv"
+        quiet "$venv/bin/pip" "${install[@]}"
+    fi
+    touch "$venv/.complete"
+}
+
+build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases/RELEASE_ID, on that venv
+    local partial="$RELEASES_DIR/.partial-$1" release="$RELEASES_DIR/$1" dir shared
+    rm -rf "$RELEASES_DIR"/.partial-*  # what an interrupted run left
+    note_release "$1"
+    quiet cp -a "$W/release" "$partial"
+    chown -R root:root "$partial"
+    chmod -R u=rwX,go=rX "$partial"
+    quiet install -m 640 -o root -g "$APP" "$W/files/env.json" "$partial/$META/env.json"
+    ln -sfn "$VENVS_DIR/$2" "$partial/.venv"
+    # The shared directories, linked in after chown and chmod, which would act on what the links point at.
+    for dir in "${SHARED_DIRS[@]}"; do
+        shared="$SHARED_DIR/$dir"
+        [ -d "$shared" ] || quiet install -d -o "$APP" -g "$APP" -m 750 "$shared"
+        rm -rf "${partial:?}/$dir"
+        mkdir -p "$(dirname "$partial/$dir")"
+        ln -sfn "$shared" "$partial/$dir"
+    done
+    [ -e "$release" ] && die "release $1 exists already"
+    mv -T "$partial" "$release" || die "could not rename $partial"
+    BUILT=$release
+}
+
+as_app() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app user, with app.env (read
+    # from the release's env.json: never on a command line, where `ps` shows it) and its venv on PATH
+    local release=$1
+    shift
+    (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
+        PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
+        /usr/bin/python3 -I - "$META/env.json" "$@" <<<"$PY_WITH_ENV")
+}
+
+check_release() {  # the release this run built imports, as the app user: else it fails
+    local out
+    out=$(as_app "$BUILT" gunicorn --check-config --chdir "$BUILT" "$APP_MODULE" 2>&1) \
+        || fail_release "it does not load: $(last_line "$out")"
+}
+
+run_release_command() {  # deploy.release_command in the release this run built: else it fails
+    local out rc
+    out=$(as_app "$BUILT" /bin/sh -c "$RELEASE_COMMAND" 2>&1) || {
+        rc=$?
+        fail_release "release command '$RELEASE_COMMAND' exited $rc: $(last_line "$out")"
+    }
+}
+
+switch_to_built() {  # current -> the release this run built; the app reloaded onto it
+    switch_to "$BUILT"
+    reload_app "$LIVE_DIR" "$BUILT"
+    changed
+}
+
+prune_releases() {  # RELEASE_ID...: gone, at the end of a successful run only
+    local id
+    for id in "$@"; do
+        case "$id" in "" | .* | */*) continue ;; esac
+        rm -rf "${RELEASES_DIR:?}/$id"
+    done
+}
+
+prune_venvs() {  # VENV_ID...: gone, at the end of a successful run only
+    local id
+    for id in "$@"; do
+        case "$id" in "" | .* | */*) continue ;; esac
+        rm -rf "${VENVS_DIR:?}/$id"
+    done
+}

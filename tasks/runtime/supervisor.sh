@@ -1,0 +1,55 @@
+# shellcheck shell=bash
+# supervisor: the app's program and gunicorn config in place, the program running.
+#
+# Reads:   APP, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
+# Defines: wait_for_supervisord, program_state, ensure_running, supervisor_update, restart_program
+
+wait_for_supervisord() {  # supervisord may still be opening its socket right after a start: up to 10 s
+    local _
+    for _ in $(seq 100); do
+        supervisorctl pid >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "supervisord does not answer"
+}
+
+program_state() {  # RUNNING, STARTING, BACKOFF, FATAL, ... ("" when supervisor has no such program)
+    supervisorctl status "$APP" 2>/dev/null | awk '{print $2}'
+}
+
+ensure_running() {  # wait out STARTING, start the program unless it runs; fail with the app's last errors
+    local state _
+    for _ in $(seq 150); do
+        state=$(program_state)
+        case "$state" in STARTING | BACKOFF) sleep 0.1 ;; *) break ;; esac
+    done
+    if [ "$state" != RUNNING ]; then
+        supervisorctl start "$APP" >/dev/null 2>&1
+        changed
+        state=$(program_state)
+        [ "$state" = RUNNING ] || die "$APP is ${state:-unknown} in supervisor; $(app_errors)"
+    fi
+}
+
+supervisor_update() {  # GUNICORN_FILE PROGRAM_FILE (in $W): both in place; a restart only when they changed
+    local out before gunicorn_changed
+    systemctl is-active -q "$SUPERVISOR_UNIT" || { quiet systemctl start "$SUPERVISOR_UNIT"; changed; }
+    wait_for_supervisord
+    before=$CHANGED CHANGED=0
+    install_file "$W/$1" "$GUNICORN_CONF" 644
+    gunicorn_changed=$CHANGED CHANGED=$before
+    install_file "$W/$2" "$SUPERVISOR_CONF" 644
+    out=$(supervisorctl update "$APP" 2>&1) || die "supervisorctl update failed: $out"
+    case "$out" in
+        *added* | *updated*) changed ;;  # supervisor (re)started the program with its new definition
+        *) if [ "$gunicorn_changed" = 1 ]; then quiet supervisorctl restart "$APP"; changed; fi ;;
+    esac
+    ensure_running
+}
+
+restart_program() {  # stop and start the app through supervisor (restart --hard): a short gap
+    if [ "$(program_state)" = RUNNING ]; then
+        quiet supervisorctl restart "$APP"
+        changed
+    fi
+}

@@ -1,0 +1,20 @@
+"""enable_boot: the units that run the site (nginx, supervisor) start at boot, and with them the app."""
+
+from __future__ import annotations
+
+from tasks.shell import line
+from tasks.steps.model import Situation, Step, StepPlan
+from tasks.steps.provision import SERVICES
+
+
+def plan(sit: Situation) -> StepPlan:
+    units = sit.platform.units
+    if all(sit.facts.enabled(unit) for unit in units):
+        return StepPlan("enable_boot")
+    return StepPlan("enable_boot", (line("enable_at_boot", *units),))
+
+
+STEP = Step(
+    "enable_boot", "nginx and supervisor enabled at boot (checked with systemctl is-enabled).", plan,
+    requires=(SERVICES,),
+)  # fmt: skip

@@ -1,0 +1,91 @@
+"""The step model: a step plans from a Situation (what is known) to a StepPlan (what to do).
+
+A planner is a pure function. An empty plan means the facts prove the step is done (ok); otherwise its
+commands run in the apply script, and report ok or changed themselves, because earlier steps of the
+same run may already have changed what the probe saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tasks.facts import Facts
+from tasks.layout import Layout
+from tasks.platform import Platform
+from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.source import AppSource
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    name: str
+    commands: tuple[str, ...] = ()  # lines built with tasks.shell.line: calls of runtime functions
+    files: Mapping[str, bytes | Path] = field(default_factory=dict)  # path in $W -> content the step uses
+    cleanup: tuple[str, ...] = ()  # lines run once the whole run succeeded (pruning)
+    touches: frozenset[str] = frozenset()  # what it may change that later steps care about ("nginx")
+    blocked: str = ""  # a missing prerequisite: one line naming the task to run first
+
+    @property
+    def acts(self) -> bool:
+        return bool(self.commands)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What a step plans from: the settings, the server as probed, and this run."""
+
+    settings: Settings
+    facts: Facts
+    platform: Platform
+    layout: Layout
+    steps: tuple[str, ...]  # the steps of this run, in order
+    now: datetime  # UTC; names a new release
+    user: str = ""  # who runs the deploy (local user name), recorded with a release
+    control_host: str = ""  # the machine it runs from
+    app: AppSource | None = None  # the local app, when a step of the run needs it (push)
+    venv_id: str = ""  # the venv the app's requirements need on this server
+    wheels: tuple[Path, ...] = ()  # shipped when the server lacks that venv
+    earlier: tuple[StepPlan, ...] = ()  # the plans of the steps before this one in the run
+
+    def runs(self, step: str) -> bool:
+        """Whether `step` is part of this run (and so, by pipeline order, runs before later steps)."""
+        return step in self.steps
+
+    def earlier_touches(self, what: str) -> bool:
+        """Whether an earlier step of this run may change `what`."""
+        return any(what in plan.touches for plan in self.earlier if plan.acts)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something a step needs on the server, and the step that provides it."""
+
+    missing: Callable[[Situation], bool]
+    what: str  # said when it is missing: "nginx is not installed" ({app} is the app's name)
+    provided_by: str  # the step (and task) that provides it: "provision"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of the pipeline (or an action such as rollback): its task's name and help, its planner."""
+
+    name: str
+    doc: str  # the task's help line in `fab --list`
+    plan: Callable[[Situation], StepPlan]
+    requires: tuple[Requirement, ...] = ()
+    needs_app: bool = False  # reads the local app: its files and, for the server, its wheels
+
+    def plan_for(self, situation: Situation) -> StepPlan:
+        """The step's plan, or a blocked one when a requirement is missing and no earlier step of the run
+        provides it."""
+        for requirement in self.requires:
+            if requirement.missing(situation) and not situation.runs(requirement.provided_by):
+                what = requirement.what.format(app=situation.layout.app)
+                return StepPlan(self.name, blocked=f"{what}: run `fab {requirement.provided_by}` first")
+        return self.plan(situation)

@@ -1,0 +1,67 @@
+"""nginx: keep the stock default site, enable the app's site (validated before it goes live), reload.
+
+How each is done on the server: runtime/nginx.sh.
+"""
+
+from __future__ import annotations
+
+from tasks import configs
+from tasks.shell import line
+from tasks.steps.model import Situation, Step, StepPlan
+from tasks.steps.provision import NGINX
+
+
+def plan_backup_default(sit: Situation) -> StepPlan:
+    facts, paths = sit.facts, sit.layout
+    # A backup, once taken, is never overwritten: it is the only copy of the stock site.
+    installed = sit.platform.packages.nginx in facts.installed
+    if facts.exists(paths.nginx_default_backup) or (installed and not facts.exists(paths.nginx_default)):
+        return StepPlan("backup_default")
+    return StepPlan("backup_default", (line("backup_default_site"),))
+
+
+def plan_enable_site(sit: Situation) -> StepPlan:
+    s, facts, paths = sit.settings, sit.facts, sit.layout
+    site = configs.nginx_site(s, paths)
+    replaces_default = s.server_name == "_"
+    if (
+        facts.sha256(paths.nginx_site) == configs.sha256(site)
+        and facts.link(paths.nginx_link) == paths.nginx_site
+        and not (replaces_default and facts.exists(paths.nginx_default_link))
+    ):
+        return StepPlan("enable_site")
+    return StepPlan(
+        "enable_site",
+        (line("enable_site", "files/nginx-site", int(replaces_default)),),
+        {"files/nginx-site": site.encode()},
+        touches=frozenset({"nginx"}),
+    )
+
+
+def plan_reload_nginx(sit: Situation) -> StepPlan:
+    facts = sit.facts
+    # Run alone, it reloads when nginx's config changed since nginx loaded it; inside deploy, also when
+    # an earlier step may change that config.
+    if facts.active(sit.platform.nginx_unit) and not facts.nginx_stale and not sit.earlier_touches("nginx"):
+        return StepPlan("reload_nginx")
+    return StepPlan("reload_nginx", (line("reload_nginx", int(facts.nginx_stale)),))
+
+
+BACKUP_DEFAULT = Step(
+    "backup_default",
+    "Keep a copy of nginx's stock default site as default.bak (once; never overwritten).",
+    plan_backup_default,
+    requires=(NGINX,),
+)
+ENABLE_SITE = Step(
+    "enable_site",
+    "Render the nginx site, put it in sites-available, link it in sites-enabled, validate with nginx -t.",
+    plan_enable_site,
+    requires=(NGINX,),
+)
+RELOAD_NGINX = Step(
+    "reload_nginx",
+    "nginx -t, then a graceful reload (only when nginx's config changed since it last loaded it).",
+    plan_reload_nginx,
+    requires=(NGINX,),
+)

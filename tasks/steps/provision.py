@@ -1,0 +1,80 @@
+"""provision: system packages, the app's system user, its directories, its runtime directory."""
+
+from __future__ import annotations
+
+from tasks import configs
+from tasks.layout import Layout
+from tasks.platform import Platform
+from tasks.shell import Var, Word, line, ref
+from tasks.steps.model import Requirement, Situation, Step, StepPlan
+
+# What provision provides, as later steps require it when they run alone.
+NGINX = Requirement(
+    lambda sit: sit.platform.packages.nginx not in sit.facts.installed, "nginx is not installed", "provision"
+)
+SUPERVISOR = Requirement(
+    lambda sit: sit.platform.packages.supervisor not in sit.facts.installed,
+    "supervisor is not installed", "provision",
+)  # fmt: skip
+SERVICES = Requirement(
+    lambda sit: not {sit.platform.packages.nginx, sit.platform.packages.supervisor} <= sit.facts.installed,
+    "nginx or supervisor is not installed", "provision",
+)  # fmt: skip
+PROVISIONED = Requirement(
+    lambda sit: sit.facts.app_user_shell is None
+    or sit.platform.packages.venv not in sit.facts.installed
+    or sit.facts.directory(sit.layout.releases_dir) is None,
+    "the server is not provisioned", "provision",
+)  # fmt: skip
+
+
+def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
+    """(path, owner, group, mode) of every directory the app needs."""
+    app = paths.app
+    return [
+        (paths.base_dir, "root", "root", "755"),
+        (paths.releases_dir, "root", "root", "755"),
+        (paths.venvs_dir, "root", "root", "755"),
+        # What the app writes lives here, outside the disposable releases.
+        (paths.shared_dir, app, app, "750"),
+        (paths.shared("instance"), app, app, "750"),
+        (paths.log_dir, app, platform.log_group, "750"),
+        (paths.run_dir, app, app, "755"),
+    ]
+
+
+def plan(sit: Situation) -> StepPlan:
+    s, facts, paths, platform = sit.settings, sit.facts, sit.layout, sit.platform
+    commands = []
+    missing = [p for p in platform.packages.all() if p not in facts.installed]
+    if missing:
+        age = facts.package_lists_age
+        if age is None or age > s.apt_cache_valid_time:
+            commands.append(line("update_package_lists"))
+        commands.append(line("install_packages", *missing))
+    if facts.app_user_shell != platform.nologin_shell:
+        commands.append(line("ensure_app_user"))
+
+    def account(name: str) -> Word:
+        return Var("APP") if name == paths.app else name
+
+    for path, owner, group, mode in directories(paths, platform):
+        if facts.directory(path) != f"{owner}:{group}:{mode}":
+            commands.append(line("ensure_dir", ref(paths, path), account(owner), account(group), mode))
+    tmpfiles = configs.tmpfiles(s, paths)
+    files = {}
+    if facts.sha256(paths.tmpfiles_conf) != configs.sha256(tmpfiles):
+        files["files/tmpfiles.conf"] = tmpfiles.encode()
+        commands.append(
+            line("install_file", Var("W", "/files/tmpfiles.conf"), ref(paths, paths.tmpfiles_conf), 644)
+        )
+    # Installing nginx changes its config: a later reload_nginx must look.
+    touches = frozenset({"nginx"}) if platform.packages.nginx in missing else frozenset()
+    return StepPlan("provision", tuple(commands), files, touches=touches)
+
+
+STEP = Step(
+    "provision",
+    "apt packages (nginx, supervisor, python3-venv), the app's system user, its directories.",
+    plan,
+)

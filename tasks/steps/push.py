@@ -1,0 +1,111 @@
+"""push: a release of the app (code only) beside the others, its venv, and the switch to it.
+
+The release keeps what shaped it in .deploy/ (release.json, the rendered nginx site, supervisor program
+and gunicorn config, env.json), so that a rollback brings all of it back; see runtime/release.sh for how
+it is built, checked and switched to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from tasks import configs
+from tasks.layout import META, Layout
+from tasks.settings import Settings
+from tasks.shell import line
+from tasks.source import AppSource
+from tasks.steps.model import Situation, Step, StepPlan
+from tasks.steps.provision import PROVISIONED
+
+# The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
+SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
+
+
+def release_id(content_hash: str, now: datetime) -> str:
+    """Sorts by time and names the content: 20261126T101500Z-0123456789ab."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{content_hash[:12]}"
+
+
+def snapshot(s: Settings, paths: Layout, cpu_count: int) -> dict[str, str]:
+    """The rendered configs that shape a release, by their names in its .deploy/."""
+    rendered = (
+        configs.nginx_site(s, paths),
+        configs.supervisor_program(s, paths),
+        configs.gunicorn_conf(s, paths, cpu_count),
+    )
+    return dict(zip(SNAPSHOT, rendered, strict=True))
+
+
+def env_json(s: Settings) -> str:
+    return json.dumps(s.env, sort_keys=True)
+
+
+def fingerprint(s: Settings, paths: Layout, app: AppSource, venv_id: str, cpu_count: int) -> str:
+    """Everything that makes a release what it is; a deploy whose fingerprint is live builds nothing."""
+    shape = [
+        app.content_hash, venv_id, list(s.shared_dirs), env_json(s), *snapshot(s, paths, cpu_count).values()
+    ]  # fmt: skip
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+
+
+def releases_to_prune(releases: Iterable[str], keep: int, protected: Iterable[str | None]) -> list[str]:
+    """All but the `keep` newest releases (failed ones count too); never a protected one."""
+    # A rollback can make an old release current or previous: it stays, beside the `keep` newest.
+    ordered = sorted(set(releases))
+    return [r for r in ordered[: max(0, len(ordered) - keep)] if r not in set(protected)]
+
+
+def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> list[str]:
+    """The venvs no kept release runs on (including ones an interrupted run left unfinished)."""
+    return sorted(set(venv_dirs) - set(in_use))
+
+
+def plan(sit: Situation) -> StepPlan:
+    s, facts, paths, app = sit.settings, sit.facts, sit.layout, sit.app
+    assert app is not None, "push needs the local app"
+    shape = fingerprint(s, paths, app, sit.venv_id, facts.cpus)
+    if facts.fingerprint == shape and sit.venv_id in facts.venvs:
+        return StepPlan("push")
+
+    commands, files = [], {}
+    if sit.venv_id not in facts.venvs:
+        files["wheels/requirements.txt"] = app.requirements.encode()
+        files.update({f"wheels/{wheel.name}": wheel for wheel in sit.wheels})
+        commands.append(line("build_venv", sit.venv_id))
+    new = release_id(app.content_hash, sit.now)
+    files.update({f"release/{name}": app.root / name for name in app.files})
+    record = {
+        "id": new, "time": f"{sit.now:%Y-%m-%dT%H:%M:%SZ}", "user": sit.user, "host": sit.control_host,
+        "venv": sit.venv_id, "content": app.content_hash,
+    }  # fmt: skip
+    files[f"release/{META}/release.json"] = (json.dumps(record) + "\n").encode()
+    files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
+    files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, paths, facts.cpus).items()})
+    files["files/env.json"] = env_json(s).encode()
+    commands += [line("build_release", new, sit.venv_id), line("check_release")]
+    if s.release_command:
+        commands.append(line("run_release_command"))
+    commands.append(line("switch_to_built"))
+
+    live = facts.link_name(paths.current)
+    releases = [*facts.release_ids, new]
+    prune = releases_to_prune(releases, s.keep_releases, (new, live))
+    kept = [r for r in releases if r not in prune and r != new]
+    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [sit.venv_id])
+    # Pruned at the very end of a successful run only (see converge.apply_script).
+    cleanup = ([line("prune_releases", *prune)] if prune else []) + (
+        [line("prune_venvs", *venvs)] if venvs else []
+    )
+    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup))
+
+
+STEP = Step(
+    "push",
+    "Upload a new release of the app and its dependencies (as wheels); switch `current` to it.",
+    plan,
+    requires=(PROVISIONED,),
+    needs_app=True,
+)

@@ -1,0 +1,40 @@
+"""rollback: `current` back to the previous release (or a given one), with the configs it was deployed
+with; SSH is all it needs. How on the server: roll_back_to in runtime/switch.sh."""
+
+from __future__ import annotations
+
+from tasks.shell import line
+from tasks.steps.model import Requirement, Situation, Step, StepPlan
+
+DEPLOYED = Requirement(
+    lambda sit: sit.facts.link_name(sit.layout.current) is None, "no release on the server", "deploy"
+)
+
+
+def plan(sit: Situation, to: str) -> StepPlan:
+    facts, paths = sit.facts, sit.layout
+    target = to or facts.link_name(paths.previous)
+    if not target:
+        return StepPlan(
+            "rollback", blocked="no previous release to roll back to (see `fab releases`, --to=ID)"
+        )
+    if target not in facts.release_ids:
+        return StepPlan("rollback", blocked=f"no release {target} on the server (see `fab releases`)")
+    if target == facts.link_name(paths.current):
+        return StepPlan("rollback")
+    venv = facts.release_venv(target)
+    if venv not in facts.venvs:
+        return StepPlan(
+            "rollback", blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead"
+        )
+    return StepPlan("rollback", (line("roll_back_to", target),))
+
+
+def step(to: str = "") -> Step:
+    """The rollback, to release `to` (default: the previous one)."""
+    return Step(
+        "rollback",
+        "Back to the previous release (or --to=ID).",
+        lambda sit: plan(sit, to),
+        requires=(DEPLOYED,),
+    )

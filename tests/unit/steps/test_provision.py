@@ -1,0 +1,49 @@
+"""provision: packages (with an apt update only when the lists are old), the app's user, its directories."""
+
+from dataclasses import replace
+
+from tasks.facts import PathState
+from tasks.shell import Var, line
+from tasks.steps import provision
+from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plan_one, script_of
+
+
+def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings):
+    step = plan_one(settings, fresh_facts(), provision.STEP)
+    assert step.commands[:3] == (
+        "update_package_lists",  # empty lists
+        "install_packages nginx supervisor python3-venv",
+        "ensure_app_user",
+    )
+    paths = paths_of(settings)
+    for path, _owner, _group, mode in provision.directories(paths, PLATFORM):
+        assert any(c.startswith("ensure_dir ") and c.endswith(f" {mode}") for c in step.commands), path
+    assert 'ensure_dir "$SHARED_DIR"/instance "$APP" "$APP" 750' in step.commands
+    assert 'ensure_dir "$LOG_DIR" "$APP" adm 750' in step.commands
+    assert step.files["files/tmpfiles.conf"].endswith(b"d /run/flaskdemo 0755 flaskdemo flaskdemo -\n")
+    assert line("install_file", Var("W", "/files/tmpfiles.conf"), Var("TMPFILES_CONF"), 644) in step.commands
+    assert "nginx" in step.touches  # installing nginx: reload_nginx must look
+
+
+def test_apt_update_only_when_the_lists_are_older_than_the_cache_valid_time(settings):
+    converged = converged_facts(settings)
+    probed = replace(converged, installed=converged.installed - {"supervisor"}, package_lists_age=60)
+    step = plan_one(settings, probed, provision.STEP)
+    assert step.commands == ("install_packages supervisor",) and not step.touches
+    old = replace(probed, package_lists_age=settings.apt_cache_valid_time + 1)
+    assert "update_package_lists" in script_of(plan_one(settings, old, provision.STEP))
+
+
+def test_only_what_differs_is_changed(settings):
+    converged = converged_facts(settings)
+    paths = paths_of(settings)
+    probed = replace(
+        converged,
+        app_user_shell="/bin/bash",
+        paths={**converged.paths, paths.shared_dir: PathState.dir("flaskdemo", "flaskdemo", "755")},
+    )
+    assert plan_one(settings, probed, provision.STEP).commands == (
+        "ensure_app_user",
+        'ensure_dir "$SHARED_DIR" "$APP" "$APP" 750',
+    )
+    assert not plan_one(settings, converged, provision.STEP).acts

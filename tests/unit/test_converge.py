@@ -1,0 +1,84 @@
+"""Converging a host without SSH: the apply script a plan makes, the tar it gets, the outcome it reports."""
+
+import io
+import tarfile
+from dataclasses import replace
+
+from tasks import recap
+from tasks.converge import apply_script, pack, report_outcome
+from tasks.remote import Result
+from tasks.shell import VALUES_END
+from tasks.steps.model import StepPlan
+from tests.unit.conftest import converged_facts, fresh_facts, plans, situation
+
+
+def body(script) -> list[str]:
+    """The script's own lines (after the values and the runtime files)."""
+    return list(script.lines)
+
+
+def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_then_cleanup(settings):
+    s = replace(settings, keep_releases=2)
+    sit = situation(s, fresh_facts())
+    found = [StepPlan("provision"), StepPlan("push", ("switch_to_built",), cleanup=("prune_releases old",))]
+    script = apply_script(sit, found, "deploy", check_health=True)
+    assert body(script) == [
+        "begin_apply",
+        "begin_step push", "switch_to_built", "end_step",
+        "begin_step health", "gate", "end_step",
+        "prune_releases old",  # only after the health gate passed
+        "finish_run",
+    ]  # fmt: skip
+    assert script.values["ACTION"] == "deploy" and script.values["WHO"] == "alice"
+    assert script.values["LOCK_HOLDER"] == "alice@laptop (deploy)"
+    assert apply_script(sit, found, "enable_site", check_health=False).values["ACTION"] == ""  # not recorded
+    rendered = script.render()
+    assert rendered.index(VALUES_END) < rendered.index("begin_apply() {") < rendered.rindex("begin_apply")
+
+
+def test_a_deploy_of_a_fresh_server_is_one_script_with_every_step(settings):
+    sit = situation(settings, fresh_facts())
+    lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", check_health=True))
+    assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [
+        "provision", "push", "backup_default", "enable_site", "reload_nginx", "supervisor_update",
+        "enable_boot", "health",
+    ]  # fmt: skip
+    assert not plans(settings, converged_facts(settings))[0].acts
+
+
+def test_outcome_counts_steps_and_stops_at_the_first_failure(capsys):
+    stdout = "::step push changed\n::fail enable_site nginx -t rejected the new site\n"
+    ok = report_outcome("h-outcome", ["provision", "push", "enable_site", "reload_nginx"],
+                        {"push", "enable_site", "reload_nginx"}, Result(1, stdout, ""))  # fmt: skip
+    assert not ok
+    assert recap._tallies["h-outcome"] == recap.Tally(ok=1, changed=1, failed=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "h-outcome  enable_site  failed: nginx -t rejected the new site"
+    del recap._tallies["h-outcome"]
+
+
+def test_a_script_that_dies_without_a_marker_names_its_last_error(capsys):
+    assert not report_outcome("h-died", ["push"], {"push"}, Result(1, "", "line 3: oops\n"))
+    assert capsys.readouterr().out.splitlines()[-1] == "h-died  push  failed: stopped: line 3: oops"
+    del recap._tallies["h-died"]
+
+
+def test_notes_are_printed_after_their_step(capsys):
+    stdout = "::note push other dependencies: gunicorn restarted\n::step push changed\n"
+    assert report_outcome("h-note", ["push"], {"push"}, Result(0, stdout, ""))
+    assert capsys.readouterr().out.splitlines() == [
+        "h-note  push  changed",
+        "h-note  push: other dependencies: gunicorn restarted",
+    ]
+    del recap._tallies["h-note"]
+
+
+def test_pack_makes_a_tar_owned_by_root(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    with tarfile.open(fileobj=io.BytesIO(pack({"files/a": b"A", "release/run.sh": script}))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("files/a").read() == b"A"
+    assert members["release/run.sh"].mode == 0o755 and members["files/a"].mode == 0o644
+    assert {m.uid for m in members.values()} == {0}

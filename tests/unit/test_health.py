@@ -1,0 +1,136 @@
+"""tasks/runtime/health.py, the health check run on servers, as a program against a local HTTP server:
+the status it prints, its exit code, the Host header it sends, its retries until TIMEOUT, and --json."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tasks.runtime import HERE
+
+HEALTH = HERE / "health.py"
+LATER_FAILURES = 2  # /later answers 503 this many times, then 200
+
+
+class App(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str | None]] = []  # (path, Host header)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def hits(self, path: str) -> list[str | None]:
+        """The Host headers of the requests for `path`, in order."""
+        with self.lock:
+            return [host for seen, host in self.requests if seen == path]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: App
+
+    def do_GET(self):
+        with self.server.lock:
+            self.server.requests.append((self.path, self.headers.get("Host")))
+            earlier = sum(1 for path, _ in self.server.requests if path == self.path) - 1
+        if self.path == "/ok":
+            status = 200
+        elif self.path == "/sick":
+            status = 500
+        elif self.path == "/later":
+            status = 503 if earlier < LATER_FAILURES else 200
+        else:
+            status = 404
+        body = f"{status}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def app():
+    server = App()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def health(url: str, host: str, timeout: float, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-I", str(HEALTH), url, host, str(timeout), *extra],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+
+
+def test_a_200_prints_200_and_exits_0_with_the_host_header_given(app):
+    done = health(f"{app.base}/ok", "app.example.org", 0)
+    assert (done.stdout, done.returncode) == ("200\n", 0), done.stderr
+    assert app.hits("/ok") == ["app.example.org"]
+
+
+def test_a_500_with_no_time_to_retry_prints_500_and_exits_1_after_one_try(app):
+    done = health(f"{app.base}/sick", "app.example.org", 0)
+    assert (done.stdout, done.returncode) == ("500\n", 1), done.stderr
+    assert app.hits("/sick") == ["app.example.org"]
+
+
+def test_a_server_that_answers_503_at_first_is_retried_until_it_answers_200(app):
+    done = health(f"{app.base}/later", "app.example.org", 4)
+    assert (done.stdout, done.returncode) == ("200\n", 0), done.stderr
+    assert app.hits("/later") == ["app.example.org"] * (LATER_FAILURES + 1)  # stops at the first 200
+
+
+def test_an_unhealthy_server_is_retried_until_the_timeout(app):
+    done = health(f"{app.base}/sick", "app.example.org", 0.6)
+    assert (done.stdout, done.returncode) == ("500\n", 1), done.stderr
+    assert len(app.hits("/sick")) >= 2
+
+
+def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port):
+    done = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("no answer (") and line.endswith(")")
+    assert "refused" in line.lower()
+
+
+def test_json_reports_a_healthy_status_as_one_json_line(app):
+    done = health(f"{app.base}/ok", "app.example.org", 0, "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert json.loads(line) == {"health": "200"}
+
+
+def test_json_reports_an_unhealthy_status_and_still_exits_0(app, closed_port):
+    sick = health(f"{app.base}/sick", "app.example.org", 0, "--json")
+    assert sick.returncode == 0, sick.stderr
+    assert [json.loads(line) for line in sick.stdout.splitlines()] == [{"health": "500"}]
+    gone = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0, "--json")
+    assert gone.returncode == 0, gone.stderr
+    (report,) = [json.loads(line) for line in gone.stdout.splitlines()]
+    assert report["health"].startswith("no answer (")

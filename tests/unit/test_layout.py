@@ -1,0 +1,40 @@
+"""Where the app lives on a server: the kit's own paths, the platform's, and references to them."""
+
+import pytest
+
+from tasks.layout import app_paths, health_host, health_url
+from tasks.shell import Var, ref
+from tests.unit.conftest import paths_of
+
+
+def test_the_apps_paths(settings):
+    paths = paths_of(settings)
+    assert paths.current == "/srv/flaskdemo/current" and paths.run_dir == "/run/flaskdemo"
+    assert paths.shared("instance") == "/srv/flaskdemo/shared/instance"
+    assert paths.nginx_site == "/etc/nginx/sites-available/flaskdemo"
+    assert paths.nginx_default_link == "/etc/nginx/sites-enabled/default"
+    assert paths.supervisor_conf == "/etc/supervisor/conf.d/flaskdemo.conf"
+    assert paths.lock_dir == "/run/lock/flaskdeploy-flaskdemo"  # root-only, gone at reboot
+    assert app_paths(settings).history_file == paths.history_file  # the kit's own: no platform needed
+
+
+def test_every_path_is_a_server_script_value(settings):
+    values = paths_of(settings).values()
+    assert values["CURRENT"] == "/srv/flaskdemo/current" and values["APP"] == "flaskdemo"
+    assert values["NGINX_SITE"] == "/etc/nginx/sites-available/flaskdemo"
+
+
+def test_a_path_is_referred_to_by_the_value_it_lies_under(settings):
+    paths = paths_of(settings)
+    assert ref(paths, paths.current) == Var("CURRENT")
+    assert ref(paths, paths.shared("instance")) == Var("SHARED_DIR", "/instance")  # not BASE_DIR/shared/...
+    assert ref(paths, paths.shared("instance")).word() == '"$SHARED_DIR"/instance'
+    with pytest.raises(ValueError, match="not in the layout"):
+        ref(paths, "/etc/passwd")
+
+
+def test_the_health_check_goes_through_nginx_with_a_host_that_reaches_the_site(settings):
+    assert health_url(settings) == "http://127.0.0.1:80/health"
+    assert health_host(settings) == "localhost"  # `_`: nginx's default server answers
+    named = settings.__class__(**{**settings.__dict__, "server_name": "example.org www.example.org"})
+    assert health_host(named) == "example.org"

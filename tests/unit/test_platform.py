@@ -1,0 +1,31 @@
+"""The platform table: one entry per server system, chosen by the probe, refused with a clear line."""
+
+import pytest
+
+from tasks.platform import DEBIAN_12, DEBIAN_13, PLATFORMS, UnsupportedPlatform, by_id
+
+
+def test_entries_are_found_by_the_id_the_probe_reports():
+    assert by_id("debian-12") is DEBIAN_12 and by_id("debian-13") is DEBIAN_13
+    assert len({p.id for p in PLATFORMS}) == len(PLATFORMS)
+
+
+def test_an_unknown_system_is_one_line_naming_it_and_what_is_supported():
+    with pytest.raises(UnsupportedPlatform) as error:
+        by_id(None, "Fedora Linux 40")
+    message = str(error.value)
+    assert message.startswith("unsupported server system Fedora Linux 40: flaskdeploy runs on Debian 12")
+    assert "\n" not in message
+
+
+def test_exact_entries_come_before_the_family_that_would_also_match():
+    families = [i for i, p in enumerate(PLATFORMS) if "ID_LIKE" in p.match]
+    exact = [i for i, p in enumerate(PLATFORMS) if "VERSION_ID" in p.match]
+    assert max(exact) < min(families)
+
+
+def test_what_the_probe_is_told_of_an_entry():
+    entry = DEBIAN_12.probe_entry()
+    assert entry["packages"] == ["nginx", "supervisor", "python3-venv"]
+    assert entry["units"] == ["nginx", "supervisor"] and entry["installed"] == "installed"
+    assert entry["package_query"][0] == "dpkg-query"

@@ -1,0 +1,55 @@
+"""Building server scripts: values quoted in their block, lines of quoted words, runtime files included."""
+
+import pytest
+
+from tasks import runtime
+from tasks.shell import VALUES_BEGIN, VALUES_END, Each, Script, Var, assignment, line
+from tests.unit.serverside import run_bash
+
+
+def test_every_word_is_quoted_unless_it_is_a_reference():
+    assert line("install_packages", "nginx", "python3-venv") == "install_packages nginx python3-venv"
+    assert line("f", "a b", "$(id)", "it's", 644) == "f 'a b' '$(id)' 'it'\"'\"'s' 644"
+    assert (
+        line("ensure_dir", Var("SHARED_DIR", "/instance"), Var("APP"))
+        == 'ensure_dir "$SHARED_DIR"/instance "$APP"'
+    )
+    assert line("show", Each("LOGS")) == 'show "${LOGS[@]}"'
+
+
+def test_assignments_hold_any_text_as_data():
+    assert assignment("A", "it's $(id)\n`x`") == "A='it'\"'\"'s $(id)\n`x`'"
+    assert assignment("N", 5) == "N=5" and assignment("B", True) == "B=1"
+    assert assignment("L", ("a b", "c")) == "L=('a b' c)"
+    with pytest.raises(ValueError):
+        assignment("lower", "x")
+    with pytest.raises(ValueError):
+        Var("1X")
+    text = "\n".join(
+        [
+            assignment("A", "it's $(id)\n`x`"),
+            assignment("L", ("a b", "$HOME")),
+            'printf "<%s>" "$A" "${L[@]}"',
+        ]
+    )
+    assert run_bash(text).stdout == "<it's $(id)\n`x`><a b><$HOME>"
+
+
+def test_a_script_is_its_values_then_its_runtime_files_then_its_lines():
+    text = Script(
+        "a test", {"B": "2", "A": "1"}, ["python.sh", "health.py"], ['run_py "$PY_HEALTH"']
+    ).render()
+    assert text.startswith("#!/bin/bash\n# flaskdeploy: a test.")
+    assert text.index(VALUES_BEGIN) < text.index("A=1") < text.index("B=2") < text.index(VALUES_END)
+    assert text.index(VALUES_END) < text.index("run_py() {") < text.index("PY_HEALTH <<'FLASKDEPLOY_PY'")
+    assert text.rstrip().endswith('run_py "$PY_HEALTH"')
+
+
+def test_a_python_file_travels_whole_and_runs_from_its_variable():
+    text = Script(
+        "t", {}, ["python.sh", "history.py"], ['run_py "$PY_HISTORY" /dev/stdout u r a ok detail']
+    ).render()
+    done = run_bash(text)
+    assert done.returncode == 0 and '"user": "u"' in done.stdout and '"detail": "detail"' in done.stdout
+    source = (runtime.HERE / "history.py").read_text()
+    assert source.rstrip() in text
