@@ -50,8 +50,17 @@ take_lock() {  # take the lock for this connection, or print `::fail lock ...` a
         echo "::fail lock locked by $(cat "$LOCK_DIR/owner" 2>/dev/null): wait for that run to finish"
         exit "$LOCKED_EXIT"
     fi
-    # The holder's connection is gone: the lock is stale. Move it aside (atomically), then take it.
-    mv -T "$LOCK_DIR" "$LOCK_DIR.stale.$$" 2>/dev/null && rm -rf "$LOCK_DIR.stale.$$"
+    # The holder's connection is gone: the lock is stale. Move it aside (atomically), then take it. Another
+    # run may have taken it over since we looked: then what we moved is that run's lock, and goes back.
+    if mv -T "$LOCK_DIR" "$LOCK_DIR.stale.$$" 2>/dev/null; then
+        if [ "$(cat "$LOCK_DIR.stale.$$/conn" 2>/dev/null)" = "$held" ]; then
+            rm -rf "$LOCK_DIR.stale.$$"
+        else
+            mv -T "$LOCK_DIR.stale.$$" "$LOCK_DIR" 2>/dev/null || rm -rf "$LOCK_DIR.stale.$$"
+            echo "::fail lock locked by another run that just started"
+            exit "$LOCKED_EXIT"
+        fi
+    fi
     create_lock || { echo "::fail lock locked by another run that just started"; exit "$LOCKED_EXIT"; }
 }
 

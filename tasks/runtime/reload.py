@@ -42,6 +42,12 @@ def state_and_parent(pid):
     return state, int(ppid)
 
 
+def running(pid):
+    """Alive: neither gone nor a zombie (exited, not yet reaped by its parent)."""
+    found = state_and_parent(pid)
+    return found is not None and found[0] != "Z"
+
+
 def workers(master):
     """The live children of the master."""
     found = set()
@@ -62,7 +68,7 @@ def main(pidfile, conf, timeout):
     deadline = time.monotonic() + float(timeout)
     while True:
         time.sleep(0.05)
-        if not os.path.exists(f"/proc/{master}"):
+        if not running(master):
             sys.exit("the gunicorn master exited on reload")
         now = workers(master)
         if not now & old and len(now) >= expected:

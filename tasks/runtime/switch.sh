@@ -10,14 +10,14 @@
 #          restore_configs, go_live, roll_back_to, fail_release, gate, mark_failed, switch_back
 # Sets:    LIVE_DIR, PREVIOUS_DIR (where current and previous pointed when the run began), RELEASE (the
 #          release the run is about), BUILT (the release this run built), SWITCHED (set once this run
-#          switched current), RESTORED_NGINX_SITE, RESTORED_PROGRAM
+#          switched current), SWITCHING_BACK, RESTORED_NGINX_SITE, RESTORED_PROGRAM
 
 RELOAD_TIMEOUT=60  # s: gunicorn's graceful_timeout (30 s) for old workers to finish, and new ones to boot
 
 note_live_release() {  # at the start of a run
     LIVE_DIR=$(readlink "$CURRENT" || true)
     PREVIOUS_DIR=$(readlink "$PREVIOUS" || true)
-    RELEASE=${LIVE_DIR##*/} BUILT="" SWITCHED=""
+    RELEASE=${LIVE_DIR##*/} BUILT="" SWITCHED="" SWITCHING_BACK=""
 }
 
 note_release() {  # RELEASE_ID: the release this run is about, as the history names it
@@ -135,8 +135,8 @@ mark_failed() {  # REASON: kept with the release this run built, for `releases` 
 }
 
 switch_back() {  # after a failure in this run, the release that was live goes live again (once)
-    { [ -n "$SWITCHED" ] && [ -n "$LIVE_DIR" ]; } || return 1
-    SWITCHED=""  # a failure while switching back must not try again
+    { [ -n "$SWITCHED" ] && [ -n "$LIVE_DIR" ] && [ -z "$SWITCHING_BACK" ]; } || return 1
+    SWITCHING_BACK=1  # a failure while switching back (go_live switches too) must not try again
     go_live "$LIVE_DIR"
     set_link "$PREVIOUS" "$PREVIOUS_DIR"
     SWITCHED=""

@@ -28,7 +28,13 @@ def library(script: Script) -> str:
 def run_bash(
     text: str, stdin: bytes = b"", cwd: Path | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess:
-    done = subprocess.run(["bash", "-c", text], input=stdin, cwd=cwd, capture_output=True, timeout=timeout)
+    try:
+        done = subprocess.run(
+            ["bash", "-c", text], input=stdin, cwd=cwd, capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = (expired.stdout or b"").decode(errors="replace")[-2000:]
+        raise AssertionError(f"the script did not end within {timeout:g} s; its output:\n{output}") from None
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 

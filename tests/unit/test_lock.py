@@ -306,3 +306,24 @@ def test_the_watchdog_ends_a_run_whose_connection_is_gone_and_its_lock_goes_with
         connection.wait()
         for pid in started:
             stop(pid)
+
+
+def test_a_stale_lock_another_run_just_took_over_stays_that_run_s(sshd, dead_pid, tmp_path):
+    """Two runs find the same stale lock; the other one takes it over between this run's look at the lock
+    (is_connection on its conn) and its move of the stale lock aside."""
+    write_lock(tmp_path, OTHER_OWNER, str(dead_pid))
+    meanwhile = [
+        'eval "looked_$(declare -f is_connection)"',
+        "is_connection() {",
+        f'    if [ "$1" = {dead_pid} ]; then',
+        '        mv -T "$LOCK_DIR" "$LOCK_DIR.stale.other" && rm -rf "$LOCK_DIR.stale.other"',
+        '        mkdir "$LOCK_DIR.new.other"',
+        '        echo "bob@desk (restart) since now" >"$LOCK_DIR.new.other/owner"',
+        f'        echo {sshd.pid} >"$LOCK_DIR.new.other/conn" && mv -T "$LOCK_DIR.new.other" "$LOCK_DIR"',
+        "    fi",
+        '    looked_is_connection "$1"',
+        "}",
+    ]
+    done = run_functions(values(tmp_path), [*meanwhile, "take_lock", "echo took"], includes=INCLUDES)
+    assert read_lock(tmp_path) == ("bob@desk (restart) since now\n", f"{sshd.pid}\n")
+    assert done.returncode == 75

@@ -228,6 +228,12 @@ def test_a_master_that_exits_on_reload_fails_the_reload_with_that_reason(start_m
     wait_until(lambda: master.process.poll() is not None, 5, "the fake master is reaped")
 
 
+def test_a_master_that_exits_on_reload_is_recognised_before_its_parent_reaps_it(start_master):
+    master = start_master("exit", reap=False)
+    done = reload(master.pidfile, master.conf, timeout=1)
+    assert last_line(done.stderr) == "the gunicorn master exited on reload"
+
+
 @pytest.mark.parametrize("cpu_count", [1, 4])
 def test_the_worker_count_reload_waits_for_is_the_one_in_the_rendered_gunicorn_config(
     tmp_path, settings, cpu_count

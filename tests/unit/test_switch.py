@@ -55,6 +55,18 @@ def test_a_failure_after_a_switch_switches_back_and_marks_the_release_failed(tmp
     assert '"result": "failed"' in (tmp_path / "history.log").read_text()
 
 
+def test_a_failure_while_switching_back_is_reported_once_and_ends_the_run(tmp_path):
+    values = scratch_values(tmp_path)
+    # The reload fails whichever release it goes to: switching back must not try again (and again).
+    done = run_functions(values, [
+        'reload_app() { die "graceful reload failed"; }',
+        "note_live_release", "begin_step push", f'switch_to "$RELEASES_DIR/{NEW}"', 'reload_app "" ""',
+    ], timeout=10)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.count("::fail push") == 1, done.stdout
+    assert target(tmp_path / "current") == LIVE
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="install -o root needs root")
 def test_install_file_replaces_a_file_only_when_its_content_differs(tmp_path):
     source, dest = tmp_path / "new.conf", tmp_path / "live.conf"
