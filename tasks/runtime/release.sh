@@ -9,7 +9,7 @@
 # Reads:   RELEASES_DIR, VENVS_DIR, SHARED_DIR, SHARED_DIRS (array), META, APP, BASE_DIR, APP_MODULE,
 #          RELEASE_COMMAND, BUNDLED_PIP_WHEELS, PY_WITH_ENV; W (apply.sh), LIVE_DIR (switch.sh)
 # Defines: build_venv, build_release, as_app, check_release, run_release_command, switch_to_built,
-#          prune_releases, prune_venvs
+#          prune
 # Sets:    BUILT (see switch.sh)
 
 build_venv() {  # VENV_ID: a venv from the wheels sent ($W/wheels), built in place, marked complete
@@ -81,18 +81,11 @@ switch_to_built() {  # current -> the release this run built; the app reloaded o
     changed
 }
 
-prune_releases() {  # RELEASE_ID...: gone, at the end of a successful run only
-    local id
+prune() {  # DIR ID...: releases or venvs (DIR/ID) gone, at the end of a successful run only
+    local dir=$1 id
+    shift
     for id in "$@"; do
         case "$id" in "" | .* | */*) continue ;; esac
-        rm -rf "${RELEASES_DIR:?}/$id"
-    done
-}
-
-prune_venvs() {  # VENV_ID...: gone, at the end of a successful run only
-    local id
-    for id in "$@"; do
-        case "$id" in "" | .* | */*) continue ;; esac
-        rm -rf "${VENVS_DIR:?}/$id"
+        rm -rf "${dir:?}/$id"
     done
 }

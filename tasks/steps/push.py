@@ -15,7 +15,7 @@ from datetime import datetime
 from tasks import configs
 from tasks.layout import META, Layout
 from tasks.settings import Settings
-from tasks.shell import line
+from tasks.shell import Var, line
 from tasks.source import AppSource
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
@@ -96,9 +96,11 @@ def plan(sit: Situation) -> StepPlan:
     kept = [r for r in releases if r not in prune and r != new]
     venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [sit.venv_id])
     # Pruned at the very end of a successful run only (see converge.apply_script).
-    cleanup = ([line("prune_releases", *prune)] if prune else []) + (
-        [line("prune_venvs", *venvs)] if venvs else []
-    )
+    cleanup = [
+        line("prune", Var(under), *ids)
+        for under, ids in (("RELEASES_DIR", prune), ("VENVS_DIR", venvs))
+        if ids
+    ]
     return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup))
 
 

@@ -20,13 +20,16 @@ def body(script) -> list[str]:
 def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_then_cleanup(settings):
     s = replace(settings, keep_releases=2)
     sit = situation(s, fresh_facts())
-    found = [StepPlan("provision"), StepPlan("push", ("switch_to_built",), cleanup=("prune_releases old",))]
+    found = [
+        StepPlan("provision"),
+        StepPlan("push", ("switch_to_built",), cleanup=('prune "$RELEASES_DIR" old',)),
+    ]
     script = apply_script(sit, found, "deploy", check_health=True)
     assert body(script) == [
         "begin_apply",
         "begin_step push", "switch_to_built", "end_step",
         "begin_step health", "gate", "end_step",
-        "prune_releases old",  # only after the health gate passed
+        'prune "$RELEASES_DIR" old',  # only after the health gate passed
         "finish_run",
     ]  # fmt: skip
     assert script.values["ACTION"] == "deploy" and script.values["WHO"] == "alice"

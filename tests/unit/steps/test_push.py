@@ -82,5 +82,5 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     step = push.STEP.plan_for(later)
     # Newest three: the new one, the live one, older[4] (failed): older[0..3] go although older[0] was
     # previous (after this deploy the live one is), and with them the venvs no kept release uses.
-    assert step.cleanup == (f"prune_releases {' '.join(older[:4])}", "prune_venvs half old")
+    assert step.cleanup == (f'prune "$RELEASES_DIR" {" ".join(older[:4])}', 'prune "$VENVS_DIR" half old')
     assert not any(c.startswith("prune") for c in step.commands)  # only once the whole run succeeded
