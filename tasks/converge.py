@@ -20,11 +20,14 @@ from pathlib import Path
 from fabric import Connection
 
 from tasks import lock, probe, recap, remote, runtime, settings
+from tasks.facts import Facts
 from tasks.layout import layout
 from tasks.platform import UnsupportedPlatform, by_id
 from tasks.remote import host_name
+from tasks.settings import Settings
 from tasks.shell import Script, line
-from tasks.source import read_source
+from tasks.source import AppSource, read_source
+from tasks.steps import guards
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.wheels import Target, WheelError, resolve, venv_id
 
@@ -46,7 +49,7 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, c
     paths = situation.layout
     values = {
         **runtime.globals_for(situation.settings, paths, situation.platform),
-        **lock.values(paths.lock_dir, holder(situation.user, situation.control_host), action),
+        **lock.values(paths.lock_root, paths.app, holder(situation.user, situation.control_host), action),
         "ACTION": action if action in RECORDED else "",
         "WHO": situation.user,
     }
@@ -112,10 +115,12 @@ def report_outcome(host: str, names: Sequence[str], acting: set[str], result: re
 def read_only(c: Connection, step: str, script: Script) -> str | None:
     """Run a read-only script (no lock, no history); report it as `step`; its stdout, None on failure."""
     host = host_name(c)
+    if not probe.reach(c, host):
+        return None
     try:
         result = remote.execute(c, script.render())
-    except remote.CONNECTION_ERRORS as error:
-        recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
+    except remote.RemoteError as error:
+        recap.report(host, "connect", "failed", str(error))
         return None
     if result.code != 0:
         recap.report(host, step, "failed", result.last_error())
@@ -138,6 +143,32 @@ def converge(c: Connection, steps: Sequence[Step], *, action: str, check_health:
         c.close()
 
 
+def _situation(
+    s: Settings, facts: Facts, steps: Sequence[Step], app: AppSource | None, user: str, control_host: str
+) -> tuple[Situation | None, tuple[str, str] | None]:
+    """What the steps plan from; or, when the kit must not act on this server, the step and why."""
+    try:
+        platform = by_id(facts.platform, facts.system)
+    except UnsupportedPlatform as error:
+        return None, ("probe", str(error))
+    situation = Situation(
+        s, facts, platform, layout(s, platform), tuple(step.name for step in steps), datetime.now(UTC),
+        user=user, control_host=control_host,
+    )  # fmt: skip
+    refused = guards.refusals(situation)
+    if refused:
+        return None, ("check", refused[0])
+    if app is not None:
+        target = Target(facts.python, facts.machine, facts.glibc)
+        vid = venv_id(app.requirements, target)
+        try:
+            wheels = () if vid in facts.venvs else resolve(app.requirements, target)
+        except WheelError as error:
+            return None, ("push", str(error))
+        situation = replace(situation, app=app, venv_id=vid, wheels=wheels)
+    return situation, None
+
+
 def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
@@ -146,29 +177,12 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
     facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
     if facts is None:
         return False
-    try:
-        platform = by_id(facts.platform, facts.system)
-    except UnsupportedPlatform as error:
-        recap.report(host, "probe", "failed", str(error))
-        return False
-    situation = Situation(
-        s, facts, platform, layout(s, platform), tuple(step.name for step in steps), datetime.now(UTC),
-        user=user, control_host=control_host,
-    )  # fmt: skip
-    if app is not None:
-        target = Target(facts.python, facts.machine, facts.glibc)
-        vid = venv_id(app.requirements, target)
-        try:
-            wheels = () if vid in facts.venvs else resolve(app.requirements, target)
-        except WheelError as error:
-            recap.report(host, "push", "failed", str(error))
-            return False
-        situation = replace(situation, app=app, venv_id=vid, wheels=wheels)
-
-    plans = plan(situation, steps)
-    stop = next((p for p in plans if p.blocked), None)
+    situation, stop = _situation(s, facts, steps, app, user, control_host)
+    plans = plan(situation, steps) if situation else []
+    stop = stop or next(((p.name, p.blocked) for p in plans if p.blocked), None)
     if stop:
-        recap.report(host, stop.name, "failed", stop.blocked)
+        step, why = stop
+        recap.report(host, step, "failed", why)
         return False
     names = [p.name for p in plans] + (["health"] if check_health else [])
     acting = {p.name for p in plans if p.acts}
@@ -183,7 +197,7 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
     script = apply_script(situation, plans, action, check_health)
     try:
         result = remote.execute(c, script.render(), pack(files))
-    except remote.CONNECTION_ERRORS as error:
-        recap.report(host, "apply", "failed", f"connection lost: {type(error).__name__}: {error}")
+    except remote.RemoteError as error:
+        recap.report(host, "apply", "failed", str(error))
         return False
     return report_outcome(host, names, acting, result)

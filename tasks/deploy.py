@@ -5,15 +5,16 @@ The step tasks are made from the registry (tasks/steps), with each step's help l
 
 from __future__ import annotations
 
-from fabric import Connection, task
-from invoke import Task
+from fabric import Connection
+from fabric.tasks import Task
 
+from tasks.cli import host_task
 from tasks.converge import converge
 from tasks.steps import PIPELINE
 from tasks.steps.model import Step
 
 
-@task
+@host_task()
 def deploy(c: Connection) -> None:
     """The whole pipeline (provision .. enable_boot) over one connection, then a health check via nginx."""
     converge(c, PIPELINE, action="deploy", check_health=True)
@@ -27,7 +28,7 @@ def step_task(step: Step) -> Task:
 
     run.__name__ = run.__qualname__ = step.name
     run.__doc__ = step.doc
-    return task(run)
+    return host_task()(run)
 
 
 STEP_TASKS = tuple(step_task(step) for step in PIPELINE)

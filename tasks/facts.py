@@ -57,6 +57,24 @@ class Program:
 
 
 @dataclass(frozen=True)
+class User:
+    """The app's user as the server has it."""
+
+    home: str
+    shell: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A process listening on the app's port."""
+
+    pid: int
+    user: str
+    command: str
+
+
+@dataclass(frozen=True)
 class Unit:
     active: str  # systemd's ActiveState: "active", "inactive", "failed" ...
     enabled: str  # its UnitFileState: "enabled", "disabled" ...
@@ -72,7 +90,8 @@ class Facts:
     cpus: int = 1
     installed: frozenset[str] = frozenset()  # of the packages the kit needs
     package_lists_age: int | None = None  # seconds since the package lists were updated; None: none
-    app_user_shell: str | None = None  # None when there is no such user
+    app_user: User | None = None  # None when there is no such user
+    listeners: tuple[Listener, ...] = ()  # on the app's port
     paths: Mapping[str, PathState] = field(default_factory=dict)
     releases: tuple[Release, ...] = ()  # oldest first
     fingerprint: str = ""  # what shaped the live release (see steps/push.py); "" when unknown
@@ -96,7 +115,8 @@ class Facts:
             cpus=int(doc.get("cpus") or 1),
             installed=frozenset(doc.get("installed", ())),
             package_lists_age=doc.get("package_lists_age"),
-            app_user_shell=doc.get("app_user_shell"),
+            app_user=User(**doc["app_user"]) if doc.get("app_user") else None,
+            listeners=tuple(Listener(**listener) for listener in doc.get("listeners", ())),
             paths={path: PathState(**state) for path, state in doc.get("paths", {}).items()},
             releases=tuple(
                 Release(r["id"], target_name(r.get("venv")) or "", r.get("record") or {}, r.get("failed", ""))
@@ -112,6 +132,11 @@ class Facts:
             nginx_stale=bool(doc.get("nginx_stale")),
             health=doc.get("health"),
         )
+
+    @property
+    def app_user_shell(self) -> str | None:
+        """The app user's login shell; None when there is no such user."""
+        return self.app_user.shell if self.app_user else None
 
     def path(self, path: str) -> PathState:
         return self.paths.get(path, ABSENT)

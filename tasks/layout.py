@@ -35,9 +35,8 @@ class AppPaths:
     history_file: str
     log_dir: str
     error_log: str
-    run_dir: str  # gunicorn's pidfile and control socket, recreated at boot by tmpfiles.d
-    gunicorn_pid: str
-    lock_dir: str  # the deploy lock (runtime/lock.sh): where only root writes, gone at reboot
+    run_dir: str  # gunicorn's control socket, recreated at boot by tmpfiles.d
+    lock_root: str  # the deploy locks (runtime/lock.sh): a directory only root may use, gone at reboot
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str
 
@@ -80,8 +79,7 @@ def app_paths(s: Settings) -> AppPaths:
         log_dir=f"/var/log/{name}",
         error_log=f"/var/log/{name}/error.log",
         run_dir=f"/run/{name}",
-        gunicorn_pid=f"/run/{name}/gunicorn.pid",
-        lock_dir=f"/run/lock/flaskdeploy-{name}",
+        lock_root="/run/flaskdeploy",
         nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
     )
 

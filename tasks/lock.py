@@ -10,10 +10,11 @@ from tasks.platform import SSHD_PROCESS_NAMES
 LOCKED_EXIT = 75  # EX_TEMPFAIL: try again later (runtime/lock.sh exits with it too)
 
 
-def values(lock_dir: str, holder: str, action: str) -> dict[str, str | tuple[str, ...]]:
+def values(lock_root: str, app: str, holder: str, action: str) -> dict[str, str | tuple[str, ...]]:
     """The lock's values for a script: where it is, and who takes it for what ("alice@laptop (deploy)")."""
     return {
-        "LOCK_DIR": lock_dir,
+        "LOCK_ROOT": lock_root,
+        "APP": app,
         "LOCK_HOLDER": f"{_plain(holder)} ({_plain(action)})",
         "SSHD_PROCESS_NAMES": SSHD_PROCESS_NAMES,
     }

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fabric import Connection, task
+from fabric import Connection
 
 from tasks import probe, recap, runtime
+from tasks.cli import host_task
 from tasks.converge import converge, read_only
 from tasks.probe import Found
 from tasks.remote import host_name
@@ -12,7 +13,7 @@ from tasks.shell import Each, Script, line
 from tasks.steps import restart as restart_step
 
 
-@task(help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload"})
+@host_task(help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload"})
 def restart(c: Connection, hard: bool = False) -> None:
     """Restart the app: new workers without dropping a request (or --hard); then a health check via nginx."""
     converge(c, (restart_step.step(hard),), action="restart", check_health=True)
@@ -36,7 +37,7 @@ def status_lines(found: Found) -> list[str]:
     return lines
 
 
-@task
+@host_task()
 def status(c: Connection) -> None:
     """Show the live release, the app's supervisor state, and whether nginx runs and both start at boot."""
     found = probe.look(c, "status")
@@ -45,7 +46,7 @@ def status(c: Connection) -> None:
             recap.note(host_name(c), text)
 
 
-@task(help={"lines": "how many lines of each log (default 30)"})
+@host_task(help={"lines": "how many lines of each log (default 30)"})
 def logs(c: Connection, lines: int = 30) -> None:
     """Show the last lines of the app's error log (gunicorn) and of its nginx error log."""
     found = probe.look(c, "probe")

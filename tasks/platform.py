@@ -63,6 +63,7 @@ class Platform:
     # supervisor.
     supervisor_conf_dir: str = "/etc/supervisor/conf.d"
     supervisor_socket: str = "/var/run/supervisor.sock"
+    supervisord_pidfile: str = "/var/run/supervisord.pid"  # root's: names supervisord, the app's parent
     # Python: the pip wheel Debian bundles (a venv made --without-pip installs with it, ~1.3 s faster).
     bundled_pip_wheels: str = "/usr/share/python-wheels"
     # Users, logs and boot.

@@ -23,10 +23,14 @@ from tasks.shell import Script, Var, line
 OS_RELEASE = "/etc/os-release"
 
 
-def described_paths(paths: Layout) -> list[str]:
-    """The paths whose state the steps compare with what they want."""
+def described_paths(s: Settings, paths: Layout) -> list[str]:
+    """The paths whose state the steps compare with what they want (or must not find)."""
+    shared = {
+        paths.shared("/".join(d.split("/")[: n + 1]))
+        for d in ("instance", *s.shared_dirs) for n in range(d.count("/") + 1)
+    }  # fmt: skip
     return [
-        paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.shared_dir, paths.shared("instance"),
+        paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.shared_dir, *sorted(shared),
         paths.log_dir, paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current,
         f"{paths.current}/.venv", paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
         paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
@@ -37,7 +41,7 @@ def _entry(s: Settings, platform: Platform) -> dict:
     paths = layout(s, platform)
     return {
         **platform.probe_entry(),
-        "paths": described_paths(paths),
+        "paths": described_paths(s, paths),
         "releases_dir": paths.releases_dir,
         "venvs_dir": paths.venvs_dir,
         "current": paths.current,
@@ -49,7 +53,7 @@ def questions(s: Settings) -> dict:
     """What runtime/probe.py is asked: the app, and each platform's questions (it answers one's)."""
     return {
         "os_release": OS_RELEASE,
-        "app": {"name": s.name, "meta": META},
+        "app": {"name": s.name, "meta": META, "port": s.port},
         "platforms": [_entry(s, platform) for platform in PLATFORMS],
     }
 
@@ -59,7 +63,8 @@ def script(s: Settings, *, holder: str = "", action: str = "", health: bool = Fa
     values: dict = {"PROBE_QUESTIONS": json.dumps(questions(s))}
     includes, lines = ["python.sh", "probe.py"], []
     if holder:
-        values |= lock.values(app_paths(s).lock_dir, holder, action)
+        paths = app_paths(s)
+        values |= lock.values(paths.lock_root, paths.app, holder, action)
         includes.append("lock.sh")
         lines.append(line("take_lock"))
     if health:
@@ -82,14 +87,28 @@ def parse(stdout: str) -> Facts:
     return Facts.from_json(document)
 
 
+def reach(c: Connection, host: str) -> bool:
+    """Connect to c's host (its key checked); report a new key recorded, or why it could not connect."""
+    try:
+        recorded = remote.connect(c)
+    except remote.RemoteError as error:
+        recap.report(host, "connect", "failed", str(error))
+        return False
+    if recorded:
+        recap.note(host, f"trusted: {recorded}")
+    return True
+
+
 def run(
     c: Connection, host: str, s: Settings, *, holder: str = "", action: str = "", health: bool = False
 ) -> Facts | None:
     """Probe c's host; report a failure (unreachable, locked, no python3) for the recap and return None."""
+    if not reach(c, host):
+        return None
     try:
         probed = remote.execute(c, script(s, holder=holder, action=action, health=health).render())
-    except remote.CONNECTION_ERRORS as error:
-        recap.report(host, "connect", "failed", f"{type(error).__name__}: {error}")
+    except remote.RemoteError as error:
+        recap.report(host, "connect", "failed", str(error))
         return None
     if probed.code == 0:
         return parse(probed.stdout)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from json import dumps
 
-from fabric import Connection, task
+from fabric import Connection
 
 from tasks import history as deploy_history
 from tasks import probe, recap, runtime, settings
+from tasks.cli import host_task
 from tasks.converge import converge, read_only
 from tasks.facts import Facts
 from tasks.layout import Layout, app_paths
@@ -68,13 +69,13 @@ def render(releases: list[Release], as_json: bool = False) -> str:
     )
 
 
-@task(help={"to": "the id of the release to go back to (see `fab releases`); default: the previous one"})
+@host_task(help={"to": "the id of the release to go back to (see `fab releases`); default: the previous one"})
 def rollback(c: Connection, to: str = "") -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
     converge(c, (rollback_step.step(to),), action="rollback", check_health=True)
 
 
-@task(help={"json": "print the list as JSON (id, time, user, host, venv, current, previous, failed)"})
+@host_task(help={"json": "print the list as JSON (id, time, user, host, venv, current, previous, failed)"})
 def releases(c: Connection, json: bool = False) -> None:
     """List the releases on the server: id, when, who deployed it, which is current and previous."""
     if json:
@@ -84,7 +85,7 @@ def releases(c: Connection, json: bool = False) -> None:
         _print(host_name(c), render(listing(found.facts, found.paths), as_json=json), json)
 
 
-@task(help={"json": "print the entries as JSON (time, user, release, action, result, detail)"})
+@host_task(help={"json": "print the entries as JSON (time, user, release, action, result, detail)"})
 def history(c: Connection, json: bool = False) -> None:
     """Show the deploy history: every deploy, rollback and restart, with who, when and the result."""
     if json:

@@ -1,23 +1,36 @@
 """Run one script on a host over the task's connection: stdin carries a tar, stdout carries markers.
 
-Commands are built elsewhere as plain strings; this is the only place that talks to the server.
+Commands are built elsewhere as plain strings; this is the only place that talks to the server. The
+connection checks the host's key (tasks/hostkeys.py), gives up connecting after Fabric's connect timeout
+(`fab -t SECONDS`, 10 s by default in invoke.yaml), keeps the link alive, and stops waiting for a command
+after Fabric's command timeout (`fab -T SECONDS`): a stalled server never hangs a run.
 """
 
 from __future__ import annotations
 
 import re
+import select
 import shlex
+import time
 from dataclasses import dataclass
 
 from fabric import Connection
-from paramiko import SSHException
+from paramiko import BadHostKeyException, SSHException
+from paramiko.channel import Channel
 
-# What reaching a host can raise: refused, unreachable, cut, or the SSH layer giving up.
-CONNECTION_ERRORS = (OSError, EOFError, SSHException)
+from tasks import hostkeys
+from tasks.hostkeys import HostKeyError
+
+KEEPALIVE = 15  # s between keepalive messages: idle links are kept open, dead ones found
+CHUNK = 1 << 16
 
 # Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`,
 # and `::note NAME message` (something the user should know, e.g. that the app was restarted).
 MARKER = re.compile(r"^::(step|fail|note) (\S+) ?(.*)$")
+
+
+class RemoteError(Exception):
+    """The host could not be reached, or a command there could not be run to its end: one line."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +67,62 @@ def host_name(c: Connection) -> str:
     return getattr(c, "original_host", None) or c.host
 
 
+def trust_new_host_key(c: Connection) -> None:
+    """Let this connection record an unknown host's key instead of refusing it (--trust-new-host-key)."""
+    c.trust_new_host_key = True
+
+
+def connect(c: Connection) -> str:
+    """Open c's connection with its host key checked; say so when it recorded a new host's key."""
+    if c.is_connected:
+        return ""
+    if "timeout" in c.connect_kwargs:  # fab -t SECONDS puts it there; Fabric refuses it twice
+        c.connect_timeout = int(c.connect_kwargs.pop("timeout"))
+    trust = getattr(c, "trust_new_host_key", False)
+    policy = hostkeys.prepare(c.client, c.ssh_config, c.host, c.port, trust)
+    try:
+        c.open()
+    except BadHostKeyException as error:
+        raise RemoteError(str(hostkeys.changed(c.ssh_config, c.host, c.port, error.key))) from None
+    except HostKeyError as error:
+        raise RemoteError(str(error)) from None
+    except TimeoutError:
+        raise RemoteError(
+            f"no answer from {c.host} port {c.port} within {c.connect_timeout} s (the connect timeout:"
+            " fab -t SECONDS)"
+        ) from None
+    except (OSError, EOFError, SSHException) as error:
+        raise RemoteError(
+            f"cannot connect to {c.host} port {c.port} (connect timeout {c.connect_timeout} s):"
+            f" {error or type(error).__name__}"
+        ) from None
+    c.transport.set_keepalive(KEEPALIVE)
+    return policy.recorded
+
+
 def command_line(script: str, user: str) -> str:
     """The command that runs `script` with bash as root: directly, or through sudo (never prompting)."""
     line = f"bash -c {shlex.quote(script)}"
     return line if user == "root" else f"sudo -n {line}"
+
+
+def collect(channel: Channel, deadline: float) -> tuple[bytes, bytes, int]:
+    """stdout, stderr and the exit code of the command on `channel`, both streams read as they come (a
+    command filling one while we wait on the other would stall both sides). TimeoutError at the deadline;
+    exit code -1 when the channel closed without one (a signal, or the connection went away)."""
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        if channel.recv_ready():
+            stdout += channel.recv(CHUNK)
+        elif channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(CHUNK)
+        elif channel.exit_status_ready():  # its exit status came, or the channel closed
+            return bytes(stdout), bytes(stderr), channel.recv_exit_status()
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            select.select([channel], [], [], min(left, 0.5))
 
 
 def execute(c: Connection, script: str, stdin: bytes = b"") -> Result:
@@ -65,18 +130,33 @@ def execute(c: Connection, script: str, stdin: bytes = b"") -> Result:
 
     A raw channel rather than c.run(): Invoke decodes stdin as text, which would corrupt a tar stream.
     """
-    c.open()
-    channel = c.client.get_transport().open_session()
+    connect(c)
+    timeout = c.config.timeouts.command
+    deadline = time.monotonic() + timeout if timeout else float("inf")
+    try:
+        channel = c.client.get_transport().open_session()
+    except (OSError, EOFError, SSHException, AttributeError) as error:
+        raise RemoteError(f"connection lost: {error or type(error).__name__}") from None
     try:
         channel.exec_command(command_line(script, c.user))
         if stdin:
+            channel.settimeout(None if deadline == float("inf") else max(deadline - time.monotonic(), 0.1))
             channel.sendall(stdin)
         channel.shutdown_write()
-        stdout = channel.makefile("rb").read().decode(errors="replace")
-        stderr = channel.makefile_stderr("rb").read().decode(errors="replace")
-        code = channel.recv_exit_status()
+        out, err, code = collect(channel, deadline)
+    except TimeoutError:
+        c.close()  # the server's run ends with the connection (runtime/lock.sh's watchdog)
+        raise RemoteError(
+            f"the server did not finish within {timeout:g} s (the command timeout: fab -T SECONDS);"
+            " the run was stopped"
+        ) from None
+    except (OSError, EOFError, SSHException) as error:
+        raise RemoteError(f"connection lost: {error or type(error).__name__}") from None
     finally:
         channel.close()
+    if code == -1 and not c.transport.is_active():
+        raise RemoteError("connection lost before the command ended")
+    stderr = err.decode(errors="replace")
     if code != 0 and "sudo" in stderr and "password" in stderr:
         stderr = f"user {c.user} needs passwordless sudo (sudo -n failed: {stderr.strip().splitlines()[-1]})"
-    return Result(code, stdout, stderr)
+    return Result(code, out.decode(errors="replace"), stderr)

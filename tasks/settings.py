@@ -37,12 +37,15 @@ class Settings:
     apt_cache_valid_time: int
     shared_dirs: tuple[str, ...]
     release_command: str | None
+    release_timeout: int
+    connect_timeout: int
+    command_timeout: int
     env: dict[str, str] = field(repr=False)  # secret: never printed
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise SettingError(f"must be an integer {low}-{high}")
@@ -71,6 +74,39 @@ def _matching(pattern: str, what: str) -> Callable[[Any], str]:
     return check
 
 
+# Accounts and directories a Debian server has, or its admin made: an app may not take them over (its
+# name becomes a user, /run/<name>, /var/log/<name>, /etc/tmpfiles.d/<name>.conf and /srv/<name>).
+TAKEN_NAMES = frozenset((
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "sshd", "messagebus", "polkitd", "avahi",
+    "colord", "dnsmasq", "ntp", "chrony", "postfix", "exim", "dovecot", "mysql", "postgres", "redis",
+    "nginx", "supervisor", "admin", "debian", "ubuntu", "user", "users", "staff", "adm", "sudo", "wheel",
+    "lock", "log", "lib", "cache", "tmp", "spool", "run", "shadow", "utmp", "tty", "disk", "kmem",
+    "dialout", "cdrom", "floppy", "audio", "video", "plugdev", "netdev", "input", "render", "kvm", "sgx",
+    "systemd", "flaskdeploy",
+))  # fmt: skip
+
+
+def _app_name(value: Any) -> str:
+    _matching(r"[a-z][a-z0-9_-]{0,30}", "a lowercase name like 'flaskdemo' (a-z 0-9 _ -)")(value)
+    if value in TAKEN_NAMES or value.startswith(("systemd-", "_")):
+        raise SettingError(f"{value!r} is a name the system uses: choose a name of the app's own")
+    return value
+
+
+# One nginx server name: a host name (a trailing `.*` or leading `*.` wildcard allowed), or `_`.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?(?:\.\*)?"
+
+
+def _server_name(value: Any) -> str:
+    if not isinstance(value, str) or not all(
+        name == "_" or re.fullmatch(_HOST, name) for name in value.split(" ")
+    ):
+        raise SettingError("must be host names separated by spaces (like example.org *.example.org), or '_'")
+    return value
+
+
 def _env(value: Any) -> dict[str, str]:
     if value is None:
         return {}
@@ -95,6 +131,10 @@ def _shared_dirs(value: Any) -> tuple[str, ...]:
         parts = d.split("/")
         if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", d) or {".", ".."} & set(parts) or parts[0] in _RESERVED:
             raise SettingError(f"{d!r} is no plain relative directory (like uploads or data/files)")
+    for d in value:
+        for other in value:
+            if other.startswith(f"{d}/"):
+                raise SettingError(f"{d!r} holds {other!r}: list the one or the other (shared as a whole)")
     return tuple(dict.fromkeys(value))
 
 
@@ -137,12 +177,7 @@ class Key:
 # (a test holds them equal); a key left out of every config file takes its default here.
 SCHEMA: dict[str, Key] = {
     # A Linux user name that is also a safe nginx/supervisor/directory name.
-    "name": Key(
-        "app",
-        "name",
-        _matching(r"[a-z][a-z0-9_-]{0,30}", "a lowercase name like 'flaskdemo' (a-z 0-9 _ -)"),
-        "flaskdemo",
-    ),
+    "name": Key("app", "name", _app_name, "flaskdemo"),
     "src": Key("app", "src", _source_dir, "app"),
     "module": Key(
         "app",
@@ -153,12 +188,7 @@ SCHEMA: dict[str, Key] = {
         "app:app",
     ),  # fmt: skip
     "port": Key("app", "port", _integer(1024, 65535), 8080),
-    "server_name": Key(
-        "app",
-        "server_name",
-        _matching(r"[^\s;{}'\"#]+( [^\s;{}'\"#]+)*", "nginx server names separated by spaces, like '_'"),
-        "_",
-    ),  # fmt: skip
+    "server_name": Key("app", "server_name", _server_name, "_"),
     "workers": Key("app", "workers", _optional(_integer(1, 256)), None),
     "threads": Key("app", "threads", _integer(1, 256), 5),
     "health_path": Key(
@@ -170,21 +200,31 @@ SCHEMA: dict[str, Key] = {
     "apt_cache_valid_time": Key("deploy", "apt_cache_valid_time", _integer(0, 10**7), 3600),
     "shared_dirs": Key("deploy", "shared_dirs", _shared_dirs, ["instance"]),
     "release_command": Key("deploy", "release_command", _optional_command, None),
+    "release_timeout": Key("deploy", "release_timeout", _integer(1, 86400), 600),
+    # Fabric's own (fab -t SECONDS and -T SECONDS set them for one run): giving up on a host that does not
+    # answer, and on a remote command that does not end, so that a stalled server never hangs a run.
+    "connect_timeout": Key("timeouts", "connect", _integer(1, 3600), 10),
+    "command_timeout": Key("timeouts", "command", _integer(1, 86400), 1800),
 }
-SECTIONS = ("app", "deploy")
+SECTIONS = ("app", "deploy", "timeouts")
 
 
 def parse(config: Mapping[str, Any]) -> Settings:
     """Validate the `app` and `deploy` sections of a config; raise SettingError naming the first bad key."""
     for section in SECTIONS:
         known = sorted(k.key for k in SCHEMA.values() if k.section == section)
+        if not isinstance(config.get(section) or {}, Mapping):
+            got = config[section]
+            raise SettingError(
+                f"{section}: must be a section of settings (key: value lines), got {got!r} {WHERE}"
+            )
         for key in config.get(section) or {}:
             if key not in known:
                 raise SettingError(f"{section}.{key}: unknown setting (known: {', '.join(known)}) {WHERE}")
     values: dict[str, Any] = {}
     for attribute, key in SCHEMA.items():
-        given = config.get(key.section) or {}
-        value = given.get(key.key, key.default)
+        value = (config.get(key.section) or {}).get(key.key)
+        value = key.default if value is None else value  # left out, or null: the default
         try:
             values[attribute] = key.check(value)
         except SettingError as error:
@@ -196,6 +236,11 @@ def parse(config: Mapping[str, Any]) -> Settings:
 def load(c: Any) -> Settings:
     """Settings from a Fabric context's config, or a one-line Exit (code 2) naming the bad key."""
     try:
-        return parse(c.config)
+        s = parse(c.config)
     except SettingError as error:
         raise Exit(str(error), code=2) from None
+    if s.name == getattr(c, "user", None):
+        raise Exit(
+            f"app.name: {s.name!r} is the SSH login user: choose a name of the app's own {WHERE}", code=2
+        )
+    return s

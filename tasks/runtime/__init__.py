@@ -73,6 +73,9 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "NGINX_SITES_AVAILABLE": platform.nginx_sites_available,
         "NGINX_SITES_ENABLED": platform.nginx_sites_enabled,
         "SUPERVISOR_UNIT": platform.supervisor_unit,
+        "SUPERVISORD_PIDFILE": platform.supervisord_pidfile,
+        "APP_PORT": s.port,
+        "RELEASE_TIMEOUT": s.release_timeout,
         "NOLOGIN_SHELL": platform.nologin_shell,
         "BUNDLED_PIP_WHEELS": platform.bundled_pip_wheels,
     }

@@ -13,12 +13,17 @@
 
 begin_apply() {  # the lock kept, the live release noted, the files on stdin unpacked into $W
     export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    umask 027  # what the run writes is root's and its group's: releases, history, configs it makes
     STEP=apply CHANGED=0
     hold_lock
+    trap drop_lock EXIT
     note_live_release
     W=$(mktemp -d /tmp/flaskdeploy.XXXXXX) || die "mktemp failed"
     trap 'rm -rf "$W"; drop_lock' EXIT
-    trap 'exit 143' TERM HUP
+    # The watchdog (lock.sh) ends a run whose connection is gone (Ctrl-C, a cut link): as any failure,
+    # that puts back the release that was live, and is recorded.
+    trap 'die "stopped: the connection was lost or the run was interrupted"' TERM HUP INT
+    trap '' PIPE  # with the connection gone, output fails: the run goes on to put things back and record
     tar -x -C "$W" || die "could not unpack the files sent"
 }
 
@@ -40,6 +45,7 @@ note() {  # MESSAGE: something the user should know about this step (shown after
 
 die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), recorded in the history
     local message="$*"
+    trap - TERM HUP INT  # once: a second signal must not start over what this one does
     if switch_back; then
         mark_failed "$STEP: $message"
         message="$message; switched back to ${LIVE_DIR##*/}"

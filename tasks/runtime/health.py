@@ -1,4 +1,8 @@
-"""The health check: GET URL with a Host header, retried every 0.25 s until it answers 200 or TIMEOUT.
+"""The health check: GET URL with a Host header, until it answers 200 or TIMEOUT.
+
+It retries (every 0.25 s) only while waiting can change the answer: no answer yet, or nginx answering
+502, 503 or 504 while gunicorn starts. Any other answer (404: no such route, 500: the app fails) is
+final at once.
 
     health.py URL HOST TIMEOUT [--json]
 
@@ -12,6 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+# nginx's answers while gunicorn is not (yet) there: waiting may help.
+RETRY = ("502", "503", "504")
 
 
 def status_of(opener, url, host):
@@ -29,7 +36,8 @@ def main(url, host, timeout, as_json=False):
     deadline = time.monotonic() + float(timeout)
     while True:
         status = status_of(opener, url, host)
-        if status == "200" or time.monotonic() >= deadline:
+        waiting_helps = status in RETRY or status.startswith("no answer")
+        if not waiting_helps or time.monotonic() >= deadline:
             if as_json:
                 print(json.dumps({"health": status}))
                 return 0

@@ -1,80 +1,109 @@
 # shellcheck shell=bash
 # The deploy lock: one deploy, rollback or restart of an app at a time.
 #
-# Taken atomically: a directory renamed into place with its records already inside, `owner` (who, for
-# what, since when; shown as is to a run that finds the lock held) and `conn` (the PID of the sshd
-# process serving the holder's SSH connection). The lock lives exactly as long as that connection: when a
-# run is interrupted (Ctrl-C, a cut link, a crash) its sshd process exits, the lock is stale, and the next
-# run takes it over. It lives in /run/lock, where only root writes, and no lock outlives a reboot.
+# It lives in a directory only root may use ($LOCK_ROOT, refused when it is anything else), as files:
+#   APP.owner  who holds the lock, for what, since when (shown as is to a run that finds it held)
+#   APP.conn   "PID START": the sshd process serving the holder's SSH connection, and its start time
+#   APP.run    flock'ed by an apply command for as long as it runs
+# Whoever reads or writes APP.owner and APP.conn holds a flock on $LOCK_ROOT itself: taking is atomic.
+# The lock lives as long as the holder's connection: when a run is interrupted (Ctrl-C, a cut link, a
+# crash) its sshd process exits, the lock is stale, and the next run takes it over; an apply command
+# that outlives its connection still holds APP.run, and no other run applies until it has ended. A run
+# that cannot tell its connection (no sshd process above it) takes no lock: it fails, closed.
 #
-# Reads:   LOCK_DIR, LOCK_HOLDER ("alice@laptop (deploy)"), SSHD_PROCESS_NAMES (array)
-# Defines: take_lock, hold_lock, drop_lock; is_connection, connection_pid, create_lock (their helpers)
-# Sets:    CONN (this connection's sshd process), LOCK_WATCHDOG
+# Reads:   LOCK_ROOT, APP, LOCK_HOLDER ("alice@laptop (deploy)"), SSHD_PROCESS_NAMES (array)
+# Defines: take_lock, hold_lock, drop_lock; lock_fail, is_connection, connection_id, lock_root,
+#          write_lock_file (their helpers)
+# Sets:    CONN (this run's connection: "PID START"), LOCK_WATCHDOG
 
 LOCKED_EXIT=75  # EX_TEMPFAIL: try again later
 
-is_connection() {  # PID: whether PID is an sshd process, i.e. an SSH connection that is still open
-    local comm name
-    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+lock_fail() {  # CODE MESSAGE: the run ends here, before anything changed (75: locked, try again later)
+    if [ "$1" = "$LOCKED_EXIT" ]; then echo "::fail lock $2"; else echo "::fail probe $2"; fi
+    exit "$1"
+}
+
+is_connection() {  # "PID START": whether that sshd process (an SSH connection) still runs
+    local pid=${1%% *} start=${1#* } comm name stat
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }  # the fields after the command name, which may hold spaces: state is field 3
+    # shellcheck disable=SC2086  # split into the numbered fields of /proc/PID/stat
+    set -- $stat
+    [ "${20}" = "$start" ] || return 1  # field 22: the start time; a reused PID is another process
     for name in "${SSHD_PROCESS_NAMES[@]}"; do
         [ "$comm" = "$name" ] && return 0
     done
     return 1
 }
 
-connection_pid() {  # the nearest ancestor that is an sshd process: every command of one run shares it
-    local pid=$$ stat
-    while [ "$pid" -gt 1 ] && ! is_connection "$pid"; do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { pid=1; break; }
-        stat=${stat##*) }  # the fields after the command name, which may hold spaces: state, ppid, ...
-        read -r _ pid _ <<<"$stat"
+connection_id() {  # "PID START" of the nearest sshd process above this one ("" when there is none)
+    local pid=$$ stat name comm
+    while [ "$pid" -gt 1 ]; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
+        name=$(cat "/proc/$pid/comm" 2>/dev/null)
+        stat=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $stat
+        for comm in "${SSHD_PROCESS_NAMES[@]}"; do
+            if [ "$name" = "$comm" ]; then
+                echo "$pid ${20}"
+                return 0
+            fi
+        done
+        pid=$2  # field 4: the parent
     done
-    echo "$pid"
 }
 
-create_lock() {
-    local tmp="$LOCK_DIR.new.$$"
-    { mkdir -p "$tmp" \
-        && printf '%s since %s\n' "$LOCK_HOLDER" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$tmp/owner" \
-        && printf '%s\n' "$CONN" >"$tmp/conn" \
-        && mv -T "$tmp" "$LOCK_DIR" 2>/dev/null; } || { rm -rf "$tmp"; return 1; }
+lock_root() {  # make $LOCK_ROOT if it is missing; refuse it unless it is a directory only root may use
+    [ -e "$LOCK_ROOT" ] || [ -L "$LOCK_ROOT" ] || mkdir -m 700 "$LOCK_ROOT" 2>/dev/null
+    if [ -L "$LOCK_ROOT" ] || [ ! -d "$LOCK_ROOT" ] || [ "$(stat -c %u:%g:%a "$LOCK_ROOT")" != 0:0:700 ]; then
+        lock_fail 1 "$LOCK_ROOT is not a directory only root may use (root:root, mode 700): remove it"
+    fi
 }
 
-take_lock() {  # take the lock for this connection, or print `::fail lock ...` and exit 75
-    CONN=$(connection_pid)
-    create_lock && return 0
+write_lock_file() {  # NAME TEXT: $LOCK_ROOT/APP.NAME holds TEXT (written aside, then renamed)
+    printf '%s\n' "$2" >"$LOCK_ROOT/$APP.$1.new" && mv -f "$LOCK_ROOT/$APP.$1.new" "$LOCK_ROOT/$APP.$1"
+}
+
+take_lock() {  # take the lock for this connection, or say who has it and exit 75
     local held
-    held=$(cat "$LOCK_DIR/conn" 2>/dev/null)
-    [ "$held" = "$CONN" ] && return 0  # taken by an earlier command of this run: each may start with this
-    if [ -n "$held" ] && is_connection "$held"; then
-        echo "::fail lock locked by $(cat "$LOCK_DIR/owner" 2>/dev/null): wait for that run to finish"
-        exit "$LOCKED_EXIT"
+    lock_root
+    CONN=$(connection_id)
+    [ -n "$CONN" ] || lock_fail 1 "no SSH connection above this run (no sshd process): the lock is not taken"
+    exec 8<"$LOCK_ROOT"
+    flock -w 10 8 || lock_fail "$LOCKED_EXIT" "the lock of $APP stays busy: try again"
+    held=$(cat "$LOCK_ROOT/$APP.conn" 2>/dev/null)
+    if [ -n "$held" ] && [ "$held" != "$CONN" ] && is_connection "$held"; then
+        lock_fail "$LOCKED_EXIT" "locked by $(cat "$LOCK_ROOT/$APP.owner" 2>/dev/null): wait for that run to finish"
     fi
-    # The holder's connection is gone: the lock is stale. Move it aside (atomically), then take it. Another
-    # run may have taken it over since we looked: then what we moved is that run's lock, and goes back.
-    if mv -T "$LOCK_DIR" "$LOCK_DIR.stale.$$" 2>/dev/null; then
-        if [ "$(cat "$LOCK_DIR.stale.$$/conn" 2>/dev/null)" = "$held" ]; then
-            rm -rf "$LOCK_DIR.stale.$$"
-        else
-            mv -T "$LOCK_DIR.stale.$$" "$LOCK_DIR" 2>/dev/null || rm -rf "$LOCK_DIR.stale.$$"
-            echo "::fail lock locked by another run that just started"
-            exit "$LOCKED_EXIT"
-        fi
+    if [ -e "$LOCK_ROOT/$APP.run" ] && ! flock -n "$LOCK_ROOT/$APP.run" true; then
+        lock_fail "$LOCKED_EXIT" "a run of $APP whose connection is gone is still stopping: try again"
     fi
-    create_lock || { echo "::fail lock locked by another run that just started"; exit "$LOCKED_EXIT"; }
+    if [ "$held" != "$CONN" ]; then  # free, or stale: ours now
+        write_lock_file owner "$LOCK_HOLDER since $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        write_lock_file conn "$CONN"
+    fi
+    exec 8>&-
 }
 
 # Without a terminal, a command does not die with its SSH connection: a watchdog ends this command's
-# process group once the connection's sshd process is gone, so an interrupted run stops where it is
-# instead of working on beside the run that takes its stale lock over.
-hold_lock() {  # take_lock for a run's apply command, which ends with its connection
+# process group once the connection's sshd process is gone, so an interrupted run stops where it is.
+hold_lock() {  # take_lock for a run's apply command, and hold APP.run until it ends
     take_lock
-    ( while kill -0 "$CONN" 2>/dev/null; do sleep 0.2; done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &
+    exec 9>>"$LOCK_ROOT/$APP.run"
+    flock -n 9 || lock_fail "$LOCKED_EXIT" "another run of $APP is applying: wait for it to finish"
+    ( exec 9>&-; while is_connection "$CONN"; do sleep 0.2; done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &
     LOCK_WATCHDOG=$!
 }
 
 drop_lock() {  # for the EXIT trap: stop the watchdog, release the lock if this connection holds it
     kill "${LOCK_WATCHDOG:-}" 2>/dev/null
-    [ "$(cat "$LOCK_DIR/conn" 2>/dev/null)" = "$CONN" ] || return 0
-    mv -T "$LOCK_DIR" "$LOCK_DIR.done.$$" && rm -rf "$LOCK_DIR.done.$$"
+    [ -n "${CONN:-}" ] || return 0
+    exec 8<"$LOCK_ROOT"
+    flock -w 10 8 || return 0
+    if [ "$(cat "$LOCK_ROOT/$APP.conn" 2>/dev/null)" = "$CONN" ]; then
+        rm -f "$LOCK_ROOT/$APP.conn" "$LOCK_ROOT/$APP.owner"
+    fi
+    exec 8>&- 9>&-
 }

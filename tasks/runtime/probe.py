@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shlex
 import socket
 import stat
@@ -215,6 +216,34 @@ def nginx_stale(platform):
     return False
 
 
+def app_user(name):
+    """The app's user as the account database has it, or None."""
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return {"home": user.pw_dir, "shell": user.pw_shell, "comment": user.pw_gecos}
+
+
+def listeners(port):
+    """Who listens on the app's port: [{"pid", "user", "command"}], from `ss` (none when it is missing)."""
+    try:
+        done = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+    except OSError:
+        return []
+    found = []
+    for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", done.stdout)}):
+        try:
+            owner = name_of(pwd.getpwuid, os.stat(f"/proc/{pid}").st_uid)
+            command = read_text(f"/proc/{pid}/comm").strip()
+        except OSError:
+            continue
+        found.append({"pid": pid, "user": owner, "command": command})
+    return found
+
+
 def glibc():
     try:
         return os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
@@ -236,10 +265,8 @@ def probe(questions):
     }
     if not platform:
         return facts
-    try:
-        facts["app_user_shell"] = pwd.getpwnam(app["name"]).pw_shell
-    except KeyError:
-        facts["app_user_shell"] = None
+    facts["app_user"] = app_user(app["name"])
+    facts["listeners"] = listeners(app["port"])
     status = packages(platform)
     venvs = platform["venvs_dir"]
     facts.update({

@@ -7,15 +7,18 @@
 # imports it, and runs its release command, before `current` moves: a broken release never goes live.
 #
 # Reads:   RELEASES_DIR, VENVS_DIR, SHARED_DIR, SHARED_DIRS (array), META, APP, BASE_DIR, APP_MODULE,
-#          RELEASE_COMMAND, BUNDLED_PIP_WHEELS, PY_WITH_ENV; W (apply.sh), LIVE_DIR (switch.sh)
-# Defines: build_venv, build_release, as_app, check_release, run_release_command, switch_to_built,
-#          prune
+#          RELEASE_COMMAND, RELEASE_TIMEOUT, BUNDLED_PIP_WHEELS, PY_WITH_ENV; W (apply.sh), LIVE_DIR
+#          (switch.sh)
+# Defines: build_venv, no_link_below, shared_dir, build_release, as_app, check_release,
+#          run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
 build_venv() {  # VENV_ID: a venv from the wheels sent ($W/wheels), built in place, marked complete
     local venv="$VENVS_DIR/$1" install pips
-    # Built where it stays: a venv's scripts hard-code its path. `.complete` marks it usable.
+    # Built where it stays: a venv's scripts hard-code its path. `.complete` marks it usable. Readable by
+    # all (public packages, nothing secret), written by root only.
     rm -rf "$venv"
+    umask 022
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     install=(install -q --no-index --find-links "$W/wheels" -r "$W/wheels/requirements.txt")
     pips=("$BUNDLED_PIP_WHEELS"/pip-*.whl)
@@ -28,24 +31,53 @@ build_venv() {  # VENV_ID: a venv from the wheels sent ($W/wheels), built in pla
         quiet "$venv/bin/pip" "${install[@]}"
     fi
     touch "$venv/.complete"
+    umask 027
+}
+
+no_link_below() {  # BASE REL: whether no part of BASE/REL below BASE is a symbolic link (or it is absent)
+    local path=$1 part
+    local IFS=/
+    for part in $2; do
+        path="$path/$part"
+        [ -L "$path" ] && return 1
+    done
+    return 0
+}
+
+shared_dir() {  # DIR: the shared directory DIR (deploy.shared_dirs), app-owned; its parents root's
+    local path=$SHARED_DIR part
+    no_link_below "$SHARED_DIR" "$1" \
+        || die "$SHARED_DIR/$1 runs through a symbolic link, which root will not follow: remove the link"
+    local IFS=/
+    for part in $1; do
+        path="$path/$part"
+        [ -d "$path" ] && continue
+        if [ "$path" = "$SHARED_DIR/$1" ]; then
+            quiet install -d -o "$APP" -g "$APP" -m 750 "$path"
+        else
+            quiet install -d -o root -g "$APP" -m 750 "$path"
+        fi
+    done
 }
 
 build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases/RELEASE_ID, on that venv
-    local partial="$RELEASES_DIR/.partial-$1" release="$RELEASES_DIR/$1" dir shared
+    local partial="$RELEASES_DIR/.partial-$1" release="$RELEASES_DIR/$1" dir
     rm -rf "$RELEASES_DIR"/.partial-*  # what an interrupted run left
     note_release "$1"
     quiet cp -a "$W/release" "$partial"
-    chown -R root:root "$partial"
-    chmod -R u=rwX,go=rX "$partial"
+    # Root's, readable by the app's group only: app.src may hold config and secrets.
+    chown -R root:"$APP" "$partial"
+    chmod -R u=rwX,g=rX,o= "$partial"
+    chmod 600 "$partial/$META/fingerprint"  # a hash over app.env: no one but root reads it
     quiet install -m 640 -o root -g "$APP" "$W/files/env.json" "$partial/$META/env.json"
     ln -sfn "$VENVS_DIR/$2" "$partial/.venv"
     # The shared directories, linked in after chown and chmod, which would act on what the links point at.
     for dir in "${SHARED_DIRS[@]}"; do
-        shared="$SHARED_DIR/$dir"
-        [ -d "$shared" ] || quiet install -d -o "$APP" -g "$APP" -m 750 "$shared"
+        shared_dir "$dir"
+        no_link_below "$partial" "$dir" || die "$dir in the app's files runs through a symbolic link: remove it"
         rm -rf "${partial:?}/$dir"
         mkdir -p "$(dirname "$partial/$dir")"
-        ln -sfn "$shared" "$partial/$dir"
+        ln -sfn "$SHARED_DIR/$dir" "$partial/$dir"
     done
     [ -e "$release" ] && die "release $1 exists already"
     mv -T "$partial" "$release" || die "could not rename $partial"
@@ -56,9 +88,10 @@ as_app() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app 
     # from the release's env.json: never on a command line, where `ps` shows it) and its venv on PATH
     local release=$1
     shift
+    # Without the lock's descriptors: a process the app leaves behind must not hold the lock.
     (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
         PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
-        /usr/bin/python3 -I - "$META/env.json" "$@" <<<"$PY_WITH_ENV")
+        /usr/bin/python3 -I - "$META/env.json" "$@" <<<"$PY_WITH_ENV" 8>&- 9>&-)
 }
 
 check_release() {  # the release this run built imports, as the app user: else it fails
@@ -67,10 +100,12 @@ check_release() {  # the release this run built imports, as the app user: else i
         || fail_release "it does not load: $(last_line "$out")"
 }
 
-run_release_command() {  # deploy.release_command in the release this run built: else it fails
+run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT
     local out rc
-    out=$(as_app "$BUILT" /bin/sh -c "$RELEASE_COMMAND" 2>&1) || {
+    out=$(as_app "$BUILT" timeout -k 10 "$RELEASE_TIMEOUT" /bin/sh -c "$RELEASE_COMMAND" 2>&1) || {
         rc=$?
+        [ "$rc" = 124 ] && fail_release "release command '$RELEASE_COMMAND' did not end within $RELEASE_TIMEOUT s\
+ (deploy.release_timeout): $(last_line "$out")"
         fail_release "release command '$RELEASE_COMMAND' exited $rc: $(last_line "$out")"
     }
 }
@@ -85,7 +120,8 @@ prune() {  # DIR ID...: releases or venvs (DIR/ID) gone, at the end of a success
     local dir=$1 id
     shift
     for id in "$@"; do
-        case "$id" in "" | .* | */*) continue ;; esac
+        # Only names the kit gives: a release (20261126T101500Z-0123456789ab) or a venv (16 hex digits).
+        [[ $id =~ ^([0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}|[0-9a-f]{16})$ ]] || continue
         rm -rf "${dir:?}/$id"
     done
 }

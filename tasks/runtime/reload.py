@@ -1,27 +1,46 @@
 """A graceful reload of gunicorn, done when only new workers run.
 
-    reload.py PIDFILE GUNICORN_CONF TIMEOUT
+    reload.py SUPERVISORD_PIDFILE GUNICORN_CONF TIMEOUT APP_USER
 
-HUP the master (it re-reads its config, re-runs chdir on `current`, starts new workers and stops the
-old ones gracefully), then wait until none of the old workers is left and the configured number of new
-ones runs: from then on every request is served by the new release. Exit 3: no master runs (nothing to
-reload). Any other failure exits 1 with its reason as the last line.
+The master is found as supervisor knows it: the child of supervisord (whose pidfile only root writes)
+that runs as the app's user. (Gunicorn writes no pidfile: one in a directory of the app's user could
+name any process.) HUP it (it re-reads its config, re-runs chdir on `current`,
+starts new workers and stops the old ones gracefully), then wait until none of the old workers is left
+and the configured number of new ones runs: from then on every request is served by the new release.
+Exit 3: no master runs (nothing to reload). Any other failure exits 1 with its reason as the last line.
 """
 
 import os
+import pwd
 import signal
 import sys
 import time
 
 
-def master_pid(pidfile):
+def master_pid(supervisord_pidfile, conf, user):
+    """The app's gunicorn master, or None when none runs."""
     try:
-        with open(pidfile) as handle:
-            master = int(handle.read().split()[0])
-        os.kill(master, 0)
-    except (OSError, ValueError, IndexError):
+        with open(supervisord_pidfile) as handle:
+            supervisord = int(handle.read().split()[0])
+        uid = pwd.getpwnam(user).pw_uid
+    except (OSError, ValueError, IndexError, KeyError):
         return None
-    return master
+    found = {}
+    for pid in children(supervisord):
+        try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                found[pid] = handle.read().split(b"\0") if owner == uid else None
+        except OSError:
+            continue
+    # The app's user runs one program under supervisord: its gunicorn (whatever title setproctitle gave
+    # it). Should there be more, the one started with the app's config.
+    ours = [pid for pid, arguments in found.items() if arguments is not None]
+    if len(ours) > 1:
+        ours = [pid for pid in ours if conf.encode() in found[pid]]
+    if len(ours) > 1:
+        sys.exit(f"{len(ours)} gunicorn masters of {user} run under supervisord: {sorted(ours)}")
+    return ours[0] if ours else None
 
 
 def configured_workers(conf):
@@ -48,29 +67,29 @@ def running(pid):
     return found is not None and found[0] != "Z"
 
 
-def workers(master):
-    """The live children of the master."""
+def children(parent):
+    """The live children of a process: a master's workers, supervisord's programs."""
     found = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         state = state_and_parent(pid)
-        if state and state[1] == master and state[0] != "Z":
+        if state and state[1] == parent and state[0] != "Z":
             found.add(int(pid))
     return found
 
 
-def main(pidfile, conf, timeout):
-    master = master_pid(pidfile)
+def main(supervisord_pidfile, conf, timeout, user):
+    master = master_pid(supervisord_pidfile, conf, user)
     if master is None:
         return 3
     expected = configured_workers(conf)
-    old = workers(master)
+    old = children(master)
     os.kill(master, signal.SIGHUP)
     deadline = time.monotonic() + float(timeout)
     while True:
         time.sleep(0.05)
         if not running(master):
             sys.exit("the gunicorn master exited on reload")
-        now = workers(master)
+        now = children(master)
         if not now & old and len(now) >= expected:
             return 0
         if time.monotonic() > deadline:
@@ -78,4 +97,4 @@ def main(pidfile, conf, timeout):
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # supervisor: the app's program and gunicorn config in place, the program running.
 #
-# Reads:   APP, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
-# Defines: wait_for_supervisord, program_state, ensure_running, supervisor_update, restart_program
+# Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
+# Defines: wait_for_supervisord, program_state, port_listeners, port_taken_by_others, listens,
+#          ensure_running, supervisor_update, restart_program
 
 wait_for_supervisord() {  # supervisord may still be opening its socket right after a start: up to 10 s
     local _
@@ -17,8 +18,27 @@ program_state() {  # RUNNING, STARTING, BACKOFF, FATAL, ... ("" when supervisor 
     supervisorctl status "$APP" 2>/dev/null | awk '{print $2}'
 }
 
-ensure_running() {  # wait out STARTING, start the program unless it runs; fail with the app's last errors
-    local state _
+port_listeners() {  # "PID USER COMMAND" of each process listening on the app's port
+    local pid
+    for pid in $(ss -Hltnp "sport = :$APP_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+        echo "$pid $(stat -c %U "/proc/$pid" 2>/dev/null) $(cat "/proc/$pid/comm" 2>/dev/null)"
+    done
+}
+
+port_taken_by_others() {  # who else listens on the app's port (true when someone does)
+    local others
+    others=$(port_listeners | awk -v app="$APP" '$2 != app { printf "%s%s (pid %s, user %s)", sep, $3, $1, $2; sep = ", " }')
+    [ -n "$others" ] && echo "$others"
+}
+
+listens() {  # whether the app's gunicorn listens on its port (always true where ss is missing: no way to tell)
+    command -v ss >/dev/null || return 0
+    port_listeners | awk -v app="$APP" '$2 == app { found = 1 } END { exit !found }'
+}
+
+ensure_running() {  # wait out STARTING, start the program unless it runs, wait until it listens on its
+    # port; fail with the app's last errors, or with who else has the port
+    local state others _
     for _ in $(seq 150); do
         state=$(program_state)
         case "$state" in STARTING | BACKOFF) sleep 0.1 ;; *) break ;; esac
@@ -29,6 +49,12 @@ ensure_running() {  # wait out STARTING, start the program unless it runs; fail 
         state=$(program_state)
         [ "$state" = RUNNING ] || die "$APP is ${state:-unknown} in supervisor; $(app_errors)"
     fi
+    for _ in $(seq 100); do
+        listens && return 0
+        others=$(port_taken_by_others) && die "port $APP_PORT is taken by $others: choose another app.port"
+        sleep 0.1
+    done
+    die "$APP runs but does not listen on port $APP_PORT; $(app_errors)"
 }
 
 supervisor_update() {  # GUNICORN_FILE PROGRAM_FILE (in $W): both in place; a restart only when they changed

@@ -3,7 +3,7 @@
 # request, a release's own configs brought back, and the health gate that switches back on failure.
 # Deploy, rollback and restart share one way of doing each of these.
 #
-# Reads:   CURRENT, PREVIOUS, RELEASES_DIR, META, APP, GUNICORN_PID, GUNICORN_CONF, NGINX_SITE,
+# Reads:   CURRENT, PREVIOUS, RELEASES_DIR, META, APP, SUPERVISORD_PIDFILE, GUNICORN_CONF, NGINX_SITE,
 #          SUPERVISOR_CONF, NGINX_UNIT, NGINX_LOADED_STAMP, ERROR_LOG, HEALTH_URL, HEALTH_HOST,
 #          HEALTH_TIMEOUT, PY_RELOAD, PY_HEALTH; W (apply.sh)
 # Defines: note_live_release, note_release, set_link, switch_to, app_errors, reload_app, reload_live_release,
@@ -48,7 +48,7 @@ app_errors() {  # the app's last error lines, for a failure message, without gun
 reload_app() {  # FROM_DIR TO_DIR: the app, serving FROM_DIR, serves TO_DIR (what current points at)
     local out rc
     if [ -n "$1" ] && [ "$(readlink "$1/.venv")" = "$(readlink "$2/.venv")" ]; then
-        out=$(run_py "$PY_RELOAD" "$GUNICORN_PID" "$GUNICORN_CONF" "$RELOAD_TIMEOUT" 2>&1)
+        out=$(run_py "$PY_RELOAD" "$SUPERVISORD_PIDFILE" "$GUNICORN_CONF" "$RELOAD_TIMEOUT" "$APP" 2>&1)
         rc=$?
         # Exit 3: no master runs, nothing to reload (supervisor_update or ensure_running starts one).
         [ $rc = 0 ] || [ $rc = 3 ] || die "graceful reload of $APP: $(last_line "$out"); $(app_errors)"
@@ -119,9 +119,13 @@ fail_release() {  # REASON: the release of this run failed; say which is live, k
 }
 
 gate() {  # the health check through nginx; after a switch in this run, a failure switches back
-    local status back why
-    status=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT") && return 0
-    why="GET $HEALTH_URL (Host: $HEALTH_HOST) answered $status for $HEALTH_TIMEOUT s; $(app_errors)"
+    local status back why others
+    if others=$(port_taken_by_others); then
+        why="port $APP_PORT is taken by $others, not by $APP's gunicorn: the check would ask another app"
+    else
+        status=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT") && return 0
+        why="GET $HEALTH_URL (Host: $HEALTH_HOST) answered $status; $(app_errors)"
+    fi
     [ -n "$SWITCHED" ] || die "$why"
     if switch_back; then
         back=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT") \

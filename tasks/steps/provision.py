@@ -29,16 +29,21 @@ PROVISIONED = Requirement(
 
 
 def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
-    """(path, owner, group, mode) of every directory the app needs."""
+    """(path, owner, group, mode) of every directory the app needs.
+
+    Root acts on these paths: none of them, nor a directory above them, is the app user's to change,
+    but the leaves the app writes (shared/instance, its runtime directory), which root never enters.
+    """
     app = paths.app
     return [
         (paths.base_dir, "root", "root", "755"),
         (paths.releases_dir, "root", "root", "755"),
         (paths.venvs_dir, "root", "root", "755"),
         # What the app writes lives here, outside the disposable releases.
-        (paths.shared_dir, app, app, "750"),
+        (paths.shared_dir, "root", app, "750"),
         (paths.shared("instance"), app, app, "750"),
-        (paths.log_dir, app, platform.log_group, "750"),
+        # supervisord (root) writes the app's logs: a directory the app could write would let it plant links.
+        (paths.log_dir, "root", platform.log_group, "750"),
         (paths.run_dir, app, app, "755"),
     ]
 

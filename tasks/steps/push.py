@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -51,16 +52,22 @@ def fingerprint(s: Settings, paths: Layout, app: AppSource, venv_id: str, cpu_co
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
 
+# The names the kit gives (what the server lists is checked against them before anything is removed).
+RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
+VENV_ID = re.compile(r"[0-9a-f]{16}")
+
+
 def releases_to_prune(releases: Iterable[str], keep: int, protected: Iterable[str | None]) -> list[str]:
-    """All but the `keep` newest releases (failed ones count too); never a protected one."""
+    """All but the `keep` newest releases (failed ones count too); never a protected one, nor a name the
+    kit does not give."""
     # A rollback can make an old release current or previous: it stays, beside the `keep` newest.
-    ordered = sorted(set(releases))
+    ordered = sorted(r for r in set(releases) if RELEASE_ID.fullmatch(r))
     return [r for r in ordered[: max(0, len(ordered) - keep)] if r not in set(protected)]
 
 
 def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> list[str]:
     """The venvs no kept release runs on (including ones an interrupted run left unfinished)."""
-    return sorted(set(venv_dirs) - set(in_use))
+    return sorted(v for v in set(venv_dirs) - set(in_use) if VENV_ID.fullmatch(v))
 
 
 def plan(sit: Situation) -> StepPlan:

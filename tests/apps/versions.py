@@ -60,13 +60,16 @@ class AppVersions:
         keep_releases: int = 5,
         env: dict[str, str] | None = None,
         requirements_note: str | None = None,
+        release_timeout: int | None = None,
+        health_waits: bool = False,
     ) -> Version:
         """A new copy of the template app serving `page` (default "version LABEL") at /.
 
         broken: raises at import. unhealthy: imports and serves, but /health answers 500.
         port: this version's app.port (default: the app's). migration_fails: migrate.py exits 1.
-        release_command, keep_releases and env go into the override (deploy.*, app.env).
+        release_command, keep_releases, release_timeout and env go into the override (deploy.*, app.env).
         requirements_note: a comment appended to requirements.txt, so the version needs a venv of its own.
+        health_waits: /health answers 503 (still starting) until the test creates instance/health.go.
         """
         self.made += 1
         base = self.workdir / f"{self.made:02d}-{label}"
@@ -83,6 +86,7 @@ class AppVersions:
             "broken": broken,
             "unhealthy": unhealthy,
             "migration_fails": migration_fails,
+            "health_waits": health_waits,
             "nonce": uuid.uuid4().hex,
         }
         (src / "release.json").write_text(json.dumps(release, indent=2) + "\n")
@@ -99,6 +103,8 @@ class AppVersions:
             },
             "deploy": {"keep_releases": keep_releases, "release_command": release_command},
         }
+        if release_timeout is not None:
+            settings["deploy"]["release_timeout"] = release_timeout
         override = base / "override.yaml"
         override.write_text(yaml.safe_dump(settings, sort_keys=False))
         return Version(label, src, override, page)

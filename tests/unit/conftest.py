@@ -11,7 +11,7 @@ import yaml
 
 from tasks import configs
 from tasks.converge import plan
-from tasks.facts import Facts, PathState, Program, Release, Unit
+from tasks.facts import Facts, PathState, Program, Release, Unit, User
 from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
 from tasks.settings import PROJECT_ROOT, Settings, parse
@@ -78,7 +78,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         fresh_facts(),
         cpus=cpu_count,
         package_lists_age=100,
-        app_user_shell=PLATFORM.nologin_shell,
+        app_user=User(f"/srv/{s.name}", PLATFORM.nologin_shell),
         installed=frozenset(PLATFORM.packages.all()),
         paths=states,
         releases=(Release(live, vid, {"id": live, "venv": vid}),),

@@ -14,7 +14,7 @@ def test_the_apps_paths(settings):
     assert paths.nginx_site == "/etc/nginx/sites-available/flaskdemo"
     assert paths.nginx_default_link == "/etc/nginx/sites-enabled/default"
     assert paths.supervisor_conf == "/etc/supervisor/conf.d/flaskdemo.conf"
-    assert paths.lock_dir == "/run/lock/flaskdeploy-flaskdemo"  # root-only, gone at reboot
+    assert paths.lock_root == "/run/flaskdeploy"  # root-only, gone at reboot
     assert app_paths(settings).history_file == paths.history_file  # the kit's own: no platform needed
 
 

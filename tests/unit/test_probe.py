@@ -1,16 +1,24 @@
 """The probe: tasks/runtime/probe.py run on this machine against a scratch server (its os-release, app
-directories, nginx config, package lists, a package query, systemctl and supervisord stand-ins, all under
-tmp_path), the facts it prints read back by tasks.facts.Facts and tasks.probe.parse, and the script
-tasks.probe.script sends: what it includes, and that it runs (locally, with bash) to the probe's exit code.
+directories, nginx config, package lists, a package query, systemctl, ss and supervisord stand-ins, all
+under tmp_path), the facts it prints read back by tasks.facts.Facts and tasks.probe.parse, the questions
+tasks.probe.questions asks, the script tasks.probe.script sends: what it includes, and that it runs
+(locally, with bash under a fake sshd, its lock under tmp_path) to the probe's exit code; and
+tasks.probe.run and look over a fake connection (tasks.remote.connect and execute stood in for).
+
+An "sshd process" is a copy of a program named sshd (its /proc/PID/comm reads "sshd"): a copy of bash
+running the script stands for this run's SSH connection, a copy of sleep for another run's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import json
 import os
 import pwd
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,23 +29,27 @@ from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import pytest
 
-from tasks import lock, probe, runtime
-from tasks.facts import Facts, PathState, Program, Release, Unit
-from tasks.layout import META, app_paths
+from tasks import lock, probe, recap, remote, runtime
+from tasks.facts import Facts, Listener, PathState, Program, Release, Unit, User
+from tasks.layout import META, app_paths, health_host, layout
+from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES
+from tasks.remote import RemoteError, Result
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
 from tests.polling import wait_until
+from tests.unit.conftest import default_config
 from tests.unit.serverside import run_bash
 
 PROBE = runtime.HERE / "probe.py"
 APP = "fd-test-nobody"  # the app's name: no such user on this machine (checked below)
 T0 = 1_700_000_000  # mtimes the nginx tests set explicitly
 OLD, FAILED, BARE = "20261125T090000Z-aaaaaaaaaaaa", "20261126T100000Z-bbbbbbbbbbbb", "20261124T080000Z-cccc"
-DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
+DEBIAN_12_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
 UBUNTU = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
 FEDORA = 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40 (Server Edition)"\n'
 # The package manager's answer for each package it is asked about ("NAME<TAB>STATUS" lines).
@@ -57,6 +69,16 @@ for unit; do
     esac
 done
 """
+# ss -Hltnp FILTER: records its arguments (one a line) and prints the sockets the test made it list.
+SS = """#!/bin/sh
+printf '%s\\n' "$@" >{argv}
+cat {output} 2>/dev/null || true
+"""
+OTHER_OWNER = "bob@desk (restart) since 2026-11-26T09:00:00Z"
+LOCKED = f"locked by {OTHER_OWNER}: wait for that run to finish"  # what a run finds when it holds the lock
+NO_SSHD = "no SSH connection above this run (no sshd process): the lock is not taken"
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root: the lock's directory must be root's")
 
 
 class Server:
@@ -75,12 +97,15 @@ class Server:
         self.socket = root / "run" / "supervisor.sock"
         self.lists = root / "var" / "lib" / "apt" / "lists"
         self.bin = root / "bin"
+        self.ss_argv, self.ss_output = root / "ss.argv", root / "ss.out"
         for directory in (self.os_release.parent, self.releases, self.venvs, self.nginx, self.stamp.parent,
                           self.lists, self.bin):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
-        self.os_release.write_text(DEBIAN_12)
-        (self.bin / "systemctl").write_text(SYSTEMCTL)
-        (self.bin / "systemctl").chmod(0o755)
+        self.os_release.write_text(DEBIAN_12_RELEASE)
+        ss = SS.format(argv=shlex.quote(str(self.ss_argv)), output=shlex.quote(str(self.ss_output)))
+        for name, text in (("systemctl", SYSTEMCTL), ("ss", ss)):
+            (self.bin / name).write_text(text)
+            (self.bin / name).chmod(0o755)
         self.described = {
             name: str(root / "described" / name)
             for name in ("absent", "file", "dir", "link", "dirlink", "fifo")
@@ -105,16 +130,25 @@ class Server:
         return fake
 
     def questions(self, s: Settings, **app) -> dict:
+        """tasks.probe.questions(s) pointed at this server; the app named APP unless `app` says otherwise."""
+        real = probe.questions(s)
+        assert set(real) == {"os_release", "app", "platforms"}, "a new question: point it in here"
+        asked = {**real["app"], "name": APP, **app}
+        assert set(asked) == set(real["app"]), "the app is asked something new"
         return {
             "os_release": str(self.os_release),
-            "app": {"name": APP, "meta": META, **app},
-            "platforms": [self.entry(real) for real in probe.questions(s)["platforms"]],
+            "app": asked,
+            "platforms": [self.entry(real) for real in real["platforms"]],
         }
 
-    def run(self, questions: dict) -> subprocess.CompletedProcess:
-        leaked = [p for p in strings(questions) if p.startswith("/") and not self.local(p)]
+    def guard(self, value) -> None:
+        leaked = [p for p in strings(value) if p.startswith("/") and not self.local(p)]
         assert not leaked, f"the probe would read this machine's {leaked}"
-        environment = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}"}  # the fake systemctl
+
+    def run(self, questions: dict, path: str | None = None) -> subprocess.CompletedProcess:
+        """The probe run with these questions; PATH: the fake systemctl and ss first, unless `path`."""
+        self.guard(questions)
+        environment = {**os.environ, "PATH": path or f"{self.bin}:{os.environ['PATH']}"}
         return subprocess.run(
             [sys.executable, "-I", str(PROBE), json.dumps(questions)],
             capture_output=True, text=True, env=environment, timeout=10,
@@ -123,11 +157,19 @@ class Server:
     def local(self, path: str) -> bool:
         return path.startswith(str(self.root) + "/") or path == sys.executable
 
-    def facts(self, questions: dict) -> dict:
-        done = self.run(questions)
+    def facts(self, questions: dict, path: str | None = None) -> dict:
+        done = self.run(questions, path)
         assert done.returncode == 0, done.stderr
         (printed,) = done.stdout.splitlines()
         return json.loads(printed)
+
+    def listening(self, text: str) -> None:
+        """What the fake ss prints from now on."""
+        self.ss_output.write_text(text)
+
+    def ss_asked(self) -> list[str] | None:
+        """The arguments the fake ss was last run with; None if it never ran."""
+        return self.ss_argv.read_text().splitlines() if self.ss_argv.exists() else None
 
 
 def strings(value) -> Iterator[str]:
@@ -136,7 +178,7 @@ def strings(value) -> Iterator[str]:
     elif isinstance(value, dict):
         for item in value.values():
             yield from strings(item)
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         for item in value:
             yield from strings(item)
 
@@ -181,13 +223,52 @@ def owner_and_group(path: str) -> tuple[str, str]:
     return Path(path).owner(), Path(path).group()
 
 
+def comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> str:
+    """Field 22 of /proc/PID/stat: when the process started (what the lock records of a connection)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+
+
+def no_such_pid() -> int:
+    """A PID no process can have: above the kernel's limit."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+
+
+def copy_of(program: str, path: Path) -> Path:
+    """A copy of a program under another name: its processes' comm is that name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(program, path)
+    return path
+
+
+@contextlib.contextmanager
+def running(program: Path, user: int | None = None) -> Iterator[int]:
+    """A process of `program` (sleeping), started by this test and killed by its PID at the end."""
+    process = subprocess.Popen([str(program), "60"], user=user)
+    try:
+        wait_until(lambda: comm(process.pid) == program.name, 5, f"{program.name} runs")
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_debian_12_server_gets_the_debian_12_entry_and_its_facts(server, settings):
     facts = server.facts(server.questions(settings))
     assert (facts["platform"], facts["system"]) == ("debian-12", "Debian GNU/Linux 12 (bookworm)")
     assert facts["python"] == "{}.{}".format(*sys.version_info[:2])
     assert facts["machine"] == os.uname().machine
     assert facts["cpus"] == len(os.sched_getaffinity(0))
-    assert facts["app_user_shell"] is None  # no such user
+    assert facts["app_user"] is None  # no such user
+    assert "app_user_shell" not in facts  # app_user holds it now
+    assert facts["listeners"] == []  # ss lists nobody on the port
+    assert server.ss_asked() == ["-Hltnp", f"sport = :{settings.port}"]
     assert facts["program"] is None  # no supervisord socket
     assert facts["units"] == {
         "nginx": {"active": "active", "enabled": "enabled"},
@@ -217,12 +298,40 @@ def test_a_system_no_entry_matches_gets_no_platform_and_no_platform_facts(server
     assert facts["platform"] is None
     assert facts["system"] == "Fedora Linux 40 (Server Edition)"
     assert set(facts) == {"platform", "system", "python", "machine", "glibc", "cpus"}
+    assert server.ss_asked() is None  # nor asks for them
     assert probe.parse(json.dumps(facts)).platform is None
 
 
 def test_a_missing_os_release_matches_no_entry(server, settings):
     server.os_release.unlink()
     assert server.facts(server.questions(settings))["platform"] is None
+
+
+def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_parents(settings):
+    s = replace(settings, port=8123, shared_dirs=("data/files", "uploads"))
+    asked = probe.questions(s)
+    assert asked["os_release"] == "/etc/os-release"
+    assert asked["app"] == {"name": s.name, "meta": META, "port": 8123}
+    assert [entry["id"] for entry in asked["platforms"]] == [platform.id for platform in PLATFORMS]
+    for entry, platform in zip(asked["platforms"], PLATFORMS, strict=True):
+        paths = layout(s, platform)
+        assert entry == {**entry, **platform.probe_entry()}
+        assert len(entry["paths"]) == len(set(entry["paths"]))
+        under_shared = [p for p in entry["paths"] if p.startswith(f"{paths.shared_dir}/")]
+        # each shared directory, its parents under shared/, and instance (always)
+        expected = [paths.shared(d) for d in ("data", "data/files", "instance", "uploads")]
+        assert sorted(under_shared) == expected
+        assert {
+            paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.shared_dir, paths.log_dir,
+            paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current, f"{paths.current}/.venv",
+            paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
+            paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
+        } <= set(entry["paths"])  # fmt: skip
+        asked_dirs = [entry[key] for key in ("releases_dir", "venvs_dir", "current", "nginx_loaded_stamp")]
+        assert asked_dirs == [paths.releases_dir, paths.venvs_dir, paths.current, paths.nginx_loaded_stamp]
+    plain = probe.questions(settings)["platforms"][0]["paths"]  # shared_dirs: [instance]
+    shared = app_paths(settings).shared_dir
+    assert [p for p in plain if p.startswith(f"{shared}/")] == [f"{shared}/instance"]
 
 
 def test_paths_are_described_as_absent_file_dir_link_or_other(server, settings):
@@ -254,7 +363,7 @@ def known(lookup, number: int) -> bool:
     return True
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown to an id nobody has")
+@pytest.mark.skipif(not ROOT, reason="needs root: chown to an id nobody has")
 def test_a_dir_whose_owner_has_no_name_is_described_with_unknown_names_and_its_full_mode(server, settings):
     fill(server)
     os.chown(server.described["dir"], unnamed(pwd.getpwuid), unnamed(grp.getgrgid))
@@ -264,9 +373,53 @@ def test_a_dir_whose_owner_has_no_name_is_described_with_unknown_names_and_its_f
     assert paths[server.described["dir"]] == expected
 
 
-def test_an_existing_app_user_s_shell_is_reported(server, settings):
+def test_an_existing_app_user_is_reported_with_its_home_shell_and_comment(server, settings):
     facts = server.facts(server.questions(settings, name="root"))
-    assert facts["app_user_shell"] == pwd.getpwnam("root").pw_shell
+    root = pwd.getpwnam("root")
+    assert facts["app_user"] == {"home": root.pw_dir, "shell": root.pw_shell, "comment": root.pw_gecos}
+    read_back = probe.parse(json.dumps(facts))
+    assert read_back.app_user == User(root.pw_dir, root.pw_shell, root.pw_gecos)
+    assert read_back.app_user_shell == root.pw_shell
+
+
+LISTENING = (  # ss -Hltnp as it lists a gunicorn master and worker on the port, over IPv4 and IPv6
+    "LISTEN 0      2048       127.0.0.1:{port}      0.0.0.0:*    "
+    'users:(("gunicorn",pid={second},fd=3),("gunicorn",pid={first},fd=3),("gunicorn",pid={gone},fd=3))\n'
+    "LISTEN 0      2048           [::1]:{port}         [::]:*    "
+    'users:(("gunicorn",pid={first},fd=4))\n'
+)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root: starts a process as nobody")
+def test_listeners_are_the_processes_ss_lists_on_the_app_s_port_with_user_and_command_from_proc(
+    server, settings, tmp_path
+):
+    s = replace(settings, port=8123)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    with (
+        running(copy_of("/bin/sleep", tmp_path / "fd-listener")) as first,
+        running(Path("/bin/sleep"), user=nobody) as second,
+    ):
+        # ss names them "gunicorn"; /proc has their own command names and owners
+        server.listening(LISTENING.format(port=8123, first=first, second=second, gone=no_such_pid()))
+        facts = server.facts(server.questions(s))
+    assert server.ss_asked() == ["-Hltnp", "sport = :8123"]  # the app's port
+    listening = [
+        {"pid": first, "user": pwd.getpwuid(os.geteuid()).pw_name, "command": "fd-listener"},
+        {"pid": second, "user": "nobody", "command": "sleep"},
+    ]
+    expected = sorted(listening, key=lambda listener: listener["pid"])
+    assert facts["listeners"] == expected  # each once, by PID; one gone since ss looked is left out
+    assert probe.parse(json.dumps(facts)).listeners == tuple(Listener(**listener) for listener in expected)
+
+
+def test_listeners_are_none_when_ss_is_missing(server, settings):
+    (server.bin / "ss").unlink()
+    path = str(server.bin)  # the fake systemctl, no ss
+    assert shutil.which("ss", path=path) is None
+    facts = server.facts(server.questions(settings), path=path)
+    assert facts["listeners"] == []
+    assert facts["units"]["nginx"] == {"active": "active", "enabled": "enabled"}  # the rest still answered
 
 
 def test_releases_venvs_and_fingerprint(server, settings):
@@ -405,7 +558,8 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     named = server.described
     assert facts.platform == "debian-12"
     assert facts.installed == frozenset({"nginx", "python3-venv"})
-    assert facts.app_user_shell is None
+    assert facts.app_user is None and facts.app_user_shell is None
+    assert facts.listeners == ()
     assert facts.path(named["absent"]) == PathState("absent")
     assert not facts.exists(named["absent"])
     assert facts.sha256(named["file"]) == hashlib.sha256(Path(named["file"]).read_bytes()).hexdigest()
@@ -433,6 +587,17 @@ def test_a_program_reads_back_with_pid_0_as_none():
     assert stopped.program == Program("STOPPED", None, "Not started")
 
 
+def test_an_app_user_and_listeners_read_back_as_typed_facts():
+    facts = Facts.from_json({
+        "app_user": {"home": "/srv/flaskdemo", "shell": "/usr/sbin/nologin", "comment": ""},
+        "listeners": [{"pid": 1234, "user": "flaskdemo", "command": "gunicorn"}],
+    })  # fmt: skip
+    assert facts.app_user == User("/srv/flaskdemo", "/usr/sbin/nologin", "")
+    assert facts.app_user_shell == "/usr/sbin/nologin"
+    assert facts.listeners == (Listener(1234, "flaskdemo", "gunicorn"),)
+    assert Facts.from_json({"app_user": None, "listeners": []}) == Facts()
+
+
 def test_parse_merges_the_json_lines_of_the_output_and_ignores_the_rest(server, settings):
     printed = server.run(server.questions(settings)).stdout
     output = f"starting\n{json.dumps({'health': '200'})}\n{printed}::note probe done\n"
@@ -448,22 +613,42 @@ def test_the_probe_script_includes_the_lock_and_the_health_check_only_when_asked
     plain = probe.script(settings)
     assert (list(plain.includes), list(plain.lines)) == (["python.sh", "probe.py"], [last])
     assert json.loads(plain.values["PROBE_QUESTIONS"]) == probe.questions(settings)
+    assert not {"LOCK_ROOT", "APP", "LOCK_HOLDER", "HEALTH_URL"} & set(plain.values)
     locked = probe.script(settings, holder="alice@laptop", action="deploy")
     assert list(locked.includes) == ["python.sh", "probe.py", "lock.sh"]
     assert list(locked.lines) == ["take_lock", last]
-    assert locked.values["LOCK_DIR"] == app_paths(settings).lock_dir
+    assert locked.values["LOCK_ROOT"] == app_paths(settings).lock_root
+    assert locked.values["APP"] == settings.name
     assert locked.values["LOCK_HOLDER"] == "alice@laptop (deploy)"
+    assert tuple(locked.values["SSHD_PROCESS_NAMES"]) == SSHD_PROCESS_NAMES
+    assert "LOCK_DIR" not in locked.values
     checked = probe.script(settings, health=True)
     assert list(checked.includes) == ["python.sh", "probe.py", "health.py"]
     assert list(checked.lines) == [health, last]
+    assert checked.values["HEALTH_HOST"] == health_host(settings)
     both = probe.script(settings, holder="alice@laptop", action="deploy", health=True)
     assert (tuple(both.includes), list(both.lines)) == (runtime.PROBE, ["take_lock", health, last])
     assert (plain.title, both.title) == ("probe for a look", "probe for deploy")
 
 
-class Healthy(BaseHTTPRequestHandler):
+class Site(ThreadingHTTPServer):
+    """The app's health URL, answering `status`; it keeps the Host header of each request."""
+
+    daemon_threads = True
+
+    def __init__(self, status: int):
+        super().__init__(("127.0.0.1", 0), Answer)
+        self.status = status
+        self.hosts: list[str | None] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/health"
+
+
+class Answer(BaseHTTPRequestHandler):
+    server: Site
+
     def do_GET(self):
-        self.send_response(200)
+        self.server.hosts.append(self.headers.get("Host"))
+        self.send_response(self.server.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -471,66 +656,296 @@ class Healthy(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def site() -> Iterator[str]:
-    """The app's health URL, answering 200."""
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+@contextlib.contextmanager
+def serving(status: int) -> Iterator[Site]:
+    http = Site(status)
     thread = threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{http.server_address[1]}/health"
+        yield http
     finally:
         http.shutdown()
         http.server_close()
         thread.join(5)
 
 
-def local_script(s: Settings, server: Server, questions: dict, url: str) -> Script:
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """The app's health URL, answering 200."""
+    with serving(200) as http:
+        yield http
+
+
+@pytest.fixture
+def lock_root(tmp_path) -> Path:
+    """The locks' directory, as the lock wants it: root's, mode 700."""
+    root = tmp_path / "locks"
+    root.mkdir()
+    root.chmod(0o700)
+    return root
+
+
+def local_script(s: Settings, server: Server, questions: dict, url: str, lock_root: Path) -> Script:
     """The probe script for a deploy, its values pointed at the scratch server."""
     sent = probe.script(s, holder="alice@laptop", action="deploy", health=True)
-    return replace(sent, values={
-        **sent.values, "PROBE_QUESTIONS": json.dumps(questions), "LOCK_DIR": str(server.root / "lock"),
-        "HEALTH_URL": url,
-    })  # fmt: skip
+    pointed = {"PROBE_QUESTIONS": json.dumps(questions), "LOCK_ROOT": str(lock_root), "HEALTH_URL": url}
+    script = replace(sent, values={**sent.values, **pointed})
+    server.guard(dict(script.values))
+    server.guard(questions)
+    return script
 
 
-def run_script(server: Server, script: Script) -> subprocess.CompletedProcess:
-    fake = f'export PATH={server.bin}:"$PATH"\n'  # the fake systemctl, as in Server.run
-    return run_bash(fake + script.render(), timeout=20)
+def run_script(server: Server, script: Script, *, sshd: bool = True) -> subprocess.CompletedProcess:
+    """The script run by bash as over SSH: by a copy of bash named sshd (the connection's sshd process
+    above it) unless not `sshd`, with the fake systemctl and ss first on PATH, as in Server.run."""
+    text = f'export PATH={shlex.quote(str(server.bin))}:"$PATH"\n{script.render()}'
+    if not sshd:
+        return run_bash(text, timeout=20)
+    shell = server.root / "sshd"
+    if not shell.exists():
+        copy_of("/bin/bash", shell)
+    return run_bash(f"exec {shlex.quote(str(shell))} -c {shlex.quote(text)}", timeout=20)
 
 
-def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(server, settings, site):
-    done = run_script(server, local_script(settings, server, server.questions(settings), site))
+def lock_files(lock_root: Path, app: str) -> dict[str, str]:
+    return {p.name: p.read_text() for p in lock_root.iterdir() if p.name in (f"{app}.owner", f"{app}.conn")}
+
+
+@needs_root
+def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
+    server, settings, site, lock_root
+):
+    done = run_script(server, local_script(settings, server, server.questions(settings), site.url, lock_root))
     assert done.returncode == 0, done.stderr
     facts = probe.parse(done.stdout)
     assert (facts.platform, facts.healthy) == ("debian-12", True)
     assert facts.installed == frozenset({"nginx", "python3-venv"})
-    assert (server.root / "lock" / "owner").read_text().startswith("alice@laptop (deploy) since ")
+    assert site.hosts == [health_host(settings)]  # one check (timeout 0), with the site's Host
+    owner, conn = (lock_root / f"{settings.name}.{name}" for name in ("owner", "conn"))
+    assert owner.read_text().startswith("alice@laptop (deploy) since ")
+    pid, start = conn.read_text().split()  # the fake sshd that ran the script: gone by now
+    assert pid.isdigit() and start.isdigit()
 
 
-def test_the_probe_script_exits_with_the_probe_s_exit_code(server, settings, site):
+@needs_root
+@pytest.mark.parametrize("status", [500, 503])
+def test_the_probe_script_prints_the_facts_whatever_the_health(status, server, settings, lock_root):
+    with serving(status) as http:
+        questions = server.questions(settings)
+        done = run_script(server, local_script(settings, server, questions, http.url, lock_root))
+    assert done.returncode == 0, done.stderr
+    facts = probe.parse(done.stdout)
+    assert (facts.platform, facts.health, facts.healthy) == ("debian-12", str(status), False)
+    assert len(http.hosts) == 1  # asked once: the probe waits for nothing
+
+
+@needs_root
+def test_the_probe_script_exits_with_the_probe_s_exit_code(server, settings, site, lock_root):
     broken = {k: v for k, v in server.questions(settings).items() if k != "app"}
-    done = run_script(server, local_script(settings, server, broken, site))
+    done = run_script(server, local_script(settings, server, broken, site.url, lock_root))
     assert done.returncode == 1
     assert "KeyError: 'app'" in done.stderr
     assert json.loads(done.stdout) == {"health": "200"}  # the lock and the health check went well
 
 
-def test_the_probe_script_stops_before_probing_when_the_lock_is_held(server, settings, site, tmp_path):
-    sshd = tmp_path / "sshd"
-    sshd.write_bytes(Path("/bin/sleep").read_bytes())
-    sshd.chmod(0o755)
-    held = subprocess.Popen([str(sshd), "60"])
-    try:
-        (server.root / "lock").mkdir()
-        (server.root / "lock" / "owner").write_text("bob@desk (restart) since 2026-11-26T09:00:00Z\n")
-        (server.root / "lock" / "conn").write_text(f"{held.pid}\n")
-        wait_until(lambda: Path(f"/proc/{held.pid}/comm").read_text() == "sshd\n", 5, "the fake sshd runs")
-        done = run_script(server, local_script(settings, server, server.questions(settings), site))
-    finally:
-        held.kill()
-        held.wait()
+def sshd_above_us() -> bool:
+    pid = os.getpid()
+    while pid > 1:
+        if comm(pid) in SSHD_PROCESS_NAMES:
+            return True
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    return False
+
+
+@needs_root
+def test_the_probe_script_fails_closed_without_an_sshd_process_above_it(server, settings, site, lock_root):
+    if sshd_above_us():
+        pytest.skip("these tests run in an SSH session: its sshd is above every script")
+    script = local_script(settings, server, server.questions(settings), site.url, lock_root)
+    done = run_script(server, script, sshd=False)
+    assert done.returncode == 1
+    assert done.stdout == f"::fail probe {NO_SSHD}\n"  # no health check, no facts
+    assert site.hosts == []
+    assert lock_files(lock_root, settings.name) == {}
+
+
+@needs_root
+def test_the_probe_script_refuses_a_lock_root_others_may_use(server, settings, site, lock_root):
+    lock_root.chmod(0o755)
+    done = run_script(server, local_script(settings, server, server.questions(settings), site.url, lock_root))
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"::fail probe {lock_root} is not a directory only root may use")
+    assert done.stdout.count("\n") == 1 and site.hosts == []
+
+
+@needs_root
+def test_the_probe_script_stops_before_probing_when_the_lock_is_held(server, settings, site, lock_root):
+    app = settings.name
+    with running(copy_of("/bin/sleep", server.root / "held" / "sshd")) as held:
+        (lock_root / f"{app}.owner").write_text(OTHER_OWNER + "\n")
+        (lock_root / f"{app}.conn").write_text(f"{held} {start_time(held)}\n")
+        before = lock_files(lock_root, app)
+        questions = server.questions(settings)
+        done = run_script(server, local_script(settings, server, questions, site.url, lock_root))
     assert done.returncode == lock.LOCKED_EXIT
-    assert done.stdout == (
-        "::fail lock locked by bob@desk (restart) since 2026-11-26T09:00:00Z: wait for that run to finish\n"
-    )
+    assert done.stdout == f"::fail lock {LOCKED}\n"
+    assert site.hosts == []  # nor was the health checked
+    assert lock_files(lock_root, app) == before
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["its start time differs (a reused PID)", "the process is gone", "no sshd"])
+def test_the_probe_script_takes_over_a_lock_whose_connection_is_gone(how, server, settings, site, lock_root):
+    app = settings.name
+    name = "sleep" if how == "no sshd" else "sshd"
+    with running(copy_of("/bin/sleep", server.root / "held" / name)) as other:
+        conn = {
+            "its start time differs (a reused PID)": f"{other} {int(start_time(other)) + 1}",
+            "the process is gone": f"{no_such_pid()} 1",
+            "no sshd": f"{other} {start_time(other)}",
+        }[how]
+        (lock_root / f"{app}.owner").write_text(OTHER_OWNER + "\n")
+        (lock_root / f"{app}.conn").write_text(conn + "\n")
+        questions = server.questions(settings)
+        done = run_script(server, local_script(settings, server, questions, site.url, lock_root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert probe.parse(done.stdout).platform == "debian-12"
+    assert (lock_root / f"{app}.owner").read_text().startswith("alice@laptop (deploy) since ")
+    assert (lock_root / f"{app}.conn").read_text() != conn + "\n"
+
+
+def test_the_probe_script_of_a_look_takes_no_lock_and_needs_no_sshd(server, settings):
+    sent = probe.script(settings)
+    script = replace(sent, values={**sent.values, "PROBE_QUESTIONS": json.dumps(server.questions(settings))})
+    server.guard(dict(script.values))
+    done = run_script(server, script, sshd=False)
+    assert done.returncode == 0, done.stderr
+    facts = probe.parse(done.stdout)
+    assert (facts.platform, facts.health) == ("debian-12", None)
+
+
+# tasks.probe.run, reach and look over a fake connection: tasks.remote.connect and execute stood in for.
+
+HOST = "h-probe"
+
+
+class Remote:
+    """tasks.remote.connect and execute as a test sets them: what they return or raise, and their calls."""
+
+    def __init__(self):
+        self.recorded: str | RemoteError = ""  # connect: the host key it recorded ("" none), or its error
+        self.result: Result | RemoteError = Result(0, "", "")
+        self.calls: list[tuple[str, object]] = []
+
+    def connect(self, c) -> str:
+        self.calls.append(("connect", c))
+        if isinstance(self.recorded, RemoteError):
+            raise self.recorded
+        return self.recorded
+
+    def execute(self, c, script: str, stdin: bytes = b"") -> Result:
+        self.calls.append(("execute", script))
+        if isinstance(self.result, RemoteError):
+            raise self.result
+        return self.result
+
+
+@pytest.fixture
+def fake_remote(monkeypatch) -> Remote:
+    fake = Remote()
+    monkeypatch.setattr(remote, "connect", fake.connect)
+    monkeypatch.setattr(remote, "execute", fake.execute)
+    return fake
+
+
+@pytest.fixture
+def printed(monkeypatch, capsys):
+    """The recap's lines, its tallies kept apart from the rest of the test run's (no exit code from them)."""
+    monkeypatch.setattr(recap, "_tallies", {})
+    monkeypatch.setattr(recap, "_locked", set())
+    monkeypatch.setattr(recap, "_stream", "stdout")
+    return lambda: capsys.readouterr().out.splitlines()
+
+
+@pytest.fixture
+def connection() -> SimpleNamespace:
+    """What run and look use of a Fabric connection (the rest goes to the stand-ins): host, config, user."""
+    return SimpleNamespace(host=HOST, config=default_config(), user="alice")
+
+
+def test_run_connects_then_sends_the_probe_script_and_parses_its_facts(
+    connection, fake_remote, printed, server, settings
+):
+    probed = server.run(server.questions(settings)).stdout + json.dumps({"health": "200"}) + "\n"
+    fake_remote.result = Result(0, probed, "")
+    facts = probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy", health=True)
+    assert facts is not None and (facts.platform, facts.healthy) == ("debian-12", True)
+    sent = probe.script(settings, holder="alice@laptop", action="deploy", health=True).render()
+    assert fake_remote.calls == [("connect", connection), ("execute", sent)]
+    assert printed() == [] and recap._tallies == {}
+
+
+def test_run_notes_a_host_key_it_recorded(connection, fake_remote, printed, server, settings):
+    fake_remote.recorded = "ssh-ed25519 SHA256:abc (new host, recorded)"
+    fake_remote.result = Result(0, server.run(server.questions(settings)).stdout, "")
+    assert probe.run(connection, HOST, settings) is not None
+    assert printed() == [f"{HOST}  trusted: ssh-ed25519 SHA256:abc (new host, recorded)"]
+
+
+def test_run_reports_a_host_it_cannot_reach_and_sends_nothing(connection, fake_remote, printed, settings):
+    fake_remote.recorded = RemoteError("no answer from h-probe port 22 within 10 s")
+    assert probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy") is None
+    assert [name for name, _ in fake_remote.calls] == ["connect"]
+    assert printed() == [f"{HOST}  connect  failed: no answer from h-probe port 22 within 10 s"]
+    assert recap._tallies[HOST].failed == 1 and recap._locked == set()
+
+
+def test_run_reports_a_connection_lost_while_probing(connection, fake_remote, printed, settings):
+    fake_remote.result = RemoteError("connection lost before the command ended")
+    assert probe.run(connection, HOST, settings) is None
+    assert printed() == [f"{HOST}  connect  failed: connection lost before the command ended"]
+
+
+@pytest.mark.parametrize(
+    ("result", "reported", "locked"),
+    [
+        (Result(75, f"::fail lock {LOCKED}\n", ""), f"lock  failed: {LOCKED}", True),
+        (Result(1, f"::fail probe {NO_SSHD}\n", ""), f"probe  failed: {NO_SSHD}", False),
+        (Result(127, "", "bash: line 9: python3: command not found\n"),
+         "probe  failed: python3 is missing on the server: install it first", False),
+        (Result(1, '{"health": "200"}\n', "Traceback (most recent call last):\nKeyError: 'app'\n\n"),
+         "probe  failed: KeyError: 'app'", False),
+    ],
+)  # fmt: skip
+def test_run_reports_why_the_probe_failed(result, reported, locked, fake_remote, printed, settings):
+    fake_remote.result = result
+    assert probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy", health=True) is None
+    assert printed() == [f"{HOST}  {reported}"]
+    assert recap._tallies[HOST].failed == 1
+    assert recap._locked == ({HOST} if locked else set())
+
+
+def test_look_finds_the_platform_and_its_layout_and_reports_the_step(
+    connection, fake_remote, printed, server, settings
+):
+    fake_remote.result = Result(0, server.run(server.questions(settings)).stdout, "")
+    found = probe.look(connection, "status")
+    assert found is not None
+    assert (found.platform, found.facts.platform) == (DEBIAN_12, "debian-12")
+    assert found.paths == layout(settings, DEBIAN_12)
+    assert fake_remote.calls[-1] == ("execute", probe.script(settings).render())  # a look: no lock, no health
+    assert printed() == [f"{HOST}  status  ok"]
+
+
+def test_look_reports_an_unsupported_system(connection, fake_remote, printed, server, settings):
+    server.os_release.write_text(FEDORA)
+    fake_remote.result = Result(0, server.run(server.questions(settings)).stdout, "")
+    assert probe.look(connection, "status") is None
+    (reported,) = printed()
+    assert reported.startswith(f"{HOST}  status  failed: unsupported server system Fedora Linux 40 (Server")
+
+
+def test_look_finds_nothing_on_a_host_it_cannot_reach(connection, fake_remote, printed):
+    fake_remote.recorded = RemoteError("cannot connect to h-probe port 22: refused")
+    assert probe.look(connection, "status") is None
+    assert printed() == [f"{HOST}  connect  failed: cannot connect to h-probe port 22: refused"]

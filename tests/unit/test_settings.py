@@ -40,7 +40,21 @@ def test_invoke_yaml_shows_every_setting_with_its_default():
         ("app", "module", "app", "app.module: must be a WSGI entry point"),
         ("app", "src", "no/such/dir", "app.src: must be an existing directory"),
         ("app", "src", "tasks", "app.src: must hold a requirements.txt"),
-        ("app", "server_name", "a;b", "app.server_name: must be nginx server names"),
+        ("app", "server_name", "a;b", "app.server_name: must be host names separated by spaces"),
+        # `x\` rendered `server_name x\;`, which swallowed nginx's next directive
+        ("app", "server_name", "x\\", "app.server_name: must be host names"),
+        ("app", "server_name", "$(id)", "app.server_name: must be host names"),
+        ("app", "server_name", "`id`.example.org", "app.server_name: must be host names"),
+        ("app", "server_name", "ex\u00e4mple.org", "app.server_name: must be host names"),
+        ("app", "server_name", "a  b", "app.server_name: must be host names"),
+        ("app", "name", "root", "app.name: 'root' is a name the system uses"),
+        ("app", "name", "www-data", "app.name: 'www-data' is a name the system uses"),
+        ("app", "name", "sshd", "app.name: 'sshd' is a name the system uses"),
+        ("app", "name", "systemd-timesync", "app.name: 'systemd-timesync' is a name the system uses"),
+        ("app", "port", "\u00b2", "app.port: must be an integer 1024-65535"),
+        ("deploy", "shared_dirs", ["instance", "instance/uploads"], "deploy.shared_dirs: 'instance' holds"),
+        ("deploy", "release_timeout", 0, "deploy.release_timeout: must be an integer 1-86400"),
+        ("timeouts", "connect", "soon", "timeouts.connect: must be an integer 1-3600"),
         ("app", "workers", 0, "app.workers: must be an integer 1-256"),
         ("app", "health_path", "health", "app.health_path: must be a URL path"),
         ("deploy", "keep_releases", 1, "deploy.keep_releases: must be an integer 2-100"),
@@ -60,6 +74,27 @@ def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
         parse(with_value(section, key, value))
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_server_names_nginx_takes_as_names_are_accepted():
+    for names in ("_", "example.org www.example.org", "*.example.org", "example.*", "localhost", "10.0.0.1"):
+        assert parse(with_value("app", "server_name", names)).server_name == names
+
+
+def test_a_section_that_is_no_mapping_is_one_line_too():
+    with pytest.raises(
+        SettingError, match=r"^app: must be a section of settings \(key: value lines\), got 'oops'"
+    ):
+        parse({"app": "oops"})
+
+
+def test_the_ssh_login_user_is_no_app_name():
+    c = SimpleNamespace(config=with_value("app", "name", "deploy"), user="deploy")
+    with pytest.raises(Exit) as error:
+        load(c)
+    assert error.value.code == 2 and error.value.message.startswith(
+        "app.name: 'deploy' is the SSH login user"
+    )
 
 
 def test_string_numbers_from_env_vars_are_accepted():

@@ -45,9 +45,10 @@ def test_a_script_is_its_values_then_its_runtime_files_then_its_lines():
     assert text.rstrip().endswith('run_py "$PY_HEALTH"')
 
 
-def test_a_python_file_travels_whole_and_runs_from_its_variable():
+def test_a_python_file_travels_whole_and_runs_from_its_variable(tmp_path):
+    log = tmp_path / "history.log"
     text = Script(
-        "t", {}, ["python.sh", "history.py"], ['run_py "$PY_HISTORY" /dev/stdout u r a ok detail']
+        "t", {}, ["python.sh", "history.py"], [f'run_py "$PY_HISTORY" {log} u r a ok detail', f"cat {log}"]
     ).render()
     done = run_bash(text)
     assert done.returncode == 0 and '"user": "u"' in done.stdout and '"detail": "detail"' in done.stdout

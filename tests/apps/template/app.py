@@ -1,6 +1,7 @@
 """Test app of the release tests. What it serves comes from release.json, written by tests/apps/versions.py.
 
-Routes: `/` the version's page, `/health` "ok", `/pid` the worker's PID (to tell old workers from new),
+Routes: `/` the version's page, `/health` "ok" (or 500, or 503 until instance/health.go exists, as the
+version asks), `/pid` the worker's PID (to tell old workers from new),
 `/count` a counter in SQLite under Flask's instance folder (data that must survive every release).
 """
 
@@ -28,6 +29,8 @@ def index() -> str:
 def health() -> tuple[str, int]:
     if RELEASE.get("unhealthy"):
         return "unhealthy on purpose", 500
+    if RELEASE.get("health_waits") and not os.path.exists(os.path.join(app.instance_path, "health.go")):
+        return "still starting", 503
     return "ok", 200
 
 

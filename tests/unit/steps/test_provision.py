@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from tasks.facts import PathState
+from tasks.facts import PathState, User
 from tasks.shell import Var, line
 from tasks.steps import provision
 from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plan_one, script_of
@@ -19,7 +19,8 @@ def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings)
     for path, _owner, _group, mode in provision.directories(paths, PLATFORM):
         assert any(c.startswith("ensure_dir ") and c.endswith(f" {mode}") for c in step.commands), path
     assert 'ensure_dir "$SHARED_DIR"/instance "$APP" "$APP" 750' in step.commands
-    assert 'ensure_dir "$LOG_DIR" "$APP" adm 750' in step.commands
+    assert 'ensure_dir "$LOG_DIR" root adm 750' in step.commands  # supervisord (root) writes there
+    assert 'ensure_dir "$SHARED_DIR" root "$APP" 750' in step.commands  # only its leaves are the app's
     assert step.files["files/tmpfiles.conf"].endswith(b"d /run/flaskdemo 0755 flaskdemo flaskdemo -\n")
     assert line("install_file", Var("W", "/files/tmpfiles.conf"), Var("TMPFILES_CONF"), 644) in step.commands
     assert "nginx" in step.touches  # installing nginx: reload_nginx must look
@@ -34,16 +35,16 @@ def test_apt_update_only_when_the_lists_are_older_than_the_cache_valid_time(sett
     assert "update_package_lists" in script_of(plan_one(settings, old, provision.STEP))
 
 
-def test_only_what_differs_is_changed(settings):
+def test_only_what_differs_is_changed_and_what_the_app_user_owned_is_taken_back(settings):
     converged = converged_facts(settings)
     paths = paths_of(settings)
     probed = replace(
         converged,
-        app_user_shell="/bin/bash",
+        app_user=User("/srv/flaskdemo", "/bin/bash"),
         paths={**converged.paths, paths.shared_dir: PathState.dir("flaskdemo", "flaskdemo", "755")},
     )
     assert plan_one(settings, probed, provision.STEP).commands == (
         "ensure_app_user",
-        'ensure_dir "$SHARED_DIR" "$APP" "$APP" 750',
+        'ensure_dir "$SHARED_DIR" root "$APP" 750',  # as earlier versions made it: the app's
     )
     assert not plan_one(settings, converged, provision.STEP).acts

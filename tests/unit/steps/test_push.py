@@ -57,10 +57,23 @@ def test_the_release_command_runs_after_the_import_check_and_before_the_switch(s
 
 
 def test_prune_keeps_the_newest_and_never_current_or_previous():
-    existing = ["1", "2", "3", "4", "5", "6"]
-    assert releases_to_prune(existing, 5, ("6", "5")) == ["1"]
-    assert releases_to_prune(existing, 3, ("6", "1")) == ["2", "3"]  # a rollback made "1" previous
-    assert releases_to_prune(["1"], 5, ("1", None)) == []
+    existing = [f"2026112{n}T100000Z-0123456789ab" for n in range(1, 7)]
+    one, two, three, _, five, six = existing
+    assert releases_to_prune(existing, 5, (six, five)) == [one]
+    assert releases_to_prune(existing, 3, (six, one)) == [two, three]  # a rollback made the first previous
+    assert releases_to_prune([one], 5, (one, None)) == []
+
+
+def test_only_names_the_kit_gives_are_ever_pruned():
+    # What the server lists comes back from the server: a name the kit does not give is never removed.
+    odd = ["..", "x/../../etc", "20261120T000000Z-AAAAAAAAAAAA", "20261120T000000Z-0123456789ab.old"]
+    assert releases_to_prune([*odd, "20261121T000000Z-0123456789ab"], 0, ()) == [
+        "20261121T000000Z-0123456789ab"
+    ]
+    assert push.venvs_to_prune(["..", "0123456789abcdef", "ff6a817c047c4544/.."], ()) == ["0123456789abcdef"]
+
+
+OLD_VENV, BROKEN, HALF = "0000000000000001", "000000000000000b", "0000000000000000"
 
 
 def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
@@ -72,8 +85,8 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     probed = replace(
         converged,
         fingerprint="other code",
-        releases=tuple(Release(r, "broken" if n >= 3 else "old") for n, r in enumerate(older)) + (live,),
-        venv_dirs=frozenset({live.venv, "old", "broken", "half"}),
+        releases=tuple(Release(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
+        venv_dirs=frozenset({live.venv, OLD_VENV, BROKEN, HALF}),
         paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{older[0]}")},
     )
     later = replace(
@@ -82,5 +95,8 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     step = push.STEP.plan_for(later)
     # Newest three: the new one, the live one, older[4] (failed): older[0..3] go although older[0] was
     # previous (after this deploy the live one is), and with them the venvs no kept release uses.
-    assert step.cleanup == (f'prune "$RELEASES_DIR" {" ".join(older[:4])}', 'prune "$VENVS_DIR" half old')
+    assert step.cleanup == (
+        f'prune "$RELEASES_DIR" {" ".join(older[:4])}',
+        f'prune "$VENVS_DIR" {HALF} {OLD_VENV}',
+    )
     assert not any(c.startswith("prune") for c in step.commands)  # only once the whole run succeeded

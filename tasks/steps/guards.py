@@ -1,0 +1,47 @@
+"""What a server must not hold before the kit changes anything on it. Each problem found is a one-line
+refusal, and the run stops after its probe, with nothing changed."""
+
+from __future__ import annotations
+
+from tasks.steps.model import Situation
+
+
+def refusals(sit: Situation) -> list[str]:
+    """Why the kit must not act on this server for this app, if it must not."""
+    s, facts, paths = sit.settings, sit.facts, sit.layout
+    found = []
+    user = facts.app_user
+    if user is not None and user.home != paths.base_dir:
+        # The kit's users have the app's directory as their home: any other is an account of the system's.
+        found.append(
+            f"app.name: the server has a user {paths.app} that flaskdeploy did not make (its home is"
+            f" {user.home}): choose another app.name"
+        )
+    if user is None:
+        taken = [
+            p for p in (paths.base_dir, paths.run_dir, paths.log_dir, paths.tmpfiles_conf) if facts.exists(p)
+        ]
+        if taken:
+            found.append(
+                f"app.name: {taken[0]} exists but the server has no user {paths.app}: it belongs to something"
+                " else; choose another app.name"
+            )
+    for listener in facts.listeners:
+        if listener.user != paths.app:
+            who = f"{listener.command} (pid {listener.pid}, user {listener.user})"
+            found.append(f"app.port: {s.port} is taken by {who}: choose another app.port")
+            break
+    if not sit.runs("provision"):
+        # As earlier versions left them, the app's user could plant links there for root: provision
+        # takes them back first.
+        for path in (paths.shared_dir, paths.log_dir):
+            state = facts.path(path)
+            if state.kind == "dir" and state.owner != "root":
+                why = f"{path} is writable by {state.owner} (as earlier versions left it)"
+                found.append(f"{why}: run `fab provision` first")
+    links = [
+        p for p, state in facts.paths.items() if p.startswith(f"{paths.shared_dir}/") and state.kind == "link"
+    ]
+    if links:
+        found.append(f"{links[0]} is a symbolic link, which root will not follow: remove it (the app may)")
+    return found

@@ -1,0 +1,412 @@
+"""Trust on sandbox servers: host keys verified, bad settings refused with nothing changed, no way from the
+app's user to root, secrets kept, and runs that stop halfway leaving the site as it was.
+
+One server (module scope) has the test app deployed with a secret in app.env; the tests that attack it
+as the app's user come after the ones that only look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import fab as fab_cli
+from tests.apps.versions import AppVersions, Version
+from tests.polling import wait_until
+from tests.sandbox.lab import Lab, Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+APP, PORT = "trustapp", 8093
+SECRET = f"s3cr3t-{uuid.uuid4().hex}"
+# What a refused run must leave as it was. The lock's two records (who holds it, on which connection)
+# are written by every run's probe and are stale once its connection closed: they are left out.
+WATCHED = "/etc/nginx /etc/supervisor /etc/tmpfiles.d /srv /run/flaskdeploy /run/lock"
+
+
+@dataclass
+class Server:
+    sandbox: Sandbox
+    versions: AppVersions
+    live: Version
+    work: Path
+
+    @property
+    def name(self) -> str:
+        return self.sandbox.name
+
+    def ssh(self, command: str, check: bool = True) -> str:
+        return self.sandbox.ssh(command, check=check).stdout
+
+    def fab(
+        self, *args: str, version: Version | None = None, config: Path | None = None, **options
+    ) -> fab_cli.Run:
+        override = ["-f", str((version or self.live).override)] if config is None else ["-f", str(config)]
+        return fab_cli.run(
+            options.pop("ssh_config", self.sandbox.lab.ssh_config),
+            options.pop("host", self.name),
+            *override,
+            *args,
+        )
+
+    def state(self) -> str:
+        """Owner, mode, link target and content hash of everything under the watched directories."""
+        listing = (
+            f"find {WATCHED} -xdev ! -name '*.owner' ! -name '*.conn' -printf '%p %y %u %g %m %l\\n'"
+            " 2>/dev/null | sort"
+        )
+        hashes = (
+            f"find {WATCHED} -xdev -type f ! -name '*.owner' ! -name '*.conn' -exec sha256sum {{}} + | sort"
+        )
+        return self.ssh(f"{listing}; {hashes}")
+
+    def current(self) -> str:
+        return self.ssh(f"readlink /srv/{APP}/current").strip().rsplit("/", 1)[-1]
+
+    def get(self, path: str = "/") -> str:
+        return self.ssh(f"curl -s -m 5 http://127.0.0.1{path}", check=False)
+
+    def config(self, **sections) -> Path:
+        """A runtime config: the live version's settings with `sections` laid over them."""
+        settings = yaml.safe_load(self.live.override.read_text())
+        for section, values in sections.items():
+            settings[section] = (
+                values if not isinstance(values, dict) else {**settings.get(section, {}), **values}
+            )
+        path = self.work / f"config-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        return path
+
+
+@pytest.fixture(scope="module")
+def server(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    (sandbox,) = lab.start(1)
+    work = tmp_path_factory.mktemp("trust")
+    versions = AppVersions(work, APP, PORT)
+    live = versions.make("t1", env={"SECRET_KEY": SECRET})
+    try:
+        served = Server(sandbox, versions, live, work)
+        run = served.fab("deploy")
+        assert run.code == 0, str(run)
+        assert SECRET not in run.output
+        yield served
+    finally:
+        lab.remove(sandbox)
+
+
+def one_error_line(run: fab_cli.Run) -> str:
+    """The run's one line saying what is wrong (a step's failure, or the settings error), no traceback."""
+    assert "Traceback" not in run.output, str(run)
+    failures = [line for line in run.output.splitlines() if "  failed: " in line]
+    if run.code == 2:  # refused before connecting: Invoke prints the message alone
+        failures = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(failures) == 1, f"not one error line:\n{run}"
+    return failures[0]
+
+
+# ---- refused, with nothing changed -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    name: str
+    code: int  # 2: refused before connecting; 1: refused by what the probe found
+    expected: str  # a regex the one error line matches
+    run: Callable[[Server], fab_cli.Run]
+
+
+def with_ssh_config(server: Server, known_hosts: str, hostname: str | None = None) -> Path:
+    """A copy of the lab's SSH config for the server with its own known_hosts (and address)."""
+    text = server.sandbox.lab.ssh_config.read_text()
+    entry = next(e for e in text.split("\n\n") if e.startswith(f"Host {server.name}\n"))
+    known = server.work / f"known_hosts-{uuid.uuid4().hex[:8]}"
+    known.write_text(known_hosts)
+    entry = re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {known}", entry)
+    if hostname:
+        entry = re.sub(r"HostName .*", f"HostName {hostname}", entry)
+    path = server.work / f"ssh_config-{uuid.uuid4().hex[:8]}"
+    path.write_text(entry + "\n")
+    return path
+
+
+def host_key(server: Server) -> tuple[str, str]:
+    """The server's host key line (type, base64) and its fingerprint as `ssh-keygen -lf` prints it."""
+    pub = server.sandbox.dir / "ssh_host_ed25519_key.pub"
+    printed = subprocess.run(
+        ["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True
+    ).stdout
+    return " ".join(pub.read_text().split()[:2]), printed.split()[1]
+
+
+def unknown_key(server: Server) -> fab_cli.Run:
+    return server.fab("deploy", ssh_config=with_ssh_config(server, ""))
+
+
+def changed_key(server: Server) -> fab_cli.Run:
+    other = server.work / "other_key"
+    if not other.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    line = f"{server.sandbox.address} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n"
+    return server.fab("deploy", "--trust-new-host-key", ssh_config=with_ssh_config(server, line))
+
+
+def unreachable(server: Server) -> fab_cli.Run:
+    ghost = re.sub(r"\.\d+$", ".250", server.sandbox.address)  # on the lab's bridge, no one there
+    return server.fab("-t", "2", "deploy", ssh_config=with_ssh_config(server, "", hostname=ghost))
+
+
+def port_taken(server: Server) -> fab_cli.Run:
+    listen = "runuser -u nobody -- python3 -m http.server 8097 --bind 127.0.0.1"
+    server.ssh(f"setsid {listen} </dev/null >/dev/null 2>&1 &")
+    pid = wait_until(
+        lambda: re.findall(r"pid=(\d+)", server.ssh("ss -Hltnp 'sport = :8097'")), 15, "a listener on 8097"
+    )[0]
+    try:
+        return server.fab("deploy", config=server.config(app={"name": "otherapp", "port": 8097}))
+    finally:
+        server.ssh(f"kill {pid}", check=False)
+
+
+def foreign_user(server: Server) -> fab_cli.Run:
+    server.ssh("id legacy >/dev/null 2>&1 || useradd --system --home-dir /home/legacy legacy")
+    return server.fab("deploy", config=server.config(app={"name": "legacy"}))
+
+
+def foreign_run_dir(server: Server) -> fab_cli.Run:
+    server.ssh("mkdir -p /run/otherthing && chown nobody /run/otherthing")
+    return server.fab("deploy", config=server.config(app={"name": "otherthing", "port": 8098}))
+
+
+def bad_yaml(text: str) -> Callable[[Server], fab_cli.Run]:
+    def run(server: Server) -> fab_cli.Run:
+        path = server.work / f"bad-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(text)
+        return server.fab("deploy", config=path)
+
+    return run
+
+
+NESTED = {"shared_dirs": ["instance", "instance/uploads"]}
+UNREACHABLE = r"connect  failed: (no answer from|cannot connect to) 198\.18\.\d+\.250 port 22 .*2 s"
+REFUSALS = [
+    Refusal("name root", 2, r"^app\.name: 'root' is a name the system uses", bad_yaml("app: {name: root}\n")),
+    Refusal("name www-data", 2, r"^app\.name: 'www-data' is a name", bad_yaml("app: {name: www-data}\n")),
+    Refusal(
+        "name of the login user", 2, r"^app\.name: 'deploy' is the SSH login user",
+        lambda s: s.fab("deploy", config=s.config(app={"name": "deploy"}), host=f"deploy@{s.name}"),
+    ),
+    Refusal("nested shared dirs", 2, r"^deploy\.shared_dirs: 'instance' holds 'instance/uploads'",
+            lambda s: s.fab("deploy", config=s.config(deploy=NESTED))),
+    Refusal("server_name x\\", 2, r"^app\.server_name: must be host names",
+            lambda s: s.fab("deploy", config=s.config(app={"server_name": "x\\"}))),
+    Refusal("server_name $(id)", 2, r"^app\.server_name: must be host names",
+            lambda s: s.fab("deploy", config=s.config(app={"server_name": "$(id)"}))),
+    Refusal("port ²", 2, r"^app\.port: must be an integer 1024-65535", bad_yaml('app: {port: "²"}\n')),
+    Refusal("a section that is no mapping", 2, r"^app: must be a section of", bad_yaml("app: oops\n")),
+    Refusal("a user the kit did not make", 1, r"check  failed: app\.name: the server has a user legacy that"
+            r" flaskdeploy did not make \(its home is /home/legacy\)", foreign_user),
+    Refusal("a runtime directory of another owner", 1,
+            r"check  failed: app\.name: /run/otherthing exists but the server has no user otherthing",
+            foreign_run_dir),
+    Refusal("a port another process listens on", 1,
+            r"check  failed: app\.port: 8097 is taken by python3 \(pid \d+, user nobody\)", port_taken),
+    Refusal("an unknown host key", 1, r"connect  failed: unknown host key ED25519 key SHA256:\S+ for",
+            unknown_key),
+    Refusal("a changed host key, even with --trust-new-host-key", 1, r"connect  failed: HOST KEY CHANGED for",
+            changed_key),
+    Refusal("an unreachable address", 1, UNREACHABLE, unreachable),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c.name for c in REFUSALS])
+def test_a_bad_setting_or_host_is_one_line_and_changes_nothing(server: Server, case: Refusal):
+    before = server.state()
+    run = case.run(server)
+    assert run.code == case.code, str(run)
+    line = one_error_line(run)
+    assert re.search(case.expected, line), f"{line!r} does not match {case.expected!r}\n{run}"
+    assert server.state() == before, f"{case.name} changed the server"
+    if case.name == "an unknown host key":
+        assert host_key(server)[1] in line, "the fingerprint is not the one ssh-keygen -lf prints"
+
+
+def test_an_unknown_host_is_deployed_to_once_trusted_explicitly(server: Server):
+    config = with_ssh_config(server, "")
+    key, fingerprint = host_key(server)
+    trusted = server.fab("deploy", "--trust-new-host-key", ssh_config=config)
+    assert trusted.code == 0, str(trusted)
+    assert f"trusted: ED25519 key {fingerprint} recorded in" in trusted.output
+    known_hosts = Path(re.search(r"UserKnownHostsFile (\S+)", config.read_text())[1])
+    assert known_hosts.read_text() == f"{server.sandbox.address} {key}\n"
+    again = server.fab("deploy", ssh_config=config)  # known now: no flag needed
+    assert again.code == 0 and "trusted:" not in again.output, str(again)
+
+
+# ---- the app's user cannot steer root -------------------------------------------------------------------
+
+
+def as_app(server: Server, command: str, check: bool = False) -> subprocess.CompletedProcess:
+    return server.sandbox.ssh(f"runuser -u {APP} -- /bin/sh -c {shlex.quote(command)}", check=check)
+
+
+def as_nobody(server: Server, command: str) -> subprocess.CompletedProcess:
+    return server.sandbox.ssh(f"runuser -u nobody -- /bin/sh -c {shlex.quote(command)}", check=False)
+
+
+def test_the_app_user_can_write_nothing_root_uses_and_others_read_nothing_of_the_app(server: Server):
+    mine = f"/srv/{APP}/releases /srv/{APP}/venvs /srv/{APP}/gunicorn.conf.py /srv/{APP}/history.log"
+    configs = f"/etc/nginx /etc/supervisor /etc/tmpfiles.d /var/log/{APP} /run/flaskdeploy"
+    # (links left out: a release's link to its shared directory leads to what the app may write)
+    writable = as_app(server, f"find {mine} {configs} ! -type l -writable 2>/dev/null; echo searched")
+    assert writable.stdout == "searched\n", f"the app's user can write:\n{writable.stdout}{writable.stderr}"
+    for path in (f"/srv/{APP}/current/.deploy/fingerprint", f"/srv/{APP}/history.log"):
+        assert as_app(server, f"cat {path}").returncode != 0, f"the app's user reads {path}"
+    assert as_app(server, f"cat /srv/{APP}/current/app.py").returncode == 0  # its own code, through its group
+    readable = as_nobody(server, f"find /srv/{APP}/releases -type f -readable 2>/dev/null; echo searched")
+    assert readable.stdout == "searched\n", f"other users read files of the app:\n{readable.stdout}"
+    # The shared directory's leaves are the app's; shared/ itself is root's: no link can be planted there.
+    assert as_app(server, f"ln -s /etc /srv/{APP}/shared/etc").returncode != 0
+
+
+def test_a_secret_of_app_env_shows_nowhere_but_in_the_apps_own_file(server: Server):
+    runs = [server.fab("releases"), server.fab("history"), server.fab("status"), server.fab("logs")]
+    assert all(SECRET not in run.output for run in runs)
+    everywhere = "/srv /var/log /etc /run /tmp /root"
+    found = server.ssh(f"grep -rl {SECRET} {everywhere} 2>/dev/null", check=False).split()
+    assert all(path.endswith("/.deploy/env.json") for path in found), found
+    assert all(server.ssh(f"stat -c %U:%G:%a {path}").strip() == f"root:{APP}:640" for path in found)
+    others = as_nobody(server, f"grep -rl {SECRET} {everywhere} 2>/dev/null; echo searched")
+    assert others.stdout == "searched\n", others.stdout
+
+
+TARGET = "/etc/flaskdeploy-attack-target"
+
+
+def target_state(server: Server) -> str:
+    return server.ssh(f"stat -c '%U %G %a %s %Y' {TARGET}; sha256sum {TARGET}")
+
+
+def test_links_planted_by_the_app_user_are_never_followed_by_root(server: Server):
+    server.ssh(f"printf 'root only\\n' > {TARGET} && chmod 600 {TARGET}")
+    before = target_state(server)
+    # As an earlier version left it: shared/ and the log directory writable by the app's user.
+    server.ssh(f"chown {APP}:{APP} /srv/{APP}/shared /var/log/{APP}")
+    as_app(server, f"mv /srv/{APP}/shared/instance /srv/{APP}/shared/instance.real", check=True)
+    as_app(server, f"ln -s {TARGET} /srv/{APP}/shared/instance", check=True)
+    as_app(server, f"rm -f /var/log/{APP}/out.log && ln -s {TARGET} /var/log/{APP}/out.log", check=True)
+
+    run = server.fab("deploy")
+    assert run.code == 1, str(run)
+    assert f"/srv/{APP}/shared/instance is a symbolic link, which root will not follow" in one_error_line(run)
+    assert target_state(server) == before
+
+    server.ssh(
+        f"rm /srv/{APP}/shared/instance && mv /srv/{APP}/shared/instance.real /srv/{APP}/shared/instance"
+    )
+    server.live = server.versions.make("t2", env={"SECRET_KEY": SECRET})
+    fixed = server.fab("deploy")
+    assert fixed.code == 0, str(fixed)
+    assert server.ssh(f"stat -c %U:%G /srv/{APP}/shared /var/log/{APP}").split() == [
+        f"root:{APP}",
+        "root:adm",
+    ]
+    assert server.ssh(f"find /var/log/{APP} -type l") == ""  # the planted link is gone
+    assert target_state(server) == before
+
+
+def test_a_forged_pidfile_makes_root_signal_nothing_else(server: Server):
+    # A process of root's that a HUP ends; the app's user (who owns /run/APP) names it in gunicorn's pidfile.
+    victim = server.ssh("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!").strip()
+    try:
+        as_app(server, f"echo {victim} > /run/{APP}/gunicorn.pid", check=True)
+        server.live = server.versions.make("t3", env={"SECRET_KEY": SECRET})
+        run = server.fab("deploy")  # a code change: a graceful reload (HUP) of the app's gunicorn
+        assert run.code == 0, str(run)
+        assert server.ssh(f"ps -o comm= -p {victim}", check=False).strip() == "sleep", "root signalled it"
+        assert server.get() == "version t3"
+    finally:
+        server.ssh(f"kill {victim}", check=False)
+
+
+def test_a_lock_directory_that_is_not_roots_alone_fails_the_run_closed(server: Server):
+    server.ssh(f"chown {APP} /run/flaskdeploy")
+    try:
+        before = server.state()
+        run = server.fab("deploy")
+        assert run.code == 1, str(run)
+        assert "/run/flaskdeploy is not a directory only root may use" in one_error_line(run)
+        assert server.state() == before
+    finally:
+        server.ssh("chown root /run/flaskdeploy")
+    assert as_app(server, "touch /run/flaskdeploy/x").returncode != 0
+
+
+# ---- runs that stop halfway ---------------------------------------------------------------------------
+
+
+def history(server: Server) -> list[dict]:
+    run = server.fab("history", "--json")
+    assert run.code == 0, str(run)
+    return json.loads(run.stdout)
+
+
+def test_a_run_cut_off_after_its_switch_puts_the_live_release_back_and_records_it(server: Server):
+    live = server.current()
+    waiting = server.versions.make("cut", env={"SECRET_KEY": SECRET}, health_waits=True)
+    process = fab_cli.start(server.sandbox.lab.ssh_config, server.name, "-f", str(waiting.override), "deploy")
+    try:
+        wait_until(lambda: server.current() != live, 120, "the deploy switches to the new release")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # as a cut link: the connection goes, the run is stopped
+        process.communicate()
+    wait_until(lambda: server.current() == live, 30, "the release that was live is put back")
+    last = wait_until(lambda: [e for e in history(server) if e["result"] == "failed"][-1:], 10, "recorded")[0]
+    assert "stopped: the connection was lost" in last["detail"], last
+    assert "version" in server.get() and server.get() != "version cut"
+
+
+def test_a_release_command_that_does_not_end_is_stopped_at_its_timeout(server: Server):
+    live = server.current()
+    stuck = server.versions.make(
+        "stuck", env={"SECRET_KEY": SECRET}, release_command="sleep 60", release_timeout=2
+    )
+    run = server.fab("deploy", version=stuck)
+    assert run.code == 1, str(run)
+    assert "release command 'sleep 60' did not end within 2 s (deploy.release_timeout)" in run.output
+    assert run.seconds < 30 and server.current() == live
+
+
+def test_a_health_check_that_answers_500_fails_at_once(server: Server):
+    live = server.current()
+    sick = server.versions.make("sick", env={"SECRET_KEY": SECRET}, unhealthy=True)
+    run = server.fab("deploy", version=sick)
+    assert run.code == 1 and "answered 500" in run.output, str(run)
+    assert run.seconds < 10, f"waited {run.seconds:.1f} s for a 500 that waiting cannot change"
+    assert server.current() == live
+
+
+def test_a_command_that_outlives_the_command_timeout_ends_the_run_and_then_frees_the_lock(server: Server):
+    live = server.current()
+    stalled = server.versions.make(
+        "stalled", env={"SECRET_KEY": SECRET}, release_command="sleep 60", release_timeout=6
+    )
+    run = server.fab("-T", "2", "deploy", version=stalled)
+    assert run.code == 1, str(run)
+    assert "the server did not finish within 2 s (the command timeout: fab -T SECONDS)" in one_error_line(run)
+    assert run.seconds < 15
+    # On the server, the run goes on until its release command is stopped (deploy.release_timeout); until
+    # then it holds the lock, and a next run is told to try again rather than run beside it.
+    retried = wait_until(lambda: (r := server.fab("deploy")).code != 75 and r, 60, "the lock is free again")
+    assert retried.code == 0, str(retried)
+    assert server.current() == live
