@@ -115,12 +115,8 @@ def report_outcome(host: str, names: Sequence[str], acting: set[str], result: re
 def read_only(c: Connection, step: str, script: Script) -> str | None:
     """Run a read-only script (no lock, no history); report it as `step`; its stdout, None on failure."""
     host = host_name(c)
-    if not probe.reach(c, host):
-        return None
-    try:
-        result = remote.execute(c, script.render())
-    except remote.RemoteError as error:
-        recap.report(host, "connect", "failed", str(error))
+    result = probe.send(c, host, script)
+    if result is None:
         return None
     if result.code != 0:
         recap.report(host, step, "failed", result.last_error())

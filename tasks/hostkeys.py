@@ -127,10 +127,10 @@ def names(entry: HostKeyEntry, name: str) -> bool:
 
 
 class RecordOrRefuse(MissingHostKeyPolicy):
-    """What happens to a key no known_hosts file has for the host."""
+    """What happens to a key no known_hosts file has for the host, or to another key than the one it has."""
 
-    def __init__(self, known: KnownHosts, name: str, trust_new: bool) -> None:
-        self.known, self.name, self.trust_new = known, name, trust_new
+    def __init__(self, known: KnownHosts, name: str, lines: list[Known], trust_new: bool) -> None:
+        self.known, self.name, self.lines, self.trust_new = known, name, lines, trust_new
         self.recorded = ""  # what was recorded where, once it was
 
     def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
@@ -143,6 +143,16 @@ class RecordOrRefuse(MissingHostKeyPolicy):
             " key, trust it with --trust-new-host-key, or StrictHostKeyChecking accept-new in the SSH config"
         )
 
+    def changed(self, offered: PKey) -> HostKeyError:
+        """The refusal of a host whose key is not the one known_hosts has: loud, and no flag overrides it."""
+        where = ", ".join(str(k) for k in self.lines) or "known_hosts"
+        recorded = self.lines[0].key.fingerprint if self.lines else "another key"
+        return HostKeyError(
+            f"HOST KEY CHANGED for {self.name}: the server offers {describe(offered)}, known_hosts has"
+            f" {recorded} ({where}): someone may be intercepting the connection; if the server was"
+            f" reinstalled, check and replace that line (ssh-keygen -R {self.name})"
+        )
+
 
 def prepare(
     client: SSHClient, options: Mapping[str, Any], host: str, port: int, trust_new: bool
@@ -151,24 +161,11 @@ def prepare(
     policy that decides about an unknown key."""
     known = KnownHosts.from_ssh_config(options)
     name = lookup_name(host, port, options.get("hostkeyalias"))
+    lines = known.entries(name)
     ours = client.get_host_keys()  # paramiko checks the server's key against these
     ours.clear()
-    for entry in known.entries(name):
+    for entry in lines:
         ours.add(lookup_name(host, port), entry.key.get_name(), entry.key)
-    policy = RecordOrRefuse(known, name, trust_new)
+    policy = RecordOrRefuse(known, name, lines, trust_new)
     client.set_missing_host_key_policy(policy)
     return policy
-
-
-def changed(options: Mapping[str, Any], host: str, port: int, offered: PKey) -> HostKeyError:
-    """The refusal of a host whose key is not the one known_hosts has: loud, and no flag overrides it."""
-    known = KnownHosts.from_ssh_config(options)
-    name = lookup_name(host, port, options.get("hostkeyalias"))
-    lines = known.entries(name)
-    where = ", ".join(str(k) for k in lines) or "known_hosts"
-    recorded = lines[0].key.fingerprint if lines else "another key"
-    return HostKeyError(
-        f"HOST KEY CHANGED for {name}: the server offers {describe(offered)}, known_hosts has {recorded}"
-        f" ({where}): someone may be intercepting the connection; if the server was reinstalled, check and"
-        f" replace that line (ssh-keygen -R {name})"
-    )

@@ -99,16 +99,23 @@ def reach(c: Connection, host: str) -> bool:
     return True
 
 
+def send(c: Connection, host: str, sent: Script) -> remote.Result | None:
+    """Run a script on c's host, connected first; report why it could not, and return None then."""
+    if not reach(c, host):
+        return None
+    try:
+        return remote.execute(c, sent.render())
+    except remote.RemoteError as error:
+        recap.report(host, "connect", "failed", str(error))
+        return None
+
+
 def run(
     c: Connection, host: str, s: Settings, *, holder: str = "", action: str = "", health: bool = False
 ) -> Facts | None:
     """Probe c's host; report a failure (unreachable, locked, no python3) for the recap and return None."""
-    if not reach(c, host):
-        return None
-    try:
-        probed = remote.execute(c, script(s, holder=holder, action=action, health=health).render())
-    except remote.RemoteError as error:
-        recap.report(host, "connect", "failed", str(error))
+    probed = send(c, host, script(s, holder=holder, action=action, health=health))
+    if probed is None:
         return None
     if probed.code == 0:
         return parse(probed.stdout)

@@ -83,7 +83,7 @@ def connect(c: Connection) -> str:
     try:
         c.open()
     except BadHostKeyException as error:
-        raise RemoteError(str(hostkeys.changed(c.ssh_config, c.host, c.port, error.key))) from None
+        raise RemoteError(str(policy.changed(error.key))) from None
     except HostKeyError as error:
         raise RemoteError(str(error)) from None
     except TimeoutError:

@@ -12,7 +12,7 @@
 # that cannot tell its connection (no sshd process above it) takes no lock: it fails, closed.
 #
 # Reads:   LOCK_ROOT, APP, LOCK_HOLDER ("alice@laptop (deploy)"), SSHD_PROCESS_NAMES (array)
-# Defines: take_lock, hold_lock, drop_lock; lock_fail, is_connection, connection_id, lock_root,
+# Defines: take_lock, hold_lock, drop_lock; lock_fail, process, is_connection, connection_id, lock_root,
 #          write_lock_file (their helpers)
 # Sets:    CONN (this run's connection: "PID START"), LOCK_WATCHDOG
 
@@ -23,35 +23,33 @@ lock_fail() {  # CODE MESSAGE: the run ends here, before anything changed (75: l
     exit "$1"
 }
 
-is_connection() {  # "PID START": whether that sshd process (an SSH connection) still runs
-    local pid=${1%% *} start=${1#* } comm name stat
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+process() {  # PID: "START PARENT SSHD" of a running process (SSHD: 1 when it is an sshd process)
+    local comm stat name sshd=0
+    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }  # the fields after the command name, which may hold spaces: state is field 3
     # shellcheck disable=SC2086  # split into the numbered fields of /proc/PID/stat
     set -- $stat
-    [ "${20}" = "$start" ] || return 1  # field 22: the start time; a reused PID is another process
     for name in "${SSHD_PROCESS_NAMES[@]}"; do
-        [ "$comm" = "$name" ] && return 0
+        [ "$comm" = "$name" ] && sshd=1
     done
-    return 1
+    echo "${20} $2 $sshd"  # field 22: the start time (a reused PID is another process); 4: the parent
+}
+
+is_connection() {  # "PID START": whether that sshd process (an SSH connection) still runs
+    local start parent sshd
+    read -r start parent sshd <<<"$(process "${1%% *}")"
+    [ "$sshd" = 1 ] && [ "$start" = "${1#* }" ]
 }
 
 connection_id() {  # "PID START" of the nearest sshd process above this one ("" when there is none)
-    local pid=$$ stat name comm
-    while [ "$pid" -gt 1 ]; do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
-        name=$(cat "/proc/$pid/comm" 2>/dev/null)
-        stat=${stat##*) }
-        # shellcheck disable=SC2086
-        set -- $stat
-        for comm in "${SSHD_PROCESS_NAMES[@]}"; do
-            if [ "$name" = "$comm" ]; then
-                echo "$pid ${20}"
-                return 0
-            fi
-        done
-        pid=$2  # field 4: the parent
+    local pid=$$ start parent sshd
+    while [ "$pid" -gt 1 ] && read -r start parent sshd <<<"$(process "$pid")" && [ -n "$start" ]; do
+        if [ "$sshd" = 1 ]; then
+            echo "$pid $start"
+            return 0
+        fi
+        pid=$parent
     done
 }
 

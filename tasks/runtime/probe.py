@@ -268,15 +268,16 @@ def probe(questions):
     facts["app_user"] = app_user(app["name"])
     facts["listeners"] = listeners(app["port"])
     status = packages(platform)
-    venvs = platform["venvs_dir"]
+    venvs_dir = platform["venvs_dir"]
+    venvs = entries(venvs_dir)
     facts.update({
         "installed": [name for name in platform["packages"] if status.get(name) == platform["installed"]],
         "package_lists_age": package_lists_age(platform["package_lists"]),
         "paths": {path: describe(path) for path in platform["paths"]},
         "releases": releases(platform["releases_dir"], app["meta"]),
         "fingerprint": read_text(os.path.join(platform["current"], app["meta"], "fingerprint")).strip(),
-        "venv_dirs": entries(venvs),
-        "venvs": [name for name in entries(venvs) if os.path.exists(os.path.join(venvs, name, ".complete"))],
+        "venv_dirs": venvs,
+        "venvs": [name for name in venvs if os.path.exists(os.path.join(venvs_dir, name, ".complete"))],
         "program": program(platform["supervisor_socket"], app["name"]),
         "units": units(platform["units"]),
         "nginx_stale": nginx_stale(platform),

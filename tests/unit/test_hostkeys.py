@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from paramiko import ECDSAKey, HostKeys, SSHClient
 
-from tasks.hostkeys import HostKeyError, KnownHosts, changed, describe, lookup_name, prepare
+from tasks.hostkeys import HostKeyError, KnownHosts, describe, lookup_name, prepare
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,8 @@ def test_known_keys_are_what_paramiko_checks_the_server_against(tmp_path, keys):
 def test_a_changed_key_is_refused_naming_the_line_to_check(tmp_path, keys):
     key, other = keys
     (tmp_path / "known_hosts").write_text("# first\n" + line("10.0.0.9", key))
-    message = str(changed(options(tmp_path), "10.0.0.9", 22, other))
+    client = SSHClient()
+    message = str(prepare(client, options(tmp_path), "10.0.0.9", 22, trust_new=True).changed(other))
     assert message.startswith(
         f"HOST KEY CHANGED for 10.0.0.9: the server offers ECDSA key {other.fingerprint}"
     )
