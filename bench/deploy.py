@@ -1,6 +1,9 @@
 """Deploy wall times on a sandbox server, at several SSH round-trip times. Prints a table (run as root).
 
-    .venv/bin/python -m bench.deploy [--rounds 3] [--rtt 0 50]
+    .venv/bin/python -m bench.deploy [--rounds 3] [--rtt 0 50] [--app DIR --module MODULE]
+
+The app is the sample app (app/), or --app (e.g. tests/apps/flaskr --module 'flaskr:create_app()', an
+installable project: each code change builds its wheel and a venv).
 
 Per round and RTT: a cold deploy to a fresh server (reset), then no-op deploys (nothing changed) and
 code-only deploys (one file of the app changed). Times are whole `fab` runs, as a user sees them,
@@ -34,13 +37,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rtt", type=int, nargs="+", default=[0, 50], help="round-trip times in ms")
+    parser.add_argument("--app", type=Path, default=fab.ROOT / "app", help="the app directory (app.src)")
+    parser.add_argument("--module", default="app:app", help="its app.module")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     app = work / "app"
-    shutil.copytree(fab.ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "instance"))
+    shutil.copytree(args.app, app, ignore=shutil.ignore_patterns("__pycache__", "instance"))
     override = work / "override.yaml"
-    override.write_text(yaml.safe_dump({"app": {"src": str(app)}}))
+    override.write_text(yaml.safe_dump({"app": {"src": str(app), "module": args.module}}))
     times: dict[tuple[int, str], list[float]] = {}
     lab = Lab.create(owner_pid=os.getpid())
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from tasks import deploy, maintenance, releases
+from tasks import commands, deploy, maintenance, releases
 
 
 def namespace() -> Collection:
@@ -16,4 +16,5 @@ def namespace() -> Collection:
         deploy.deploy, *deploy.STEP_TASKS,
         maintenance.restart, maintenance.status, maintenance.logs,
         releases.rollback, releases.releases, releases.history,
+        commands.exec_,
     )  # fmt: skip

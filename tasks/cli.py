@@ -35,8 +35,11 @@ class HostTask(Task):
         return opts
 
 
-def host_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Task]:
-    """fabric.task, plus --trust-new-host-key: the explicit opt-in to trust a host seen for the first time."""
+def host_task(
+    help: dict[str, str] | None = None, name: str | None = None
+) -> Callable[[Callable[..., Any]], Task]:
+    """fabric.task, plus --trust-new-host-key: the explicit opt-in to trust a host seen for the first time.
+    `name`: the task's name when it cannot be the function's (`exec`, a Python builtin)."""
 
     def decorate(body: Callable[..., Any]) -> Task:
         @functools.wraps(body)
@@ -48,7 +51,7 @@ def host_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., Any
         signature = inspect.signature(body)
         flag = inspect.Parameter(TRUST, inspect.Parameter.KEYWORD_ONLY, default=False)
         run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), flag])
-        return task(help={**(help or {}), TRUST: TRUST_HELP}, klass=HostTask)(run)
+        return task(name=name, help={**(help or {}), TRUST: TRUST_HELP}, klass=HostTask)(run)
 
     return decorate
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 
+from tasks import static
 from tasks.layout import HTTP_PORT, META, Layout
 from tasks.settings import Settings
 
@@ -28,8 +29,10 @@ def workers(s: Settings, cpu_count: int) -> int:
     return s.workers if s.workers is not None else 2 * cpu_count + 1
 
 
-def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1) -> str:
+def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1, **values: object) -> str:
+    """A template rendered; `values` are what only this template needs."""
     return _env.get_template(template).render(
+        **values,
         s=s,
         paths=paths,
         meta=META,
@@ -44,7 +47,8 @@ def gunicorn_conf(s: Settings, paths: Layout, cpu_count: int) -> str:
 
 
 def nginx_site(s: Settings, paths: Layout) -> str:
-    return render("nginx-site.conf.j2", s, paths)
+    # The static directories depend on the local app (app.src, a directory settings checked exists).
+    return render("nginx-site.conf.j2", s, paths, static=static.folders(s, s.src))
 
 
 def supervisor_program(s: Settings, paths: Layout) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fabric import Connection
 
-from tasks import lock, probe, recap, remote, runtime, settings
+from tasks import dependencies, lock, probe, recap, remote, runtime, settings, wheels
 from tasks.facts import Facts
 from tasks.layout import layout
 from tasks.platform import UnsupportedPlatform, by_id
@@ -27,9 +27,9 @@ from tasks.remote import host_name
 from tasks.settings import Settings
 from tasks.shell import Script, line
 from tasks.source import AppSource, read_source
-from tasks.steps import guards
+from tasks.steps import guards, push
 from tasks.steps.model import Situation, Step, StepPlan
-from tasks.wheels import Target, WheelError, resolve, venv_id
+from tasks.wheels import Target
 
 # Runs whose apply command is recorded in the server's history (runtime/history.py).
 RECORDED = ("deploy", "push", "rollback", "restart")
@@ -155,14 +155,38 @@ def _situation(
     if refused:
         return None, ("check", refused[0])
     if app is not None:
-        target = Target(facts.python, facts.machine, facts.glibc)
-        vid = venv_id(app.requirements, target)
-        try:
-            wheels = () if vid in facts.venvs else resolve(app.requirements, target)
-        except WheelError as error:
-            return None, ("push", str(error))
-        situation = replace(situation, app=app, venv_id=vid, wheels=wheels)
+        stop, situation = _with_app(situation, app)
+        if stop:
+            return None, ("push", stop)
     return situation, None
+
+
+def _with_app(situation: Situation, app: AppSource) -> tuple[str, Situation]:
+    """The situation with the local app and, when the server lacks its venv, the wheels to build it
+    from; or why the app cannot go to this server (before anything on it changes)."""
+    s, facts = situation.settings, situation.facts
+    try:
+        declared = dependencies.declared(app.root, s.gunicorn)
+    except dependencies.DependencyError as error:
+        return str(error), situation
+    if not declared.fits(facts.python):
+        return (
+            f"the app requires Python {declared.requires_python} (requires-python in pyproject.toml) and"
+            f" the server has Python {facts.python}: deploy to a server with a Python that fits, or relax"
+            " requires-python",
+            situation,
+        )
+    target = Target(facts.python, facts.machine, facts.glibc)
+    situation = replace(situation, app=app, declared=declared, venv_id=wheels.venv_id(declared, target))
+    new_venv, new_release = situation.venv_id not in facts.venvs, not push.is_live(situation)
+    try:
+        built = wheels.dependencies(declared, target) if new_venv else ()
+        own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None
+        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.tools
+        uv = wheels.uv_wheel(facts.machine) if needs_uv else None
+    except wheels.WheelError as error:
+        return str(error), situation
+    return "", replace(situation, wheels=built, app_wheel=own, uv_wheel=uv)
 
 
 def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool) -> bool:

@@ -84,7 +84,7 @@ class Unit:
 class Facts:
     platform: str | None = None  # the platform table's entry for this server (tasks/platform.py)
     system: str = ""  # os-release's PRETTY_NAME
-    python: str = ""  # "3.11"
+    python: str = ""  # the full version of the server's python3: "3.11.2"
     machine: str = ""  # "x86_64"
     glibc: str = ""  # "2.36"
     cpus: int = 1
@@ -97,10 +97,13 @@ class Facts:
     fingerprint: str = ""  # what shaped the live release (see steps/push.py); "" when unknown
     venvs: frozenset[str] = frozenset()  # complete venvs
     venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
+    wheels: frozenset[str] = frozenset()  # the wheels the server keeps (wheels/), by file name
+    tools: frozenset[str] = frozenset()  # the kit's tools there (tools/): "uv-0.13.8"
     program: Program | None = None  # None when supervisor has no such program or does not run
     units: Mapping[str, Unit] = field(default_factory=dict)
     nginx_stale: bool = False  # a file under nginx's config changed after nginx last loaded it
-    health: str | None = None  # the health check's status when it was asked for: "200" is healthy
+    health: str | None = None  # the health check's status ("200", "302", "no answer (...)") when asked for
+    healthy: bool = False  # the health check passed its rule (runtime/health.py)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Facts:
@@ -125,12 +128,15 @@ class Facts:
             fingerprint=doc.get("fingerprint", ""),
             venvs=frozenset(doc.get("venvs", ())),
             venv_dirs=frozenset(doc.get("venv_dirs", ())),
+            wheels=frozenset(doc.get("wheels", ())),
+            tools=frozenset(doc.get("tools", ())),
             program=Program(program["state"], program.get("pid") or None, program.get("description", ""))
             if program
             else None,
             units={name: Unit(**unit) for name, unit in doc.get("units", {}).items()},
             nginx_stale=bool(doc.get("nginx_stale")),
             health=doc.get("health"),
+            healthy=doc.get("healthy") is True,
         )
 
     @property
@@ -187,10 +193,6 @@ class Facts:
 
     def enabled(self, unit: str) -> bool:
         return unit in self.units and self.units[unit].enabled == "enabled"
-
-    @property
-    def healthy(self) -> bool:
-        return self.health == "200"
 
 
 def target_name(target: str | None) -> str | None:

@@ -31,6 +31,8 @@ class AppPaths:
     previous: str  # symlink to the release live before the last switch: what `rollback` goes back to
     shared_dir: str  # what the app writes, outside the disposable releases
     venvs_dir: str
+    wheels_dir: str  # every wheel a venv of the app was built from, shipped once
+    tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
     gunicorn_conf: str
     history_file: str
     log_dir: str
@@ -74,6 +76,8 @@ def app_paths(s: Settings) -> AppPaths:
         previous=f"{base}/previous",
         shared_dir=f"{base}/shared",
         venvs_dir=f"{base}/venvs",
+        wheels_dir=f"{base}/wheels",
+        tools_dir=f"{base}/tools",
         gunicorn_conf=f"{base}/gunicorn.conf.py",
         history_file=f"{base}/history.log",
         log_dir=f"/var/log/{name}",
@@ -101,8 +105,15 @@ def layout(s: Settings, p: Platform) -> Layout:
 
 
 def health_url(s: Settings) -> str:
-    """The health check's URL, through nginx, as requested on the server itself."""
-    return f"http://127.0.0.1:{HTTP_PORT}{s.health_path}"
+    """The health check's URL, through nginx, as requested on the server itself: app.health_path, or /
+    when the app has none."""
+    return f"http://127.0.0.1:{HTTP_PORT}{s.health_path or '/'}"
+
+
+def health_rule(s: Settings) -> str:
+    """What passes the health check (runtime/health.py's RULE): `2xx` from app.health_path when it is
+    set; with none, `answered`: GET / answering any status below 500 (the app answered)."""
+    return "2xx" if s.health_path else "answered"
 
 
 def health_host(s: Settings) -> str:

@@ -25,10 +25,9 @@ class Packages:
 
     nginx: str = "nginx"
     supervisor: str = "supervisor"
-    venv: str = "python3-venv"  # python3 -m venv
 
     def all(self) -> tuple[str, ...]:
-        return (self.nginx, self.supervisor, self.venv)
+        return (self.nginx, self.supervisor)
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,6 @@ class Platform:
     supervisor_conf_dir: str = "/etc/supervisor/conf.d"
     supervisor_socket: str = "/var/run/supervisor.sock"
     supervisord_pidfile: str = "/var/run/supervisord.pid"  # root's: names supervisord, the app's parent
-    # Python: the pip wheel Debian bundles (a venv made --without-pip installs with it, ~1.3 s faster).
-    bundled_pip_wheels: str = "/usr/share/python-wheels"
     # Users, logs and boot.
     nologin_shell: str = "/usr/sbin/nologin"
     log_group: str = "adm"  # may read /var/log

@@ -15,7 +15,7 @@ from fabric import Connection
 
 from tasks import lock, recap, remote, settings
 from tasks.facts import Facts
-from tasks.layout import META, Layout, app_paths, health_host, health_url, layout
+from tasks.layout import META, Layout, app_paths, health_host, health_rule, health_url, layout
 from tasks.platform import PLATFORMS, Platform, UnsupportedPlatform, by_id
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
@@ -30,7 +30,8 @@ def described_paths(s: Settings, paths: Layout) -> list[str]:
         for d in ("instance", *s.shared_dirs) for n in range(d.count("/") + 1)
     }  # fmt: skip
     return [
-        paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.shared_dir, *sorted(shared),
+        paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.wheels_dir, paths.tools_dir,
+        paths.shared_dir, *sorted(shared),
         paths.log_dir, paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current,
         f"{paths.current}/.venv", paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
         paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
@@ -44,6 +45,8 @@ def _entry(s: Settings, platform: Platform) -> dict:
         "paths": described_paths(s, paths),
         "releases_dir": paths.releases_dir,
         "venvs_dir": paths.venvs_dir,
+        "wheels_dir": paths.wheels_dir,
+        "tools_dir": paths.tools_dir,
         "current": paths.current,
         "nginx_loaded_stamp": paths.nginx_loaded_stamp,
     }
@@ -68,9 +71,10 @@ def script(s: Settings, *, holder: str = "", action: str = "", health: bool = Fa
         includes.append("lock.sh")
         lines.append(line("take_lock"))
     if health:
-        values |= {"HEALTH_URL": health_url(s), "HEALTH_HOST": health_host(s)}
+        values |= {"HEALTH_URL": health_url(s), "HEALTH_HOST": health_host(s), "HEALTH_RULE": health_rule(s)}
         includes.append("health.py")
-        lines.append(line("run_py", Var("PY_HEALTH"), Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, "--json"))
+        check = (Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, Var("HEALTH_RULE"), "--json")  # timeout 0: one try
+        lines.append(line("run_py", Var("PY_HEALTH"), *check))
     # Last: its exit code is the probe's.
     lines.append(line("run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS")))
     return Script(f"probe for {action or 'a look'}", values, includes, lines)

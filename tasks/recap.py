@@ -1,8 +1,9 @@
 """What a run prints: a line per step as it is reported, and one recap line per host at the very end.
 
-They go to stdout, or to stderr when a task prints a machine-readable document on stdout (--json).
-The exit code: 0 when every host succeeded, 75 when the only failures are locks held by other runs
-(try again later), 1 otherwise.
+They go to stdout, or to stderr when a task prints a machine-readable document on stdout (--json) or
+leaves it to a command's output (exec). The exit code: 0 when every host succeeded, 75 when the only
+failures are locks held by other runs (try again later), the command's exit code when the only failures
+are commands of the user's that exited non-zero (exec: the first host's), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Tally:
 # One tally per host for the whole `fab` run: Fabric calls the task once per host, the recap comes last.
 _tallies: dict[str, Tally] = {}
 _locked: set[str] = set()  # hosts whose run failed on another run's lock
+_exited: dict[str, int] = {}  # hosts whose run failed by a user's command exiting non-zero: its code
 _stream = "stdout"
 
 
@@ -72,6 +74,16 @@ def report_failure(host: str, marker: Marker) -> None:
         report(host, marker.step, "failed", marker.text)
 
 
+def exited(host: str, step: str, code: int) -> None:
+    """A command of the user's (exec) ended with `code`: the step is ok at 0, else failed, and the run
+    exits with that code when nothing else failed."""
+    if code == 0:
+        report(host, step, "ok")
+    else:
+        _exited.setdefault(host, code if 0 < code < 256 else 1)  # what an exit code can be
+        report(host, step, "failed", f"the command exited {code}")
+
+
 def note(host: str, message: str) -> None:
     """A line about a host that is no step outcome (e.g. "nothing to change")."""
     print(f"{host}  {message}", file=_out(), flush=True)
@@ -79,6 +91,15 @@ def note(host: str, message: str) -> None:
 
 def failed_hosts() -> list[str]:
     return [host for host, tally in _tallies.items() if tally.failed]
+
+
+def exit_code(failed: list[str]) -> int:
+    """The run's exit code, some hosts having failed: see the top of this module."""
+    if set(failed) <= _locked:
+        return LOCKED_EXIT
+    if set(failed) <= set(_exited):
+        return _exited[failed[0]]
+    return 1
 
 
 def _finish() -> None:
@@ -92,7 +113,7 @@ def _finish() -> None:
     # Tasks do not raise on a failed host, so the next hosts still run; the exit code comes from here.
     failed = failed_hosts()
     if failed:
-        os._exit(LOCKED_EXIT if set(failed) <= _locked else 1)
+        os._exit(exit_code(failed))
 
 
 atexit.register(_finish)

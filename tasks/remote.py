@@ -12,7 +12,9 @@ import re
 import select
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from fabric import Connection
 from paramiko import BadHostKeyException, SSHException
@@ -23,6 +25,8 @@ from tasks.hostkeys import HostKeyError
 
 KEEPALIVE = 15  # s between keepalive messages: idle links are kept open, dead ones found
 CHUNK = 1 << 16
+
+Sink = Callable[[bytes], object]  # takes a command's output as it comes (see `collect`)
 
 # Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`,
 # and `::note NAME message` (something the user should know, e.g. that the app was restarted).
@@ -106,16 +110,27 @@ def command_line(script: str, user: str) -> str:
     return line if user == "root" else f"sudo -n {line}"
 
 
-def collect(channel: Channel, deadline: float) -> tuple[bytes, bytes, int]:
+def collect(
+    channel: Channel, deadline: float, stdout_to: Sink | None = None, stderr_to: Sink | None = None
+) -> tuple[bytes, bytes, int]:
     """stdout, stderr and the exit code of the command on `channel`, both streams read as they come (a
     command filling one while we wait on the other would stall both sides). TimeoutError at the deadline;
-    exit code -1 when the channel closed without one (a signal, or the connection went away)."""
+    exit code -1 when the channel closed without one (a signal, or the connection went away). With a sink
+    for a stream (`stdout_to`, `stderr_to`), its chunks go there as they come, and it comes back empty."""
     stdout, stderr = bytearray(), bytearray()
     while True:
         if channel.recv_ready():
-            stdout += channel.recv(CHUNK)
+            chunk = channel.recv(CHUNK)
+            if stdout_to:
+                stdout_to(chunk)
+            else:
+                stdout += chunk
         elif channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(CHUNK)
+            chunk = channel.recv_stderr(CHUNK)
+            if stderr_to:
+                stderr_to(chunk)
+            else:
+                stderr += chunk
         elif channel.exit_status_ready():  # its exit status came, or the channel closed
             return bytes(stdout), bytes(stderr), channel.recv_exit_status()
         else:
@@ -125,8 +140,26 @@ def collect(channel: Channel, deadline: float) -> tuple[bytes, bytes, int]:
             select.select([channel], [], [], min(left, 0.5))
 
 
-def execute(c: Connection, script: str, stdin: bytes = b"") -> Result:
-    """Run `script` as root on c's host, feeding `stdin`; one exec on the already open connection.
+def passed_to(stream: BinaryIO) -> Sink:
+    """A sink writing a command's output to a local stream as it comes (sys.stdout.buffer)."""
+
+    def write(chunk: bytes) -> None:
+        stream.write(chunk)
+        stream.flush()
+
+    return write
+
+
+def execute(
+    c: Connection,
+    script: str,
+    stdin: bytes = b"",
+    *,
+    stdout_to: Sink | None = None,
+    stderr_to: Sink | None = None,
+) -> Result:
+    """Run `script` as root on c's host, feeding `stdin`; one exec on the already open connection. Its
+    output is collected, or passed to `stdout_to` and `stderr_to` as it comes (see `collect`).
 
     A raw channel rather than c.run(): Invoke decodes stdin as text, which would corrupt a tar stream.
     """
@@ -143,7 +176,7 @@ def execute(c: Connection, script: str, stdin: bytes = b"") -> Result:
             channel.settimeout(None if deadline == float("inf") else max(deadline - time.monotonic(), 0.1))
             channel.sendall(stdin)
         channel.shutdown_write()
-        out, err, code = collect(channel, deadline)
+        out, err, code = collect(channel, deadline, stdout_to, stderr_to)
     except TimeoutError:
         c.close()  # the server's run ends with the connection (runtime/lock.sh's watchdog)
         raise RemoteError(

@@ -31,8 +31,10 @@ class Settings:
     server_name: str
     workers: int | None
     threads: int
-    health_path: str
+    health_path: str | None  # None: GET / passes on any answer below 500
     health_timeout: int
+    gunicorn: str  # the gunicorn version installed into every venv, unless the app's requirements name one
+    static: dict[str, str]  # URL prefix -> directory of the app, served by nginx; empty: Flask's static/
     keep_releases: int
     apt_cache_valid_time: int
     shared_dirs: tuple[str, ...]
@@ -153,9 +155,30 @@ def _source_dir(value: Any) -> Path:
     path = path if path.is_absolute() else PROJECT_ROOT / path
     if not path.is_dir():
         raise SettingError(f"must be an existing directory (looked in {path})")
-    if not (path / "requirements.txt").is_file():
-        raise SettingError(f"must hold a requirements.txt ({path} has none)")
+    if not any((path / name).is_file() for name in ("requirements.txt", "pyproject.toml")):
+        raise SettingError(f"must hold a requirements.txt or a pyproject.toml ({path} has neither)")
     return path
+
+
+def _optional_path(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    path = _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/', or null (GET / answering below 500)")
+    return path(value)
+
+
+def _static(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise SettingError("must map URL prefixes to directories of the app, like {/static/: static}")
+    for prefix, directory in value.items():
+        if not isinstance(prefix, str) or not re.fullmatch(r"/([\w.~-]+/)*", prefix):
+            raise SettingError(f"{prefix!r} is no URL prefix like /static/ (starts and ends with /)")
+        parts = directory.split("/") if isinstance(directory, str) else []
+        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", directory or "") or {".", ".."} & set(parts):
+            raise SettingError(f"{directory!r} is no plain relative directory of the app (like static)")
+        if parts[0] in _RESERVED:
+            raise SettingError(f"{directory!r} is the kit's own: name a directory of the app")
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -191,10 +214,13 @@ SCHEMA: dict[str, Key] = {
     "server_name": Key("app", "server_name", _server_name, "_"),
     "workers": Key("app", "workers", _optional(_integer(1, 256)), None),
     "threads": Key("app", "threads", _integer(1, 256), 5),
-    "health_path": Key(
-        "app", "health_path", _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/'"), "/health"
-    ),
+    "health_path": Key("app", "health_path", _optional_path, None),
     "health_timeout": Key("app", "health_timeout", _integer(1, 600), 30),
+    "gunicorn": Key(
+        "app", "gunicorn", _matching(r"\d+(\.\d+){0,3}", "a gunicorn version like 23.0.0"), "27.0.1"
+    ),
+    # A mapping, also when empty: Invoke cannot merge a mapping given with -f FILE onto a null.
+    "static": Key("app", "static", _static, {}),
     "env": Key("app", "env", _env, {}, secret=True),
     "keep_releases": Key("deploy", "keep_releases", _integer(2, 100), 5),
     "apt_cache_valid_time": Key("deploy", "apt_cache_valid_time", _integer(0, 10**7), 3600),

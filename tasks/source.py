@@ -17,10 +17,6 @@ class AppSource:
     files: tuple[str, ...]  # relative POSIX paths
     content_hash: str  # sha256 over paths, exec bits and contents
 
-    @property
-    def requirements(self) -> str:
-        return (self.root / "requirements.txt").read_text()
-
 
 def read_source(root: Path, shared_dirs: Iterable[str] = ("instance",)) -> AppSource:
     """The files of a release: everything under root but caches and the shared directories."""

@@ -1,7 +1,15 @@
-"""The app's dependencies as wheels, resolved on the control machine for the server's Python and platform.
+"""The app's dependencies as wheels for the server, made on the control machine.
 
-The server never needs PyPI: it builds its venv from these with `pip install --no-index`. Wheels are
-cached per requirements and target, so a repeat deploy needs no index either.
+The server never needs an index: it builds its venvs from these with uv, shipped as its wheel. Three
+tools, each for what it does well:
+- `uv pip compile` resolves for the server: every environment marker (python_full_version,
+  sys_platform, platform_machine, ...) is evaluated for the server's Python and platform as probed,
+  which pip cannot do (`pip download --python-version` changes tags, not markers);
+- `pip download --no-deps` fetches exactly those pins, a wheel for the server where one is published,
+  else the sdist;
+- `uv build` turns a pure-Python sdist (and the app itself, when it is an installable project) into a
+  wheel. An sdist with native code is refused: it would be built for the control machine.
+Everything is cached per declaration and server kind, so a repeat deploy needs no index.
 """
 
 from __future__ import annotations
@@ -13,66 +21,210 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flaskdeploy" / "wheels"
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from uv import find_uv_bin
+
+from tasks.dependencies import Declared
+from tasks.source import AppSource
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flaskdeploy" / "wheels"
+UV_VERSION = version("uv")  # the uv the server gets is the one that resolves here
+UV = [find_uv_bin()]
+# The manylinux levels uv can resolve for (`uv pip compile --python-platform MACHINE-manylinux_2_N`).
+UV_MANYLINUX = (17, 28, *range(31, 41))
+UV_MACHINES = ("x86_64", "aarch64")
 
 
 class WheelError(RuntimeError):
-    """The requirements could not be resolved to wheels for the server."""
+    """The dependencies could not be made into wheels for the server; one line naming why."""
 
 
 @dataclass(frozen=True)
 class Target:
-    python: str  # "3.11"
+    """The kind of server a venv is for: its Python (full version), machine and C library."""
+
+    python: str  # "3.11.2"
     machine: str  # "x86_64"
     glibc: str  # "2.36"
 
+    @property
+    def minor(self) -> str:
+        return ".".join(self.python.split(".")[:2])
+
     def __str__(self) -> str:
-        return f"cp{self.python.replace('.', '')}-{self.machine}-glibc{self.glibc}"
+        return f"cp{self.minor.replace('.', '')}-{self.machine}-glibc{self.glibc}-python{self.python}"
+
+    @property
+    def glibc_minor(self) -> int:
+        return int(self.glibc.split(".")[1]) if self.glibc.count(".") == 1 else 17
+
+    def resolver_platform(self) -> str:
+        """The platform `uv pip compile` resolves for: the newest manylinux the server's glibc runs."""
+        if self.machine not in UV_MACHINES:
+            raise WheelError(
+                f"the server's machine is {self.machine}: the kit resolves for {' and '.join(UV_MACHINES)}"
+                " servers only"
+            )
+        level = max(m for m in UV_MANYLINUX if m <= max(self.glibc_minor, 17))
+        return f"{self.machine}-manylinux_2_{level}"
+
+    def platforms(self) -> list[str]:
+        """Every platform tag the server accepts: manylinux up to its glibc, and plain linux."""
+        tags = [f"manylinux_2_{minor}_{self.machine}" for minor in range(5, self.glibc_minor + 1)]
+        return [*tags, f"manylinux2014_{self.machine}", f"linux_{self.machine}"]
 
 
-def venv_id(requirements: str, target: Target) -> str:
-    """Names the venv (and the wheel cache) for these requirements on this kind of server."""
-    return hashlib.sha256(f"{target}\n{requirements}".encode()).hexdigest()[:16]
+def venv_id(declared: Declared, target: Target) -> str:
+    """Names the venv for these dependencies on this kind of server (the app's own wheel is not in it:
+    each release holds its own, so a code change reuses the venv and reloads gracefully)."""
+    return hashlib.sha256(f"{target}\n{declared.digest}".encode()).hexdigest()[:16]
 
 
-def platforms(target: Target) -> list[str]:
-    """Every platform tag the server accepts: manylinux up to its glibc, and plain linux."""
-    glibc_minor = int(target.glibc.split(".")[1]) if "." in target.glibc else 17
-    tags = [f"manylinux_2_{minor}_{target.machine}" for minor in range(5, glibc_minor + 1)]
-    return [*tags, f"manylinux2014_{target.machine}", f"linux_{target.machine}"]
+def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    if done.returncode != 0:
+        raise WheelError(f"{what}: {reason(done.stderr + done.stdout) or f'exit code {done.returncode}'}")
 
 
-def download_command(requirements_file: Path, target: Target, dest: Path) -> list[str]:
+def reason(output: str) -> str:
+    """One line from a resolver's or installer's complaint: its error lines, joined."""
+    lines = [text.strip(" ×╰─▶│|").strip() for text in output.splitlines()]
+    lines = [text for text in lines if text and not text.startswith(("hint:", "WARNING", "warning:"))]
+    errors = [i for i, text in enumerate(lines) if "error" in text.lower() or "because" in text.lower()]
+    chosen = lines[errors[0] :] if errors else lines[-1:]
+    return " ".join(chosen)[:400]
+
+
+def _compile(declared: Declared, target: Target, work: Path) -> Path:
+    """The pins for the server: `name==version` lines, markers already evaluated for it."""
+    extra = work / "kit-requirements.in"
+    extra.write_text("".join(f"{line}\n" for line in declared.extra))
+    pinned = work / "requirements.txt"
+    _run(
+        [
+            *UV, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+            "--emit-find-links", "--emit-index-url",  # for pip download: where the pins are found
+            "--python-version", target.python, "--python-platform", target.resolver_platform(),
+            *map(str, declared.inputs), str(extra), "-o", str(pinned),
+        ],
+        f"the dependencies ({declared.source}) do not resolve for the server's Python {target.python}",
+        cwd=declared.inputs[0].parent,
+    )  # fmt: skip
+    return pinned
+
+
+def _download(pinned: Path, target: Target, dest: Path) -> None:
     command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--only-binary=:all:", "--implementation", "cp", "--python-version", target.python,
-        "-r", str(requirements_file), "-d", str(dest),
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+        "--implementation", "cp", "--python-version", target.minor, "-r", str(pinned), "-d", str(dest),
     ]  # fmt: skip
-    for tag in platforms(target):
+    for tag in target.platforms():
         command += ["--platform", tag]
-    return command
+    _run(command, f"no wheels for {target}")
 
 
-def resolve(requirements: str, target: Target) -> tuple[Path, ...]:
-    """The wheel files for `requirements` on `target`, downloaded once into the local cache."""
-    cached = CACHE / venv_id(requirements, target)
+def _is_pure(wheel: Path) -> bool:
+    try:
+        return all(tag.platform == "any" for tag in parse_wheel_filename(wheel.name)[3])
+    except InvalidWheelFilename:
+        return False
+
+
+def _build(project: Path, out: Path, what: str) -> Path:
+    """A wheel built from an sdist or a project directory, on this machine; only a pure-Python one."""
+    out.mkdir(parents=True, exist_ok=True)
+    _run([*UV, "build", "--quiet", "--wheel", "--out-dir", str(out), str(project)], what)
+    built = sorted(out.glob("*.whl"), key=lambda p: p.stat().st_mtime)
+    if not built:
+        raise WheelError(f"{what}: no wheel came out")
+    return built[-1]
+
+
+def _sdist_name(sdist: Path) -> str:
+    stem = sdist.name.removesuffix(".tar.gz").removesuffix(".zip")
+    name, _, release = stem.rpartition("-")
+    return f"{name} {release}"
+
+
+def _wheels_for_sdists(folder: Path, target: Target) -> None:
+    """Each sdist downloaded replaced by its wheel, when it is pure Python; else a refusal."""
+    for sdist in sorted(p for p in folder.iterdir() if p.name.endswith((".tar.gz", ".zip"))):
+        package = _sdist_name(sdist)
+        fix = (
+            f"pin a version of {package.split()[0]} that publishes a wheel for {target.machine} Linux"
+            " (manylinux), or remove it"
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                wheel = _build(sdist, Path(scratch), f"{package} publishes only a source distribution")
+            except WheelError as error:
+                raise WheelError(f"{error}; it does not build here: {fix}") from None
+            if not _is_pure(wheel):
+                raise WheelError(
+                    f"{package} publishes only a source distribution, with native code, which the kit"
+                    f" cannot build for the server ({target.machine}, glibc {target.glibc}): {fix}"
+                )
+            shutil.move(wheel, folder / wheel.name)
+        sdist.unlink()
+
+
+def _cached(key: str, make) -> Path:  # noqa: ANN001 - make(work: Path) fills work
+    """CACHE/key, made once by make() in a scratch directory and renamed into place when complete."""
+    cached = CACHE / key
     if not (cached / ".complete").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
-            work = Path(scratch)
-            (work / "requirements.txt").write_text(requirements)
-            (work / "wheels").mkdir()
-            done = subprocess.run(
-                download_command(work / "requirements.txt", target, work / "wheels"),
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if done.returncode != 0:
-                lines = [line for line in done.stderr.splitlines() if line.strip()]
-                reason = lines[-1] if lines else f"pip exited {done.returncode}"
-                raise WheelError(f"no wheels for {target}: {reason}")
-            (work / "wheels" / ".complete").touch()
+            work = Path(scratch) / "out"
+            work.mkdir()
+            make(work)
+            (work / ".complete").touch()
             shutil.rmtree(cached, ignore_errors=True)
-            (work / "wheels").rename(cached)
-    return tuple(sorted(p for p in cached.iterdir() if p.suffix == ".whl"))
+            work.rename(cached)
+    return cached
+
+
+def dependencies(declared: Declared, target: Target) -> tuple[Path, ...]:
+    """The wheels of the app's dependencies (with their pins, requirements.txt) for target."""
+    key = hashlib.sha256(f"{target}\n{declared.digest}".encode()).hexdigest()[:16]
+
+    def make(work: Path) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            pinned = _compile(declared, target, Path(scratch))
+            _download(pinned, target, work)
+        _wheels_for_sdists(work, target)
+
+    return tuple(sorted(p for p in _cached(key, make).iterdir() if p.suffix == ".whl"))
+
+
+def app_wheel(app: AppSource, project: str) -> Path:
+    """The app built as a wheel, from the files a release holds (the local directory stays untouched)."""
+
+    def make(work: Path) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = Path(scratch) / "app"
+            for name in app.files:
+                (copy / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(app.root / name, copy / name)
+            _build(copy, work, f"the app ({project}) does not build as a wheel")
+
+    built = _cached(f"app-{app.content_hash[:16]}", make)
+    return next(p for p in built.iterdir() if p.suffix == ".whl")
+
+
+def uv_wheel(machine: str) -> Path:
+    """uv itself, as the wheel for the server's machine: it builds venvs there."""
+
+    def make(work: Path) -> None:
+        tags = [f"--platform=manylinux2014_{machine}", f"--platform=manylinux_2_17_{machine}"]
+        _run(
+            [
+                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--only-binary=:all:", *tags, f"uv=={UV_VERSION}", "-d", str(work),
+            ],
+            f"no uv {UV_VERSION} wheel for {machine}",
+        )  # fmt: skip
+
+    return next(p for p in _cached(f"uv-{UV_VERSION}-{machine}", make).iterdir() if p.suffix == ".whl")

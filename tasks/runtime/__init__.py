@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.layout import META, Layout, health_host, health_url
+from tasks.layout import META, Layout, health_host, health_rule, health_url
+from tasks.wheels import UV_VERSION
 
 if TYPE_CHECKING:
     from tasks.platform import Platform
@@ -24,11 +25,13 @@ PYTHON_END = "FLASKDEPLOY_PY"
 
 # What each kind of script includes, in order (a file may use what an earlier one defines).
 APPLY = (
-    "python.sh", "lock.sh", "apply.sh", "switch.sh", "provision.sh", "release.sh", "nginx.sh",
-    "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py", "with_env.py",
+    "python.sh", "lock.sh", "apply.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
+    "nginx.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py", "with_env.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)
+# A command in the live release (tasks/commands.py): as_app of release.sh, the lock held while it runs.
+EXEC = ("lock.sh", "release.sh", "with_env.py", "exec.sh")
 
 
 def files() -> list[Path]:
@@ -66,6 +69,7 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "RELEASE_COMMAND": s.release_command or "",
         "HEALTH_URL": health_url(s),
         "HEALTH_HOST": health_host(s),
+        "HEALTH_RULE": health_rule(s),
         "HEALTH_TIMEOUT": s.health_timeout,
         "PACKAGES_UPDATE": platform.update_command,
         "PACKAGES_INSTALL": platform.install_command,
@@ -77,5 +81,5 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "APP_PORT": s.port,
         "RELEASE_TIMEOUT": s.release_timeout,
         "NOLOGIN_SHELL": platform.nologin_shell,
-        "BUNDLED_PIP_WHEELS": platform.bundled_pip_wheels,
+        "UV_VERSION": UV_VERSION,
     }

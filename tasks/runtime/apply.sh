@@ -5,7 +5,7 @@
 #
 # Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY;
 #          LIVE_DIR and RELEASE (see switch.sh)
-# Defines: begin_apply, begin_step, end_step, changed, note, die, quiet, last_line, install_file, record,
+# Defines: begin_apply, begin_step, end_step, changed, note, die, quiet, error_line, install_file, record,
 #          finish_run
 # Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), W (the files sent)
 # Output:  marker lines, the only thing the control machine reads: `::step NAME ok|changed`,
@@ -55,13 +55,17 @@ die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), reco
     exit 1
 }
 
-last_line() {  # TEXT: its last line that is not blank
-    printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n 1
+error_line() {  # TEXT: its last line that names an error (a Python exception, `Error: ...`), else its
+    # last line that is not blank: the line above SQLAlchemy's closing "(Background on this error ...)"
+    local found
+    found=$(printf '%s\n' "$1" | grep -E '^[[:space:]]*([[:alnum:]_.]*(Error|Exception|Exit)|error|ERROR|fatal|FATAL)(: |:$| \()' | tail -n 1)
+    [ -n "$found" ] || found=$(printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n 1)
+    printf '%s\n' "${found#"${found%%[![:space:]]*}"}"
 }
 
 quiet() {  # COMMAND...: run it, its output kept for the failure message
     local out
-    out=$("$@" 2>&1) || die "$1 failed: $(last_line "$out")"
+    out=$("$@" 2>&1) || die "$1 failed: $(error_line "$out")"
 }
 
 install_file() {  # SOURCE DEST MODE: replace DEST atomically (root-owned) when its content differs

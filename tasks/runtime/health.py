@@ -1,14 +1,18 @@
-"""The health check: GET URL with a Host header, until it answers 200 or TIMEOUT.
+"""The health check: GET URL with a Host header, until it passes RULE or TIMEOUT.
+
+RULE says what passes: `2xx` (app.health_path is set: that path must answer 2xx) or `answered` (no
+health path: GET / passes when the app answered at all, with any status below 500: a 302 to its login
+page or a 404 too). Redirects are not followed: the answer to URL is what counts.
 
 It retries (every 0.25 s) only while waiting can change the answer: no answer yet, or nginx answering
-502, 503 or 504 while gunicorn starts. Any other answer (404: no such route, 500: the app fails) is
-final at once.
+502, 503 or 504 while gunicorn starts. Any other answer that does not pass (a 500: the app fails; a 404
+under `2xx`: no such route) is final at once.
 
-    health.py URL HOST TIMEOUT [--json]
+    health.py URL HOST TIMEOUT RULE [--json]
 
-Prints the final status ("200", "500", "no answer (reason)") and exits 0 on 200 only; with --json, a
-report for the probe: the line {"health": STATUS}, exit 0. Runs with the server's python3, so curl is
-not needed.
+Prints the final status ("200", "500", "no answer (reason)"), followed by the rule in parentheses when
+it fails, and exits 0 when it passes, 1 when not; with --json, a report for the probe: the line
+{"health": STATUS, "healthy": true|false}, exit 0. Runs with the server's python3, so curl is not needed.
 """
 
 import json
@@ -19,6 +23,16 @@ import urllib.request
 
 # nginx's answers while gunicorn is not (yet) there: waiting may help.
 RETRY = ("502", "503", "504")
+# Each rule: which statuses pass, and how a failure message words it.
+RULES = {
+    "2xx": (lambda code: 200 <= code < 300, "app.health_path must answer 2xx"),
+    "answered": (lambda code: 100 <= code < 500, "no app.health_path: any answer below 500 passes"),
+}
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx itself is the answer (an HTTPError)
 
 
 def status_of(opener, url, host):
@@ -31,20 +45,30 @@ def status_of(opener, url, host):
         return "no answer (%s)" % (getattr(error, "reason", None) or error)
 
 
-def main(url, host, timeout, as_json=False):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def passes(status, rule):
+    return status.isdigit() and RULES[rule][0](int(status))
+
+
+def main(url, host, timeout, rule, as_json=False):
+    if rule not in RULES:
+        print(f"health.py: no such rule {rule!r} (one of: {', '.join(RULES)})", file=sys.stderr)
+        return 2
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirects())
     deadline = time.monotonic() + float(timeout)
     while True:
         status = status_of(opener, url, host)
+        passed = passes(status, rule)
         waiting_helps = status in RETRY or status.startswith("no answer")
-        if not waiting_helps or time.monotonic() >= deadline:
+        if passed or not waiting_helps or time.monotonic() >= deadline:
             if as_json:
-                print(json.dumps({"health": status}))
+                print(json.dumps({"health": status, "healthy": passed}))
                 return 0
-            print(status)
-            return 0 if status == "200" else 1
+            print(status if passed else f"{status} ({RULES[rule][1]})")
+            return 0 if passed else 1
         time.sleep(0.25)
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4], as_json="--json" in sys.argv[4:]))
+    if len(sys.argv) < 5:
+        sys.exit("usage: health.py URL HOST TIMEOUT RULE [--json]")
+    sys.exit(main(*sys.argv[1:5], as_json="--json" in sys.argv[5:]))

@@ -258,7 +258,7 @@ def probe(questions):
     facts = {
         "platform": platform["id"] if platform else None,
         "system": release.get("PRETTY_NAME", ""),
-        "python": "{}.{}".format(*sys.version_info[:2]),
+        "python": "{}.{}.{}".format(*sys.version_info[:3]),
         "machine": os.uname().machine,
         "glibc": glibc(),
         "cpus": len(os.sched_getaffinity(0)),
@@ -278,6 +278,8 @@ def probe(questions):
         "fingerprint": read_text(os.path.join(platform["current"], app["meta"], "fingerprint")).strip(),
         "venv_dirs": venvs,
         "venvs": [name for name in venvs if os.path.exists(os.path.join(venvs_dir, name, ".complete"))],
+        "wheels": entries(platform["wheels_dir"]),
+        "tools": entries(platform["tools_dir"]),
         "program": program(platform["supervisor_socket"], app["name"]),
         "units": units(platform["units"]),
         "nginx_stale": nginx_stale(platform),

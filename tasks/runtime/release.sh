@@ -6,32 +6,63 @@
 # (release.json, the rendered configs, env.json) so that a rollback brings all of it back. The app user
 # imports it, and runs its release command, before `current` moves: a broken release never goes live.
 #
-# Reads:   RELEASES_DIR, VENVS_DIR, SHARED_DIR, SHARED_DIRS (array), META, APP, BASE_DIR, APP_MODULE,
-#          RELEASE_COMMAND, RELEASE_TIMEOUT, BUNDLED_PIP_WHEELS, PY_WITH_ENV; W (apply.sh), LIVE_DIR
-#          (switch.sh)
-# Defines: build_venv, no_link_below, shared_dir, build_release, as_app, check_release,
-#          run_release_command, switch_to_built, prune
+# Reads:   RELEASES_DIR, VENVS_DIR, WHEELS_DIR, TOOLS_DIR, UV_VERSION, SHARED_DIR, SHARED_DIRS (array),
+#          SUPERVISOR_CONF, META, APP, BASE_DIR, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
+#          PY_WITH_ENV; W (apply.sh), LIVE_DIR (switch.sh)
+# Defines: install_uv, uv, build_venv, prune_wheels, no_link_below, shared_dir, build_release, as_app,
+#          check_release, run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
-build_venv() {  # VENV_ID: a venv from the wheels sent ($W/wheels), built in place, marked complete
-    local venv="$VENVS_DIR/$1" install pips
+install_uv() {  # uv ($TOOLS_DIR/uv-$UV_VERSION), taken out of its wheel ($W/tools/uv.whl): it builds the venvs
+    local dest="$TOOLS_DIR/uv-$UV_VERSION"
+    quiet python3 -m zipfile -e "$W/tools/uv.whl" "$W/tools/uv"
+    quiet install -m 755 -o root -g root "$W/tools/uv/uv-$UV_VERSION.data/scripts/uv" "$dest.tmp"
+    mv -f "$dest.tmp" "$dest" || die "could not install $dest"
+}
+
+uv() {  # ARG...: the kit's uv, offline, reading no config and no cache of anyone's
+    env -i PATH=/usr/bin:/bin HOME=/nonexistent UV_NO_CONFIG=1 UV_NO_CACHE=1 UV_OFFLINE=1 \
+        UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy "$TOOLS_DIR/uv-$UV_VERSION" "$@"
+}
+
+build_venv() {  # VENV_ID: a venv of exactly the wheels in $W/wheels/manifest (kept in $WHEELS_DIR)
+    local venv="$VENVS_DIR/$1" name wheels=()
     # Built where it stays: a venv's scripts hard-code its path. `.complete` marks it usable. Readable by
-    # all (public packages, nothing secret), written by root only.
+    # all (public packages, nothing secret), written by root only; so are the wheels kept for the next.
     rm -rf "$venv"
     umask 022
-    export PIP_DISABLE_PIP_VERSION_CHECK=1
-    install=(install -q --no-index --find-links "$W/wheels" -r "$W/wheels/requirements.txt")
-    pips=("$BUNDLED_PIP_WHEELS"/pip-*.whl)
-    if [ -f "${pips[-1]}" ]; then
-        # The system's bundled pip wheel installs into a venv made --without-pip: ensurepip costs ~2 s more.
-        quiet python3 -m venv --without-pip "$venv"
-        quiet "$venv/bin/python" "${pips[-1]}/pip" "${install[@]}"
-    else
-        quiet python3 -m venv "$venv"
-        quiet "$venv/bin/pip" "${install[@]}"
-    fi
+    while IFS= read -r name; do
+        [[ $name =~ ^[A-Za-z0-9_.+!-]+\.whl$ ]] || die "no wheel name in the manifest: $name"
+        if [ -f "$W/wheels/$name" ]; then
+            mv -f "$W/wheels/$name" "$WHEELS_DIR/$name" || die "could not keep $name in $WHEELS_DIR"
+        fi
+        [ -f "$WHEELS_DIR/$name" ] || die "wheel $name was neither sent nor kept in $WHEELS_DIR"
+        wheels+=("$WHEELS_DIR/$name")
+    done <"$W/wheels/manifest"
+    quiet uv venv --quiet --python "$(command -v python3)" "$venv"
+    # --no-deps: the wheels are the resolved set already (resolved for this server on the control machine).
+    # Compiled now: the app's user cannot write __pycache__ here, and every worker would compile again.
+    quiet uv pip install --quiet --no-deps --compile-bytecode --python "$venv/bin/python" "${wheels[@]}"
+    cp "$W/wheels/manifest" "$venv/.wheels"
+    # uv leaves its lock file writable by all: nothing under the venv may be another user's to change.
+    rm -f "$venv/.lock"
+    chmod -R go-w "$venv"
     touch "$venv/.complete"
     umask 027
+}
+
+prune_wheels() {  # the kept wheels that no venv left was built from, gone (after venvs were pruned)
+    local list name wheel
+    local -A used=()
+    for list in "$VENVS_DIR"/*/.wheels; do
+        [ -f "$list" ] || continue
+        while IFS= read -r name; do used[$name]=1; done <"$list"
+    done
+    for wheel in "$WHEELS_DIR"/*.whl; do
+        name=${wheel##*/}
+        [ -f "$wheel" ] && [ -z "${used[$name]:-}" ] && rm -f "$wheel"
+    done
+    return 0
 }
 
 no_link_below() {  # BASE REL: whether no part of BASE/REL below BASE is a symbolic link (or it is absent)
@@ -61,10 +92,15 @@ shared_dir() {  # DIR: the shared directory DIR (deploy.shared_dirs), app-owned;
 }
 
 build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases/RELEASE_ID, on that venv
-    local partial="$RELEASES_DIR/.partial-$1" release="$RELEASES_DIR/$1" dir
+    local partial="$RELEASES_DIR/.partial-$1" release="$RELEASES_DIR/$1" dir wheel
     rm -rf "$RELEASES_DIR"/.partial-*  # what an interrupted run left
     note_release "$1"
     quiet cp -a "$W/release" "$partial"
+    # The app as a package (an installable project), in the release: a code change keeps the venv.
+    for wheel in "$W"/app/*.whl; do
+        [ -f "$wheel" ] && quiet uv pip install --quiet --no-deps --compile-bytecode \
+            --python "$VENVS_DIR/$2/bin/python" --target "$partial/$META/site" "$wheel"
+    done
     # Root's, readable by the app's group only: app.src may hold config and secrets.
     chown -R root:"$APP" "$partial"
     chmod -R u=rwX,g=rX,o= "$partial"
@@ -91,13 +127,14 @@ as_app() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app 
     # Without the lock's descriptors: a process the app leaves behind must not hold the lock.
     (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
         PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
+        PYTHONPATH="$release/$META/site" \
         /usr/bin/python3 -I - "$META/env.json" "$@" <<<"$PY_WITH_ENV" 8>&- 9>&-)
 }
 
 check_release() {  # the release this run built imports, as the app user: else it fails
     local out
     out=$(as_app "$BUILT" gunicorn --check-config --chdir "$BUILT" "$APP_MODULE" 2>&1) \
-        || fail_release "it does not load: $(last_line "$out")"
+        || fail_release "it does not load: $(error_line "$out")"
 }
 
 run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT
@@ -105,14 +142,19 @@ run_release_command() {  # deploy.release_command in the release this run built,
     out=$(as_app "$BUILT" timeout -k 10 "$RELEASE_TIMEOUT" /bin/sh -c "$RELEASE_COMMAND" 2>&1) || {
         rc=$?
         [ "$rc" = 124 ] && fail_release "release command '$RELEASE_COMMAND' did not end within $RELEASE_TIMEOUT s\
- (deploy.release_timeout): $(last_line "$out")"
-        fail_release "release command '$RELEASE_COMMAND' exited $rc: $(last_line "$out")"
+ (deploy.release_timeout): $(error_line "$out")"
+        fail_release "release command '$RELEASE_COMMAND' exited $rc: $(error_line "$out")"
     }
 }
 
 switch_to_built() {  # current -> the release this run built; the app reloaded onto it
-    switch_to "$BUILT"
-    reload_app "$LIVE_DIR" "$BUILT"
+    if [ -f "$SUPERVISOR_CONF" ] && ! cmp -s "$BUILT/$META/supervisor.conf" "$SUPERVISOR_CONF"; then
+        # Its program differs (another app.module): a reload would start the old command on the new code.
+        go_live "$BUILT"
+    else
+        switch_to "$BUILT"
+        reload_app "$LIVE_DIR" "$BUILT"
+    fi
     changed
 }
 

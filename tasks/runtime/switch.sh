@@ -5,7 +5,7 @@
 #
 # Reads:   CURRENT, PREVIOUS, RELEASES_DIR, META, APP, SUPERVISORD_PIDFILE, GUNICORN_CONF, NGINX_SITE,
 #          SUPERVISOR_CONF, NGINX_UNIT, NGINX_LOADED_STAMP, ERROR_LOG, HEALTH_URL, HEALTH_HOST,
-#          HEALTH_TIMEOUT, PY_RELOAD, PY_HEALTH; W (apply.sh)
+#          HEALTH_TIMEOUT, HEALTH_RULE, PY_RELOAD, PY_HEALTH; W (apply.sh)
 # Defines: note_live_release, note_release, set_link, switch_to, app_errors, reload_app, reload_live_release,
 #          restore_configs, go_live, roll_back_to, fail_release, gate, mark_failed, switch_back
 # Sets:    LIVE_DIR, PREVIOUS_DIR (where current and previous pointed when the run began), RELEASE (the
@@ -51,7 +51,7 @@ reload_app() {  # FROM_DIR TO_DIR: the app, serving FROM_DIR, serves TO_DIR (wha
         out=$(run_py "$PY_RELOAD" "$SUPERVISORD_PIDFILE" "$GUNICORN_CONF" "$RELOAD_TIMEOUT" "$APP" 2>&1)
         rc=$?
         # Exit 3: no master runs, nothing to reload (supervisor_update or ensure_running starts one).
-        [ $rc = 0 ] || [ $rc = 3 ] || die "graceful reload of $APP: $(last_line "$out"); $(app_errors)"
+        [ $rc = 0 ] || [ $rc = 3 ] || die "graceful reload of $APP: $(error_line "$out"); $(app_errors)"
     elif ! out=$(supervisorctl restart "$APP" 2>&1); then
         case "$out" in
             *"not running"* | *"no such"* | *"refused"*) ;;
@@ -118,17 +118,19 @@ fail_release() {  # REASON: the release of this run failed; say which is live, k
     die "release $RELEASE failed: $1; live: ${live:-none}"
 }
 
+# A failure names the status and the rule it failed (health.py prints both), e.g. `GET URL (Host: H)
+# answered 500 (no app.health_path: any answer below 500 passes); last lines of ...`.
 gate() {  # the health check through nginx; after a switch in this run, a failure switches back
     local status back why others
     if others=$(port_taken_by_others); then
         why="port $APP_PORT is taken by $others, not by $APP's gunicorn: the check would ask another app"
     else
-        status=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT") && return 0
+        status=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT" "$HEALTH_RULE") && return 0
         why="GET $HEALTH_URL (Host: $HEALTH_HOST) answered $status; $(app_errors)"
     fi
     [ -n "$SWITCHED" ] || die "$why"
     if switch_back; then
-        back=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT") \
+        back=$(run_py "$PY_HEALTH" "$HEALTH_URL" "$HEALTH_HOST" "$HEALTH_TIMEOUT" "$HEALTH_RULE") \
             || why="$why; ${LIVE_DIR##*/} fails too: $back"
     fi
     fail_release "$why"

@@ -1,8 +1,10 @@
-"""What a server must not hold before the kit changes anything on it. Each problem found is a one-line
-refusal, and the run stops after its probe, with nothing changed."""
+"""What a server must not hold before the kit changes anything on it, and what the settings ask of the
+local app that it cannot give. Each problem found is a one-line refusal, and the run stops after its
+probe, with nothing changed."""
 
 from __future__ import annotations
 
+from tasks import static
 from tasks.steps.model import Situation
 
 
@@ -44,4 +46,11 @@ def refusals(sit: Situation) -> list[str]:
     ]
     if links:
         found.append(f"{links[0]} is a symbolic link, which root will not follow: remove it (the app may)")
+    if sit.runs("push") or sit.runs("enable_site"):
+        # Both serve the static directories (a release opens them, the nginx site points at them): a
+        # missing one is refused before any planner renders a site that points at nothing. It is read
+        # from app.src, which even a run that does not read the app (enable_site alone) has.
+        problem = static.refusal(s, s.src)
+        if problem:
+            found.append(problem)
     return found

@@ -19,6 +19,7 @@ from tasks.platform import Platform
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
+    from tasks.dependencies import Declared
     from tasks.source import AppSource
 
 
@@ -49,8 +50,11 @@ class Situation:
     user: str = ""  # who runs the deploy (local user name), recorded with a release
     control_host: str = ""  # the machine it runs from
     app: AppSource | None = None  # the local app, when a step of the run needs it (push)
-    venv_id: str = ""  # the venv the app's requirements need on this server
-    wheels: tuple[Path, ...] = ()  # shipped when the server lacks that venv
+    declared: Declared | None = None  # the app's dependencies, as its directory declares them
+    venv_id: str = ""  # the venv the app's dependencies need on this server
+    wheels: tuple[Path, ...] = ()  # what that venv is built from, when the server lacks it
+    app_wheel: Path | None = None  # the app built as a wheel (an installable project), for a new release
+    uv_wheel: Path | None = None  # uv, when the server lacks it and needs it (a venv, an app wheel)
     earlier: tuple[StepPlan, ...] = ()  # the plans of the steps before this one in the run
 
     def runs(self, step: str) -> bool:

@@ -22,8 +22,8 @@ SERVICES = Requirement(
 )  # fmt: skip
 PROVISIONED = Requirement(
     lambda sit: sit.facts.app_user_shell is None
-    or sit.platform.packages.venv not in sit.facts.installed
-    or sit.facts.directory(sit.layout.releases_dir) is None,
+    or sit.facts.directory(sit.layout.releases_dir) is None
+    or sit.facts.directory(sit.layout.tools_dir) is None,
     "the server is not provisioned", "provision",
 )  # fmt: skip
 
@@ -39,6 +39,8 @@ def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, 
         (paths.base_dir, "root", "root", "755"),
         (paths.releases_dir, "root", "root", "755"),
         (paths.venvs_dir, "root", "root", "755"),
+        (paths.wheels_dir, "root", "root", "755"),
+        (paths.tools_dir, "root", "root", "755"),
         # What the app writes lives here, outside the disposable releases.
         (paths.shared_dir, "root", app, "750"),
         (paths.shared("instance"), app, app, "750"),
@@ -80,6 +82,6 @@ def plan(sit: Situation) -> StepPlan:
 
 STEP = Step(
     "provision",
-    "apt packages (nginx, supervisor, python3-venv), the app's system user, its directories.",
+    "apt packages (nginx, supervisor), the app's system user, its directories.",
     plan,
 )

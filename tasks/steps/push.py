@@ -12,8 +12,9 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 
-from tasks import configs
+from tasks import configs, static
 from tasks.layout import META, Layout
 from tasks.settings import Settings
 from tasks.shell import Var, line
@@ -70,18 +71,37 @@ def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> li
     return sorted(v for v in set(venv_dirs) - set(in_use) if VENV_ID.fullmatch(v))
 
 
+def is_live(sit: Situation) -> bool:
+    """Whether the release the local app would make is the live one already, on its venv: nothing to push."""
+    assert sit.app is not None, "push needs the local app"
+    shape = fingerprint(sit.settings, sit.layout, sit.app, sit.venv_id, sit.facts.cpus)
+    return sit.facts.fingerprint == shape and sit.venv_id in sit.facts.venvs
+
+
+def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
+    """The commands and files that build the venv this release needs: the wheels the server does not keep
+    yet, and the list of all of them (the venv gets exactly those)."""
+    assert sit.declared is not None, "the app's dependencies"
+    files: dict[str, bytes | Path] = {
+        f"wheels/{w.name}": w for w in sit.wheels if w.name not in sit.facts.wheels
+    }
+    files["wheels/manifest"] = "".join(f"{w.name}\n" for w in sit.wheels).encode()
+    return [line("note", sit.declared.describe()), line("build_venv", sit.venv_id)], files
+
+
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, app = sit.settings, sit.facts, sit.layout, sit.app
     assert app is not None, "push needs the local app"
-    shape = fingerprint(s, paths, app, sit.venv_id, facts.cpus)
-    if facts.fingerprint == shape and sit.venv_id in facts.venvs:
+    if is_live(sit):
         return StepPlan("push")
+    shape = fingerprint(s, paths, app, sit.venv_id, facts.cpus)
 
-    commands, files = [], {}
-    if sit.venv_id not in facts.venvs:
-        files["wheels/requirements.txt"] = app.requirements.encode()
-        files.update({f"wheels/{wheel.name}": wheel for wheel in sit.wheels})
-        commands.append(line("build_venv", sit.venv_id))
+    commands, files = venv(sit) if sit.venv_id not in facts.venvs else ([], {})
+    if sit.uv_wheel is not None:
+        files["tools/uv.whl"] = sit.uv_wheel
+        commands.insert(0, line("install_uv"))
+    if sit.app_wheel is not None:  # installed into the release (build_release)
+        files[f"app/{sit.app_wheel.name}"] = sit.app_wheel
     new = release_id(app.content_hash, sit.now)
     files.update({f"release/{name}": app.root / name for name in app.files})
     record = {
@@ -93,6 +113,7 @@ def plan(sit: Situation) -> StepPlan:
     files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, paths, facts.cpus).items()})
     files["files/env.json"] = env_json(s).encode()
     commands += [line("build_release", new, sit.venv_id), line("check_release")]
+    commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:
         commands.append(line("run_release_command"))
     commands.append(line("switch_to_built"))
@@ -108,12 +129,14 @@ def plan(sit: Situation) -> StepPlan:
         for under, ids in (("RELEASES_DIR", prune), ("VENVS_DIR", venvs))
         if ids
     ]
+    if venvs or sit.venv_id not in facts.venvs:
+        cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup))
 
 
 STEP = Step(
     "push",
-    "Upload a new release of the app and its dependencies (as wheels); switch `current` to it.",
+    "Upload a new release of the app and its dependencies (wheels, gunicorn included); switch to it.",
     plan,
     requires=(PROVISIONED,),
     needs_app=True,

@@ -265,7 +265,10 @@ def as_nobody(server: Server, command: str) -> subprocess.CompletedProcess:
 
 
 def test_the_app_user_can_write_nothing_root_uses_and_others_read_nothing_of_the_app(server: Server):
-    mine = f"/srv/{APP}/releases /srv/{APP}/venvs /srv/{APP}/gunicorn.conf.py /srv/{APP}/history.log"
+    mine = " ".join(
+        f"/srv/{APP}/{name}"
+        for name in ("releases", "venvs", "wheels", "tools", "gunicorn.conf.py", "history.log")
+    )
     configs = f"/etc/nginx /etc/supervisor /etc/tmpfiles.d /var/log/{APP} /run/flaskdeploy"
     # (links left out: a release's link to its shared directory leads to what the app may write)
     writable = as_app(server, f"find {mine} {configs} ! -type l -writable 2>/dev/null; echo searched")

@@ -11,6 +11,7 @@ import yaml
 
 from tasks import configs
 from tasks.converge import plan
+from tasks.dependencies import declared
 from tasks.facts import Facts, PathState, Program, Release, Unit, User
 from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
@@ -20,10 +21,10 @@ from tasks.steps import PIPELINE
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import directories
 from tasks.steps.push import fingerprint, release_id
-from tasks.wheels import Target, venv_id
+from tasks.wheels import UV_VERSION, Target, venv_id
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
-TARGET = Target("3.11", "x86_64", "2.36")
+TARGET = Target("3.11.2", "x86_64", "2.36")
 PLATFORM = DEBIAN_12
 STEPS = {step.name: step for step in PIPELINE}
 
@@ -45,7 +46,7 @@ def fresh_facts() -> Facts:
     """A Debian 12 server as the lab hands it out: python3, no packages, empty apt lists."""
     inactive = Unit("inactive", "")
     return Facts(
-        platform=PLATFORM.id, system="Debian GNU/Linux 12 (bookworm)", python="3.11", machine="x86_64",
+        platform=PLATFORM.id, system="Debian GNU/Linux 12 (bookworm)", python="3.11.2", machine="x86_64",
         glibc="2.36", cpus=2, units={"nginx": inactive, "supervisor": inactive},
     )  # fmt: skip
 
@@ -54,7 +55,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     """What the probe reports right after a successful deploy of the local app."""
     paths = paths_of(s)
     app = read_source(s.src)
-    vid = venv_id(app.requirements, TARGET)
+    vid = venv_id(declared(app.root, s.gunicorn), TARGET)
     live = release_id(app.content_hash, NOW)
     states = {
         path: PathState.dir(owner, group, mode) for path, owner, group, mode in directories(paths, PLATFORM)
@@ -85,19 +86,23 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         fingerprint=fingerprint(s, paths, app, vid, cpu_count),
         venvs=frozenset({vid}),
         venv_dirs=frozenset({vid}),
+        tools=frozenset({f"uv-{UV_VERSION}"}),
         program=Program("RUNNING", 427, "pid 427, uptime 0:01:00"),
         units={"nginx": active, "supervisor": active},
         health="200",
+        healthy=True,
     )
 
 
 def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS)) -> Situation:
     app = read_source(s.src)
-    vid = venv_id(app.requirements, TARGET)
-    wheels = () if vid in probed.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
+    deps = declared(app.root, s.gunicorn)
+    vid = venv_id(deps, TARGET)
+    built = () if vid in probed.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
+    uv = None if f"uv-{UV_VERSION}" in probed.tools or not built else Path("/cache/uv.whl")
     return Situation(
         s, probed, PLATFORM, paths_of(s), steps, NOW, user="alice", control_host="laptop",
-        venv_id=vid, wheels=wheels, app=app if "push" in steps else None,
+        declared=deps, venv_id=vid, wheels=built, uv_wheel=uv, app=app if "push" in steps else None,
     )  # fmt: skip
 
 

@@ -3,11 +3,15 @@
 import io
 import tarfile
 from dataclasses import replace
+from pathlib import Path
 
-from tasks import recap
-from tasks.converge import apply_script, pack, report_outcome
+import pytest
+
+from tasks import recap, wheels
+from tasks.converge import _with_app, apply_script, pack, report_outcome
 from tasks.remote import Result
 from tasks.shell import VALUES_END
+from tasks.source import read_source
 from tasks.steps.model import StepPlan
 from tests.unit.conftest import converged_facts, fresh_facts, plans, situation
 
@@ -85,3 +89,90 @@ def test_pack_makes_a_tar_owned_by_root(tmp_path):
         assert tar.extractfile("files/a").read() == b"A"
     assert members["release/run.sh"].mode == 0o755 and members["files/a"].mode == 0o644
     assert {m.uid for m in members.values()} == {0}
+
+
+def project(root: Path, requires_python: str) -> Path:
+    """An installable app that asks for a Python."""
+    root.mkdir()
+    (root / "app.py").write_text("app = None\n")
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "flaskr"\nversion = "1.0"\nrequires-python = "{requires_python}"\n'
+        'dependencies = ["flask"]\n[build-system]\nrequires = ["flit_core"]\n'
+    )
+    return root
+
+
+@pytest.fixture
+def no_resolving(monkeypatch):
+    def refused(*args):
+        raise AssertionError(f"resolved{args}: the app should have been refused before")
+
+    for name in ("dependencies", "app_wheel", "uv_wheel"):
+        monkeypatch.setattr(wheels, name, refused)
+
+
+def test_an_app_whose_requires_python_the_server_does_not_meet_is_refused_before_resolving(
+    settings, tmp_path, no_resolving
+):
+    sit = situation(settings, fresh_facts(), ("push",))  # the server's Python: 3.11.2
+    app = read_source(project(tmp_path / "app", ">=3.12"))
+    stop, unchanged = _with_app(sit, app)
+    assert stop.startswith(
+        "the app requires Python >=3.12 (requires-python in pyproject.toml) and the server has Python 3.11.2:"
+    )
+    assert "\n" not in stop
+    assert unchanged is sit  # nothing of the app's taken into the situation
+
+
+def test_an_app_whose_dependencies_cannot_be_read_is_refused_before_resolving(
+    settings, tmp_path, no_resolving
+):
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "app.py").write_text("app = None\n")
+    stop, _ = _with_app(situation(settings, fresh_facts(), ("push",)), read_source(root))
+    assert "holds neither requirements.txt nor pyproject.toml" in stop
+
+
+def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_when_it_lacks_it(
+    settings, tmp_path, monkeypatch
+):
+    asked = []
+    built = (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
+
+    def dependencies(declared, target):
+        asked.append(("dependencies", target))
+        return built
+
+    def app_wheel(app, project):
+        asked.append(("app", project))
+        return Path("/cache/flaskr-1.0.whl")
+
+    def uv_wheel(machine):
+        asked.append(("uv", machine))
+        return Path("/cache/uv.whl")
+
+    for fake in (dependencies, app_wheel, uv_wheel):
+        monkeypatch.setattr(wheels, fake.__name__, fake)
+    app = read_source(project(tmp_path / "app", ">=3.11.2"))
+    stop, sit = _with_app(situation(settings, fresh_facts(), ("push",)), app)
+    assert stop == ""
+    target = wheels.Target("3.11.2", "x86_64", "2.36")
+    assert asked == [("dependencies", target), ("app", "flaskr"), ("uv", "x86_64")]
+    assert (sit.app, sit.wheels, sit.app_wheel, sit.uv_wheel) == (
+        app, built, Path("/cache/flaskr-1.0.whl"), Path("/cache/uv.whl")
+    )  # fmt: skip
+    assert sit.declared is not None and sit.declared.project == "flaskr"
+    # A server that holds the venv and uv already: only the app's own wheel, for the new release.
+    asked.clear()
+    holding = replace(
+        fresh_facts(), venvs=frozenset({sit.venv_id}), tools=frozenset({f"uv-{wheels.UV_VERSION}"})
+    )
+    stop, again = _with_app(situation(settings, holding, ("push",)), app)
+    assert (stop, asked, again.venv_id, again.wheels, again.uv_wheel) == (
+        "",
+        [("app", "flaskr")],
+        sit.venv_id,
+        (),
+        None,
+    )

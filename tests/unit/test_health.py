@@ -1,5 +1,6 @@
 """tasks/runtime/health.py, the health check run on servers, as a program against a local HTTP server:
-the status it prints, its exit code, the Host header it sends, its retries until TIMEOUT, and --json."""
+the status it prints, its exit code under each rule (`2xx`: app.health_path is set; `answered`: GET /
+with no health path), the Host header it sends, its retries until TIMEOUT, and --json."""
 
 import json
 import socket
@@ -41,8 +42,13 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append((self.path, self.headers.get("Host")))
             earlier = sum(1 for path, _ in self.server.requests if path == self.path) - 1
+        headers = {}
         if self.path == "/ok":
             status = 200
+        elif self.path == "/empty":
+            status = 204
+        elif self.path == "/login-first":
+            status, headers = 302, {"Location": "/ok"}
         elif self.path == "/sick":
             status = 500
         elif self.path == "/later":
@@ -50,7 +56,10 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 404
         body = f"{status}\n".encode()
+        body = b"" if status == 204 else body
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -80,9 +89,15 @@ def closed_port():
         return probe.getsockname()[1]
 
 
-def health(url: str, host: str, timeout: float, *extra: str) -> subprocess.CompletedProcess:
+TWO_XX = "app.health_path must answer 2xx"
+ANSWERED = "no app.health_path: any answer below 500 passes"
+
+
+def health(
+    url: str, host: str, timeout: float, rule: str = "2xx", *extra: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-I", str(HEALTH), url, host, str(timeout), *extra],
+        [sys.executable, "-I", str(HEALTH), url, host, str(timeout), rule, *extra],
         capture_output=True, text=True, timeout=20,
     )  # fmt: skip
 
@@ -95,7 +110,7 @@ def test_a_200_prints_200_and_exits_0_with_the_host_header_given(app):
 
 def test_a_500_with_no_time_to_retry_prints_500_and_exits_1_after_one_try(app):
     done = health(f"{app.base}/sick", "app.example.org", 0)
-    assert (done.stdout, done.returncode) == ("500\n", 1), done.stderr
+    assert (done.stdout, done.returncode) == (f"500 ({TWO_XX})\n", 1), done.stderr
     assert app.hits("/sick") == ["app.example.org"]
 
 
@@ -109,7 +124,7 @@ def test_an_answer_that_waiting_cannot_change_is_final_at_once(app):
     # 500 (the app fails) and 404 (no such route) stay what they are: no need to wait out the timeout.
     for path, status in (("/sick", "500"), ("/missing", "404")):
         done = health(f"{app.base}{path}", "app.example.org", 30)
-        assert (done.stdout, done.returncode) == (f"{status}\n", 1), done.stderr
+        assert (done.stdout, done.returncode) == (f"{status} ({TWO_XX})\n", 1), done.stderr
         assert len(app.hits(path)) == 1
 
 
@@ -117,22 +132,84 @@ def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port)
     done = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0)
     assert done.returncode == 1, done.stderr
     (line,) = done.stdout.splitlines()
-    assert line.startswith("no answer (") and line.endswith(")")
+    assert line.startswith("no answer (") and line.endswith(f") ({TWO_XX})")
     assert "refused" in line.lower()
 
 
 def test_json_reports_a_healthy_status_as_one_json_line(app):
-    done = health(f"{app.base}/ok", "app.example.org", 0, "--json")
+    done = health(f"{app.base}/ok", "app.example.org", 0, "2xx", "--json")
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    assert json.loads(line) == {"health": "200"}
+    assert json.loads(line) == {"health": "200", "healthy": True}
 
 
 def test_json_reports_an_unhealthy_status_and_still_exits_0(app, closed_port):
-    sick = health(f"{app.base}/sick", "app.example.org", 0, "--json")
+    sick = health(f"{app.base}/sick", "app.example.org", 0, "answered", "--json")
     assert sick.returncode == 0, sick.stderr
-    assert [json.loads(line) for line in sick.stdout.splitlines()] == [{"health": "500"}]
-    gone = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0, "--json")
+    assert [json.loads(line) for line in sick.stdout.splitlines()] == [{"health": "500", "healthy": False}]
+    gone = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0, "answered", "--json")
     assert gone.returncode == 0, gone.stderr
     (report,) = [json.loads(line) for line in gone.stdout.splitlines()]
-    assert report["health"].startswith("no answer (")
+    assert report["health"].startswith("no answer (") and report["healthy"] is False
+
+
+def test_json_tells_whether_the_status_passed_its_rule(app):
+    # The control side reads `healthy`: a 404 is healthy with no health path, not with one.
+    for rule, healthy in (("answered", True), ("2xx", False)):
+        done = health(f"{app.base}/missing", "app.example.org", 0, rule, "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"health": "404", "healthy": healthy}
+
+
+# ---- no app.health_path: GET / passes when the app answered (any status below 500) -------------------------
+
+
+@pytest.mark.parametrize("path, status", [("/ok", "200"), ("/login-first", "302"), ("/missing", "404")])
+def test_with_no_health_path_any_answer_below_500_passes_at_once(app, path, status):
+    done = health(f"{app.base}{path}", "app.example.org", 30, "answered")
+    assert (done.stdout, done.returncode) == (f"{status}\n", 0), done.stderr
+    assert app.hits(path) == ["app.example.org"]
+
+
+def test_a_redirect_is_the_answer_not_followed(app):
+    done = health(f"{app.base}/login-first", "app.example.org", 0, "2xx")
+    assert (done.stdout, done.returncode) == (f"302 ({TWO_XX})\n", 1), done.stderr
+    assert app.hits("/ok") == []
+
+
+def test_with_no_health_path_a_500_fails_at_once_naming_the_rule(app):
+    done = health(f"{app.base}/sick", "app.example.org", 30, "answered")
+    assert (done.stdout, done.returncode) == (f"500 ({ANSWERED})\n", 1), done.stderr
+    assert len(app.hits("/sick")) == 1
+
+
+def test_with_no_health_path_a_503_is_retried_until_the_app_answers(app):
+    done = health(f"{app.base}/later", "app.example.org", 4, "answered")
+    assert (done.stdout, done.returncode) == ("200\n", 0), done.stderr
+    assert len(app.hits("/later")) == LATER_FAILURES + 1
+
+
+def test_with_no_health_path_no_answer_fails_naming_the_rule(closed_port):
+    done = health(f"http://127.0.0.1:{closed_port}/", "app.example.org", 0, "answered")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("no answer (") and done.stdout.endswith(f") ({ANSWERED})\n")
+
+
+# ---- app.health_path set: it must answer 2xx --------------------------------------------------------------
+
+
+def test_with_a_health_path_any_2xx_passes(app):
+    done = health(f"{app.base}/empty", "app.example.org", 0, "2xx")
+    assert (done.stdout, done.returncode) == ("204\n", 0), done.stderr
+
+
+def test_with_a_health_path_a_404_fails_at_once_naming_the_rule(app):
+    done = health(f"{app.base}/missing", "app.example.org", 30, "2xx")
+    assert (done.stdout, done.returncode) == (f"404 ({TWO_XX})\n", 1), done.stderr
+    assert len(app.hits("/missing")) == 1
+
+
+def test_an_unknown_rule_is_an_error_that_asks_nothing(app):
+    done = health(f"{app.base}/ok", "app.example.org", 0, "200")
+    assert done.returncode == 2 and "no such rule '200'" in done.stderr
+    assert app.hits("/ok") == []

@@ -53,7 +53,7 @@ DEBIAN_12_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="1
 UBUNTU = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
 FEDORA = 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40 (Server Edition)"\n'
 # The package manager's answer for each package it is asked about ("NAME<TAB>STATUS" lines).
-STATUSES = {"nginx": "installed", "supervisor": "config-files", "python3-venv": "installed"}
+STATUSES = {"nginx": "installed", "supervisor": "config-files"}
 QUERY = "import json, sys\nfor n in sys.argv[2:]: print(n, json.loads(sys.argv[1]).get(n, '?'), sep='\\t')"
 PACKAGE_QUERY = [sys.executable, "-c", QUERY, json.dumps(STATUSES)]  # the names asked about are appended
 SYSTEMCTL = """#!/bin/sh
@@ -90,6 +90,7 @@ class Server:
         self.srv = root / "srv" / APP
         self.releases = self.srv / "releases"
         self.venvs = self.srv / "venvs"
+        self.wheels, self.tools = self.srv / "wheels", self.srv / "tools"
         self.current = self.srv / "current"
         self.nginx = root / "etc" / "nginx"
         self.nginx_pid = root / "run" / "nginx.pid"
@@ -118,6 +119,8 @@ class Server:
             "paths": list(self.described.values()),
             "releases_dir": str(self.releases),
             "venvs_dir": str(self.venvs),
+            "wheels_dir": str(self.wheels),
+            "tools_dir": str(self.tools),
             "current": str(self.current),
             "nginx_conf_dir": str(self.nginx),
             "nginx_pid": str(self.nginx_pid),
@@ -197,6 +200,12 @@ def fill(server: Server) -> None:
         venv.mkdir()
     (venv1 / ".complete").touch()
     (server.venvs / ".partial-v3" / ".complete").touch()
+    for kept in (server.wheels, server.tools):
+        kept.mkdir(parents=True)
+    for name in ("flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl", ".hidden.whl"):
+        (server.wheels / name).write_bytes(b"PK")
+    for name in ("uv-0.9.0", ".uv-0.9.1.tmp"):
+        (server.tools / name).write_bytes(b"\x7fELF")
     old, failed, bare = (server.releases / name for name in (OLD, FAILED, BARE))
     for release in (old, failed):
         (release / META).mkdir(parents=True)
@@ -262,7 +271,7 @@ def running(program: Path, user: int | None = None) -> Iterator[int]:
 def test_a_debian_12_server_gets_the_debian_12_entry_and_its_facts(server, settings):
     facts = server.facts(server.questions(settings))
     assert (facts["platform"], facts["system"]) == ("debian-12", "Debian GNU/Linux 12 (bookworm)")
-    assert facts["python"] == "{}.{}".format(*sys.version_info[:2])
+    assert facts["python"] == "{}.{}.{}".format(*sys.version_info[:3])  # the full version: "3.11.2"
     assert facts["machine"] == os.uname().machine
     assert facts["cpus"] == len(os.sched_getaffinity(0))
     assert facts["app_user"] is None  # no such user
@@ -433,16 +442,20 @@ def test_releases_venvs_and_fingerprint(server, settings):
     ]  # fmt: skip
     assert (facts["venv_dirs"], facts["venvs"]) == (["v1", "v2"], ["v1"])
     assert facts["fingerprint"] == "f1ng3rpr1nt"
+    # The wheels and tools kept: names in wheels/ and tools/, hidden ones (unfinished) left out.
+    assert facts["wheels"] == ["flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl"]
+    assert facts["tools"] == ["uv-0.9.0"]
 
 
 def test_an_empty_server_has_no_releases_venvs_or_fingerprint(server, settings):
     facts = server.facts(server.questions(settings))
     assert (facts["releases"], facts["venvs"], facts["venv_dirs"], facts["fingerprint"]) == ([], [], [], "")
+    assert (facts["wheels"], facts["tools"]) == ([], [])  # no wheels/ or tools/ yet
 
 
 def test_installed_are_the_packages_whose_status_is_the_entry_s_installed_status(server, settings):
     questions = server.questions(settings)
-    assert server.facts(questions)["installed"] == ["nginx", "python3-venv"]
+    assert server.facts(questions)["installed"] == ["nginx"]
     for entry in questions["platforms"]:
         entry["installed"] = "config-files"
     assert server.facts(questions)["installed"] == ["supervisor"]
@@ -557,7 +570,7 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     facts = Facts.from_json(document)
     named = server.described
     assert facts.platform == "debian-12"
-    assert facts.installed == frozenset({"nginx", "python3-venv"})
+    assert facts.installed == frozenset({"nginx"})
     assert facts.app_user is None and facts.app_user_shell is None
     assert facts.listeners == ()
     assert facts.path(named["absent"]) == PathState("absent")
@@ -575,6 +588,8 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.release_venv(BARE) is None
     assert facts.fingerprint == "f1ng3rpr1nt"
     assert (facts.venvs, facts.venv_dirs) == (frozenset({"v1"}), frozenset({"v1", "v2"}))
+    assert facts.wheels == frozenset({"flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl"})
+    assert facts.tools == frozenset({"uv-0.9.0"})
     assert facts.program is None and facts.program_state is None
     assert facts.units == {"nginx": Unit("active", "enabled"), "supervisor": Unit("inactive", "disabled")}
     assert facts.active("nginx") and not facts.active("supervisor")
@@ -600,16 +615,25 @@ def test_an_app_user_and_listeners_read_back_as_typed_facts():
 
 def test_parse_merges_the_json_lines_of_the_output_and_ignores_the_rest(server, settings):
     printed = server.run(server.questions(settings)).stdout
-    output = f"starting\n{json.dumps({'health': '200'})}\n{printed}::note probe done\n"
+    output = f"starting\n{json.dumps({'health': '200', 'healthy': True})}\n{printed}::note probe done\n"
     facts = probe.parse(output)
     assert (facts.platform, facts.health, facts.healthy) == ("debian-12", "200", True)
-    assert facts.installed == frozenset({"nginx", "python3-venv"})
-    assert not probe.parse(output.replace('"200"', '"502"')).healthy
+    assert facts.installed == frozenset({"nginx"})
+    unhealthy = probe.parse(output.replace('"200", "healthy": true', '"502", "healthy": false'))
+    assert (unhealthy.health, unhealthy.healthy) == ("502", False)
+
+
+def test_healthy_is_what_the_check_said_of_its_rule_not_a_status_read_here():
+    # A 302 passes with no app.health_path (the check said so); a status without a verdict is no pass.
+    assert Facts.from_json({"health": "302", "healthy": True}).healthy
+    assert not Facts.from_json({"health": "200"}).healthy
 
 
 def test_the_probe_script_includes_the_lock_and_the_health_check_only_when_asked(settings):
     last = line("run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS"))
-    health = line("run_py", Var("PY_HEALTH"), Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, "--json")
+    health = line(
+        "run_py", Var("PY_HEALTH"), Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, Var("HEALTH_RULE"), "--json"
+    )
     plain = probe.script(settings)
     assert (list(plain.includes), list(plain.lines)) == (["python.sh", "probe.py"], [last])
     assert json.loads(plain.values["PROBE_QUESTIONS"]) == probe.questions(settings)
@@ -626,6 +650,9 @@ def test_the_probe_script_includes_the_lock_and_the_health_check_only_when_asked
     assert list(checked.includes) == ["python.sh", "probe.py", "health.py"]
     assert list(checked.lines) == [health, last]
     assert checked.values["HEALTH_HOST"] == health_host(settings)
+    with_path = probe.script(replace(settings, health_path="/health"), health=True)
+    rules = [(c.values["HEALTH_URL"], c.values["HEALTH_RULE"]) for c in (checked, with_path)]
+    assert rules == [("http://127.0.0.1:80/", "answered"), ("http://127.0.0.1:80/health", "2xx")]
     both = probe.script(settings, holder="alice@laptop", action="deploy", health=True)
     assert (tuple(both.includes), list(both.lines)) == (runtime.PROBE, ["take_lock", health, last])
     assert (plain.title, both.title) == ("probe for a look", "probe for deploy")
@@ -719,7 +746,7 @@ def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
     assert done.returncode == 0, done.stderr
     facts = probe.parse(done.stdout)
     assert (facts.platform, facts.healthy) == ("debian-12", True)
-    assert facts.installed == frozenset({"nginx", "python3-venv"})
+    assert facts.installed == frozenset({"nginx"})
     assert site.hosts == [health_host(settings)]  # one check (timeout 0), with the site's Host
     owner, conn = (lock_root / f"{settings.name}.{name}" for name in ("owner", "conn"))
     assert owner.read_text().startswith("alice@laptop (deploy) since ")
@@ -740,12 +767,28 @@ def test_the_probe_script_prints_the_facts_whatever_the_health(status, server, s
 
 
 @needs_root
+@pytest.mark.parametrize(
+    "health_path, status, healthy",
+    [(None, 302, True), (None, 404, True), ("/health", 404, False), ("/health", 204, True)],
+)
+def test_the_probe_script_reports_healthy_by_the_rule_of_the_health_path(
+    health_path, status, healthy, server, settings, lock_root
+):
+    s = replace(settings, health_path=health_path)
+    with serving(status) as http:
+        done = run_script(server, local_script(s, server, server.questions(s), http.url, lock_root))
+    assert done.returncode == 0, done.stderr
+    facts = probe.parse(done.stdout)
+    assert (facts.health, facts.healthy) == (str(status), healthy)
+
+
+@needs_root
 def test_the_probe_script_exits_with_the_probe_s_exit_code(server, settings, site, lock_root):
     broken = {k: v for k, v in server.questions(settings).items() if k != "app"}
     done = run_script(server, local_script(settings, server, broken, site.url, lock_root))
     assert done.returncode == 1
     assert "KeyError: 'app'" in done.stderr
-    assert json.loads(done.stdout) == {"health": "200"}  # the lock and the health check went well
+    assert json.loads(done.stdout) == {"health": "200", "healthy": True}  # the lock and the check went well
 
 
 def sshd_above_us() -> bool:
@@ -876,7 +919,9 @@ def connection() -> SimpleNamespace:
 def test_run_connects_then_sends_the_probe_script_and_parses_its_facts(
     connection, fake_remote, printed, server, settings
 ):
-    probed = server.run(server.questions(settings)).stdout + json.dumps({"health": "200"}) + "\n"
+    probed = (
+        server.run(server.questions(settings)).stdout + json.dumps({"health": "200", "healthy": True}) + "\n"
+    )
     fake_remote.result = Result(0, probed, "")
     facts = probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy", health=True)
     assert facts is not None and (facts.platform, facts.healthy) == ("debian-12", True)

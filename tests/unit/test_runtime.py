@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks import probe, runtime
+from tasks import commands, probe, runtime
 from tasks.converge import apply_script, plan
 from tasks.facts import PathState, Release
 from tasks.settings import PROJECT_ROOT
 from tasks.shell import Script, line
 from tasks.steps import restart, rollback
-from tests.unit.conftest import converged_facts, fresh_facts, paths_of, plans, situation
+from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plans, situation
 from tests.unit.serverside import run_bash, shellcheck
 
 SHELL_FILES = [p for p in runtime.files() if p.suffix == ".sh"]
@@ -53,6 +53,7 @@ def scripts(s) -> dict[str, Script]:
         "history": Script(
             "history", {"HISTORY_FILE": "/srv/x/history.log"}, runtime.SHOW, [line("show_history")]
         ),
+        "exec": commands.script(s, paths, PLATFORM, "flask --app flaskr init-db", "a@b"),
     }
     assert tuple(made) == KINDS
     return made
@@ -63,7 +64,7 @@ def test_each_shell_file_passes_shellcheck(path: Path):
     assert shellcheck(path.read_text()) == ""
 
 
-KINDS = ("deploy", "rollback", "restart", "restart --hard", "probe", "probe, read-only", "history")
+KINDS = ("deploy", "rollback", "restart", "restart --hard", "probe", "probe, read-only", "history", "exec")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -103,13 +104,14 @@ def test_every_global_the_runtime_reads_is_provided(settings):
         text = path.read_text()
         read |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
         assigned |= set(re.findall(r"(?:^|[\s;])([A-Z][A-Z0-9_]*)=", text))
-    given = set(scripts(settings)["deploy"].values) | set(scripts(settings)["probe"].values)
+    made = scripts(settings)
+    given = set(made["deploy"].values) | set(made["probe"].values) | set(made["exec"].values)
     python = {runtime.python_variable(p.name) for p in PYTHON_FILES}
     assert read - assigned - given - python == set()
 
 
 def test_every_runtime_file_is_in_a_kind_of_script():
-    included = set(runtime.APPLY) | set(runtime.PROBE) | set(runtime.SHOW)
+    included = set(runtime.APPLY) | set(runtime.PROBE) | set(runtime.SHOW) | set(runtime.EXEC)
     assert {p.name for p in runtime.files()} == included
 
 

@@ -1,9 +1,13 @@
 """runtime/switch.sh and apply.sh run here under a scratch root: links switched atomically, a failure
-after a switch undone exactly once, files replaced only when they differ."""
+after a switch undone exactly once, the health gate's rule and its message, files replaced only when
+they differ."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -64,6 +68,85 @@ def test_a_failure_while_switching_back_is_reported_once_and_ends_the_run(tmp_pa
     ], timeout=10)  # fmt: skip
     assert done.returncode == 1
     assert done.stdout.count("::fail push") == 1, done.stdout
+    assert target(tmp_path / "current") == LIVE
+
+
+class Statuses(BaseHTTPRequestHandler):
+    """GET /STATUS answers STATUS (GET /302 redirects to /200)."""
+
+    def do_GET(self):
+        self.send_response(int(self.path.strip("/")))
+        if self.path == "/302":
+            self.send_header("Location", "/200")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def statuses() -> Iterator[str]:
+    """The base URL of a server answering GET /STATUS with STATUS."""
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Statuses)
+    http.daemon_threads = True
+    thread = threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_address[1]}"
+    http.shutdown()
+    http.server_close()
+    thread.join(5)
+
+
+def gate(root: Path, url: str, rule: str, *before: str) -> tuple[int, str]:
+    """The health gate run against `url` under `rule` (after `before`): its exit code and output."""
+    values = scratch_values(root) | {
+        "HEALTH_URL": url, "HEALTH_HOST": "localhost", "HEALTH_RULE": rule, "HEALTH_TIMEOUT": 30,
+        "W": str(root),
+    }  # fmt: skip
+    done = run_functions(values, [
+        "port_taken_by_others() { return 1; }  # stub: no ss here", "reload_app() { :; }",
+        "note_live_release", "begin_step health", *before, "gate", 'echo "::step health ok"',
+    ], timeout=20)  # fmt: skip
+    return done.returncode, done.stdout
+
+
+ANSWERED = "no app.health_path: any answer below 500 passes"
+TWO_XX = "app.health_path must answer 2xx"
+
+
+@pytest.mark.parametrize("status", [200, 302, 404])
+def test_with_no_health_path_the_gate_passes_when_the_app_answered_below_500(tmp_path, statuses, status):
+    assert gate(tmp_path, f"{statuses}/{status}", "answered") == (0, "::step health ok\n")
+
+
+def test_with_no_health_path_a_500_fails_the_gate_naming_the_rule(tmp_path, statuses):
+    code, output = gate(tmp_path, f"{statuses}/500", "answered")
+    assert code == 1
+    assert output.startswith(
+        f"::fail health GET {statuses}/500 (Host: localhost) answered 500 ({ANSWERED}); "
+    )
+    assert "last lines of" in output
+
+
+@pytest.mark.parametrize("status, passes", [(204, True), (200, True), (404, False), (302, False)])
+def test_with_a_health_path_the_gate_wants_2xx(tmp_path, statuses, status, passes):
+    code, output = gate(tmp_path, f"{statuses}/{status}", "2xx")
+    if passes:
+        assert (code, output) == (0, "::step health ok\n")
+    else:
+        assert code == 1
+        assert output.startswith(
+            f"::fail health GET {statuses}/{status} (Host: localhost) answered {status} ({TWO_XX}); "
+        )
+
+
+def test_a_gate_failing_after_a_switch_switches_back_and_names_the_rule_of_both_checks(tmp_path, statuses):
+    code, output = gate(
+        tmp_path, f"{statuses}/404", "2xx", f"note_release {NEW}", f'switch_to "$RELEASES_DIR/{NEW}"'
+    )
+    assert code == 1
+    assert f"answered 404 ({TWO_XX}); " in output and f"; {LIVE} fails too: 404 ({TWO_XX})" in output
     assert target(tmp_path / "current") == LIVE
 
 

@@ -5,14 +5,22 @@ from dataclasses import replace
 from tasks.facts import PathState, User
 from tasks.shell import Var, line
 from tasks.steps import provision
-from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plan_one, script_of
+from tests.unit.conftest import (
+    PLATFORM,
+    converged_facts,
+    fresh_facts,
+    paths_of,
+    plan_one,
+    script_of,
+    situation,
+)
 
 
 def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings):
     step = plan_one(settings, fresh_facts(), provision.STEP)
     assert step.commands[:3] == (
         "update_package_lists",  # empty lists
-        "install_packages nginx supervisor python3-venv",
+        "install_packages nginx supervisor",
         "ensure_app_user",
     )
     paths = paths_of(settings)
@@ -21,6 +29,9 @@ def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings)
     assert 'ensure_dir "$SHARED_DIR"/instance "$APP" "$APP" 750' in step.commands
     assert 'ensure_dir "$LOG_DIR" root adm 750' in step.commands  # supervisord (root) writes there
     assert 'ensure_dir "$SHARED_DIR" root "$APP" 750' in step.commands  # only its leaves are the app's
+    # The wheels the venvs were built from, and uv, which builds them: root's, readable by all.
+    assert 'ensure_dir "$WHEELS_DIR" root root 755' in step.commands
+    assert 'ensure_dir "$TOOLS_DIR" root root 755' in step.commands
     assert step.files["files/tmpfiles.conf"].endswith(b"d /run/flaskdemo 0755 flaskdemo flaskdemo -\n")
     assert line("install_file", Var("W", "/files/tmpfiles.conf"), Var("TMPFILES_CONF"), 644) in step.commands
     assert "nginx" in step.touches  # installing nginx: reload_nginx must look
@@ -48,3 +59,12 @@ def test_only_what_differs_is_changed_and_what_the_app_user_owned_is_taken_back(
         'ensure_dir "$SHARED_DIR" root "$APP" 750',  # as earlier versions made it: the app's
     )
     assert not plan_one(settings, converged, provision.STEP).acts
+
+
+def test_a_server_provisioned_before_uv_lacks_the_tools_dir_and_push_waits_for_provision(settings):
+    converged = converged_facts(settings)
+    paths = paths_of(settings)
+    older = replace(converged, paths={k: v for k, v in converged.paths.items() if k != paths.tools_dir})
+    assert provision.PROVISIONED.missing(situation(settings, older))
+    assert not provision.PROVISIONED.missing(situation(settings, converged))
+    assert plan_one(settings, older, provision.STEP).commands == ('ensure_dir "$TOOLS_DIR" root root 755',)

@@ -2,11 +2,23 @@
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 from tasks.facts import PathState, Release
+from tasks.shell import line
 from tasks.steps import push
 from tasks.steps.push import releases_to_prune
 from tests.unit.conftest import NOW, converged_facts, fresh_facts, paths_of, plan_one, plans, situation
+
+FLASK, JINJA, WERKZEUG = (
+    Path(f"/cache/{name}")
+    for name in (
+        "flask-3.1.3-py3-none-any.whl",
+        "jinja2-3.1.6-py3-none-any.whl",
+        "werkzeug-3.1.9-py3-none-any.whl",
+    )
+)
+APP_WHEEL = Path("/cache/app-0123/flaskr-1.0.0-py3-none-any.whl")
 
 
 def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(settings):
@@ -14,12 +26,19 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
     sit = situation(settings, fresh_facts(), ("push",))
     new = push.release_id(sit.app.content_hash, NOW)
     assert step.commands == (
+        "install_uv",  # the server has no uv yet: it builds the venv
+        line("note", sit.declared.describe()),  # where the dependencies came from
         f"build_venv {sit.venv_id}",
         f"build_release {new} {sit.venv_id}",
         "check_release",  # imported as the app user before the switch
         "switch_to_built",
     )
-    assert "wheels/flask-3.1.3-py3-none-any.whl" in step.files and "wheels/requirements.txt" in step.files
+    assert step.commands[1] == "note 'dependencies from requirements.txt'"
+    assert step.files["tools/uv.whl"] == Path("/cache/uv.whl")
+    assert step.files["wheels/flask-3.1.3-py3-none-any.whl"] == FLASK
+    assert step.files["wheels/manifest"] == b"flask-3.1.3-py3-none-any.whl\n"
+    assert not any(n.startswith("app/") for n in step.files)  # the app is no installable project
+    assert step.cleanup == ("prune_wheels",)  # a venv was built: the wheels no venv uses go
     assert "release/app.py" in step.files
     record = step.files["release/.deploy/release.json"]
     assert b'"user": "alice"' in record and b'"host": "laptop"' in record
@@ -30,13 +49,61 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
 def test_code_change_builds_a_release_on_the_installed_venv_and_new_requirements_ship_wheels(settings):
     probed = replace(converged_facts(settings), fingerprint="other code")
     step = plan_one(settings, probed, push.STEP)
-    assert step.acts and not any(n.startswith("wheels/") for n in step.files)
-    assert not any(c.startswith("build_venv") for c in step.commands) and "switch_to_built" in step.commands
+    assert step.acts and not any(n.startswith(("wheels/", "tools/", "app/")) for n in step.files)
+    assert not any(c.startswith(("install_uv", "note", "build_venv")) for c in step.commands)
+    assert "switch_to_built" in step.commands
     assert "release/.deploy/release.json" in step.files and "files/env.json" in step.files
+    assert "prune_wheels" not in step.cleanup  # no venv built, none pruned: the wheels kept stay
     step = plan_one(
         settings, replace(probed, venvs=frozenset({"old"}), venv_dirs=frozenset({"old"})), push.STEP
     )
-    assert step.commands[0].startswith("build_venv ") and "wheels/requirements.txt" in step.files
+    # The server keeps uv: the venv is built with it, nothing under tools/ travels.
+    assert [c.split()[0] for c in step.commands[:2]] == ["note", "build_venv"]
+    assert "wheels/manifest" in step.files and "tools/uv.whl" not in step.files
+    assert step.cleanup == ("prune_wheels",)
+
+
+def test_only_the_wheels_the_server_lacks_travel_and_the_manifest_lists_all_of_them(settings):
+    probed = replace(
+        converged_facts(settings),
+        venvs=frozenset(),
+        venv_dirs=frozenset(),
+        wheels=frozenset({FLASK.name, "click-8.5.1-py3-none-any.whl"}),
+    )
+    sit = situation(settings, probed, ("push",))
+    sit = replace(sit, wheels=(FLASK, JINJA, WERKZEUG))
+    step = push.STEP.plan_for(sit)
+    shipped = sorted(n for n in step.files if n.startswith("wheels/"))
+    assert shipped == [
+        "wheels/jinja2-3.1.6-py3-none-any.whl",
+        "wheels/manifest",
+        "wheels/werkzeug-3.1.9-py3-none-any.whl",
+    ]
+    assert step.files["wheels/jinja2-3.1.6-py3-none-any.whl"] == JINJA
+    # All of them, the kept one too: the venv gets exactly these (and the server's click is not one).
+    assert step.files["wheels/manifest"].decode().splitlines() == [FLASK.name, JINJA.name, WERKZEUG.name]
+    assert step.commands[:2] == (line("note", sit.declared.describe()), f"build_venv {sit.venv_id}")
+
+
+def test_an_installable_app_ships_its_own_wheel_into_each_release_on_the_same_venv(settings):
+    # A code change of an installable app: the venv stays (a graceful reload), the app's wheel travels
+    # and build_release installs it into the release.
+    probed = converged_facts(settings)
+    sit = replace(situation(settings, probed, ("push",)), app_wheel=APP_WHEEL, now=NOW + timedelta(hours=1))
+    changed = replace(sit.app, content_hash="f" * 64)
+    sit = replace(sit, declared=replace(sit.declared, project="flaskr"), app=changed)
+    step = push.STEP.plan_for(sit)
+    assert step.files["app/flaskr-1.0.0-py3-none-any.whl"] == APP_WHEEL
+    assert not any(n.startswith(("wheels/", "tools/")) for n in step.files)
+    assert step.commands[0].startswith("build_release 2026") and step.commands[0].endswith(sit.venv_id)
+
+
+def test_uv_travels_when_the_server_lacks_it_and_is_installed_first(settings):
+    probed = replace(converged_facts(settings), venvs=frozenset(), venv_dirs=frozenset(), tools=frozenset())
+    sit = replace(situation(settings, probed, ("push",)), uv_wheel=Path("/cache/uv.whl"))
+    step = push.STEP.plan_for(sit)
+    assert step.files["tools/uv.whl"] == Path("/cache/uv.whl")
+    assert [c.split()[0] for c in step.commands[:3]] == ["install_uv", "note", "build_venv"]
 
 
 def test_a_new_app_env_makes_a_new_release_and_travels_only_in_a_file(settings):
@@ -98,5 +165,6 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     assert step.cleanup == (
         f'prune "$RELEASES_DIR" {" ".join(older[:4])}',
         f'prune "$VENVS_DIR" {HALF} {OLD_VENV}',
+        "prune_wheels",  # after the venvs: the wheels none of those left was built from
     )
     assert not any(c.startswith("prune") for c in step.commands)  # only once the whole run succeeded
