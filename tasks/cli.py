@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,20 @@ from fabric.tasks import Task
 from invoke.config import AmbiguousMergeError
 from invoke.exceptions import Exit
 
-from tasks import remote
+from tasks import recap, remote
 from tasks.settings import SECTIONS, WHERE
 
 TRUST = "trust_new_host_key"
 TRUST_HELP = (
     "record the host's key in known_hosts when none is known for it yet (a changed key is still refused)"
 )
+
+
+# The --check flag of the tasks that change a server (tasks/check.py).
+CHECK = {
+    "check": "say what would change and why (diffs of the config files), change nothing; exit 3 when"
+    " something would change, 0 when nothing would"
+}
 
 
 class HostTask(Task):
@@ -44,9 +52,13 @@ def host_task(
     def decorate(body: Callable[..., Any]) -> Task:
         @functools.wraps(body)
         def run(c: Connection, *args: Any, trust_new_host_key: bool = False, **kwargs: Any) -> Any:
-            if trust_new_host_key:
-                remote.trust_new_host_key(c)
-            return body(c, *args, **kwargs)
+            started = time.monotonic()  # the host's run, from its settings on: its recap line says how long
+            try:
+                if trust_new_host_key:
+                    remote.trust_new_host_key(c)
+                return body(c, *args, **kwargs)
+            finally:
+                recap.timed(remote.host_name(c), time.monotonic() - started)
 
         signature = inspect.signature(body)
         flag = inspect.Parameter(TRUST, inspect.Parameter.KEYWORD_ONLY, default=False)

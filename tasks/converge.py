@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fabric import Connection
 
+from tasks import check as checks
 from tasks import dependencies, lock, probe, recap, remote, runtime, settings, wheels
 from tasks.facts import Facts
 from tasks.layout import layout
@@ -83,33 +84,72 @@ def holder(user: str, control_host: str) -> str:
     return f"{user}@{control_host}"
 
 
-def report_outcome(host: str, names: Sequence[str], acting: set[str], result: remote.Result) -> bool:
-    """Print and count each step's outcome from the apply script's markers; False at the first failure."""
-    found = remote.parse_markers(result.stdout)
-    markers = {m.step: m for m in found if m.kind != "note"}
-    failure = next((m for m in markers.values() if m.kind == "fail"), None)
-    changed = 0
-    for name in names:
-        marker = markers.get(name)
-        if name not in acting:
-            recap.report(host, name, "ok")
-        elif marker and marker.kind == "step":
-            recap.report(host, name, marker.text)
-            changed += marker.text == "changed"
+class Progress:
+    """The apply script's output as it comes (a sink for remote.execute), reported line by line: each
+    acting step's line as its marker arrives, with its time on the server; before it, in pipeline order,
+    the lines of the steps the plan left alone (`ok`, no time); after it, its notes. The first failure
+    ends the report; `finish`, once the script ended, reports the steps left."""
+
+    def __init__(self, host: str, names: Sequence[str], acting: set[str]) -> None:
+        self.host, self.names, self.acting = host, list(names), set(acting)
+        self.width = max((len(name) for name in self.names), default=0) + len("  changed")  # STEP  STATUS
+        self.done = 0  # how many of `names` have their line
+        self.notes: dict[str, list[str]] = {}  # the notes of steps whose line is yet to come
+        self.changed = 0
+        self.failed = False
+        self.rest = b""  # the start of a line whose end is yet to come
+
+    def __call__(self, chunk: bytes) -> None:
+        *lines, self.rest = (self.rest + chunk).split(b"\n")
+        for text in lines:
+            self.line(text.decode(errors="replace"))
+
+    def line(self, text: str) -> None:
+        marker = remote.parse_marker(text)
+        if marker is None or self.failed:
+            return
+        if marker.kind != "note":
+            self.reached(marker)
+        elif marker.step in self.names[: self.done]:  # a note after its step's line (cleanup)
+            recap.note(self.host, f"{marker.step}: {marker.text}")
         else:
-            if marker is None and failure and failure.step not in names:  # failed before any step started
-                marker = failure
-            if marker is None:
-                reason = result.last_error(otherwise=f"the apply script exited {result.code}")
-                recap.report(host, name, "failed", f"stopped: {reason}")
-            else:
-                recap.report_failure(host, marker)
+            self.notes.setdefault(marker.step, []).append(marker.text)
+
+    def reached(self, marker: remote.Marker) -> None:
+        """A `::step` or `::fail` line: the steps before the next acting one are ok, then its outcome."""
+        while self.done < len(self.names) and self.names[self.done] not in self.acting:
+            recap.report(self.host, self.names[self.done], "ok")
+            self.done += 1
+        if marker.kind == "fail":  # its step's, or one before any step (the lock) or after all (cleanup)
+            recap.report_failure(self.host, marker)
+            self.failed = True
+        elif self.done < len(self.names) and marker.step == self.names[self.done]:
+            name = self.names[self.done]
+            recap.report(self.host, name, marker.text, seconds=marker.seconds, width=self.width)
+            self.changed += marker.text == "changed"
+            self.done += 1
+            for text in self.notes.pop(name, ()):
+                recap.note(self.host, f"{name}: {text}")
+
+    def finish(self, result: remote.Result) -> bool:
+        """The script ended: its last line if it had no newline, then the steps left (ok, or the first
+        acting one stopped); False when a step failed."""
+        if self.rest:
+            self.line(self.rest.decode(errors="replace"))
+            self.rest = b""
+        if self.failed:
             return False
-        for note in (m for m in found if m.kind == "note" and m.step == name):
-            recap.note(host, f"{name}: {note.text}")
-    if not changed:
-        recap.note(host, "nothing changed")
-    return True
+        for name in self.names[self.done :]:
+            if name in self.acting:  # the script ended without a word on it
+                reason = result.last_error(otherwise=f"the apply script exited {result.code}")
+                recap.report(self.host, name, "failed", f"stopped: {reason}")
+                self.failed = True
+                return False
+            recap.report(self.host, name, "ok")
+            self.done += 1
+        if not self.changed:
+            recap.note(self.host, "nothing changed")
+        return True
 
 
 def read_only(c: Connection, step: str, script: Script) -> str | None:
@@ -125,14 +165,17 @@ def read_only(c: Connection, step: str, script: Script) -> str | None:
     return result.stdout
 
 
-def converge(c: Connection, steps: Sequence[Step], *, action: str, check_health: bool = False) -> bool:
+def converge(
+    c: Connection, steps: Sequence[Step], *, action: str, check_health: bool = False, check: bool = False
+) -> bool:
     """Bring c's host to the state `steps` describe; report each step and count it for the recap.
 
     `action` names the run for the server's lock (taken in the probe, dropped when the apply command
     ends, or when the connection closes) and, for deploy, push, rollback and restart, in its history.
+    With `check`, only say what would change (tasks/check.py): no lock, nothing applied.
     """
     try:
-        return _converge(c, steps, action, check_health)
+        return _converge(c, steps, action, check_health, check)
     finally:
         # Ends the SSH connection now: the lock the probe took lives as long as it (see runtime/lock.sh),
         # so a next run, even a next task of this `fab` command, finds it free.
@@ -140,7 +183,13 @@ def converge(c: Connection, steps: Sequence[Step], *, action: str, check_health:
 
 
 def _situation(
-    s: Settings, facts: Facts, steps: Sequence[Step], app: AppSource | None, user: str, control_host: str
+    s: Settings,
+    facts: Facts,
+    steps: Sequence[Step],
+    app: AppSource | None,
+    user: str,
+    control_host: str,
+    check: bool = False,
 ) -> tuple[Situation | None, tuple[str, str] | None]:
     """What the steps plan from; or, when the kit must not act on this server, the step and why."""
     try:
@@ -155,15 +204,16 @@ def _situation(
     if refused:
         return None, ("check", refused[0])
     if app is not None:
-        stop, situation = _with_app(situation, app)
+        stop, situation = _with_app(situation, app, check)
         if stop:
             return None, ("push", stop)
     return situation, None
 
 
-def _with_app(situation: Situation, app: AppSource) -> tuple[str, Situation]:
+def _with_app(situation: Situation, app: AppSource, check: bool = False) -> tuple[str, Situation]:
     """The situation with the local app and, when the server lacks its venv, the wheels to build it
-    from; or why the app cannot go to this server (before anything on it changes)."""
+    from; or why the app cannot go to this server (before anything on it changes). A check run makes no
+    wheels: it says whether the venv would be built, not from what."""
     s, facts = situation.settings, situation.facts
     try:
         declared = dependencies.declared(app.root, s.gunicorn)
@@ -178,6 +228,8 @@ def _with_app(situation: Situation, app: AppSource) -> tuple[str, Situation]:
         )
     target = Target(facts.python, facts.machine, facts.glibc)
     situation = replace(situation, app=app, declared=declared, venv_id=wheels.venv_id(declared, target))
+    if check:
+        return "", situation
     new_venv, new_release = situation.venv_id not in facts.venvs, not push.is_live(situation)
     try:
         built = wheels.dependencies(declared, target) if new_venv else ()
@@ -189,21 +241,28 @@ def _with_app(situation: Situation, app: AppSource) -> tuple[str, Situation]:
     return "", replace(situation, wheels=built, app_wheel=own, uv_wheel=uv)
 
 
-def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool) -> bool:
+def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool, check: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
     app = read_source(s.src, s.shared_dirs) if any(step.needs_app for step in steps) else None
     user, control_host = getpass.getuser(), socket.gethostname()
-    facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
+    if check:  # read-only: no lock, no health check (the app may write what it is asked)
+        recap.checking(host)
+        facts = probe.run(c, host, s, salt=checks.salt())
+    else:
+        facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
     if facts is None:
         return False
-    situation, stop = _situation(s, facts, steps, app, user, control_host)
+    situation, stop = _situation(s, facts, steps, app, user, control_host, check)
     plans = plan(situation, steps) if situation else []
     stop = stop or next(((p.name, p.blocked) for p in plans if p.blocked), None)
     if stop:
         step, why = stop
         recap.report(host, step, "failed", why)
         return False
+    if check:
+        checks.report(host, plans, facts.configs, s.env)
+        return True
     names = [p.name for p in plans] + (["health"] if check_health else [])
     acting = {p.name for p in plans if p.acts}
     if not acting and (not check_health or facts.healthy):
@@ -215,9 +274,11 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
         acting.add("health")
     files = {name: content for p in plans if p.acts for name, content in p.files.items()}
     script = apply_script(situation, plans, action, check_health)
+    progress = Progress(host, names, acting)  # each step's line as the server reports it
     try:
-        result = remote.execute(c, script.render(), pack(files))
+        result = remote.execute(c, script.render(), pack(files), stdout_to=progress)
     except remote.RemoteError as error:
-        recap.report(host, "apply", "failed", str(error))
+        if not progress.failed:  # the server's own word on a failure says more
+            recap.report(host, "apply", "failed", str(error))
         return False
-    return report_outcome(host, names, acting, result)
+    return progress.finish(result)

@@ -8,27 +8,27 @@ from __future__ import annotations
 from fabric import Connection
 from fabric.tasks import Task
 
-from tasks.cli import host_task
+from tasks.cli import CHECK, host_task
 from tasks.converge import converge
 from tasks.steps import PIPELINE
 from tasks.steps.model import Step
 
 
-@host_task()
-def deploy(c: Connection) -> None:
+@host_task(help=CHECK)
+def deploy(c: Connection, check: bool = False) -> None:
     """The whole pipeline (provision .. enable_boot) over one connection, then a health check via nginx."""
-    converge(c, PIPELINE, action="deploy", check_health=True)
+    converge(c, PIPELINE, action="deploy", check_health=True, check=check)
 
 
 def step_task(step: Step) -> Task:
     """The task that runs one step alone: `fab -H HOST enable_site`."""
 
-    def run(c: Connection) -> None:
-        converge(c, (step,), action=step.name)
+    def run(c: Connection, check: bool = False) -> None:
+        converge(c, (step,), action=step.name, check=check)
 
     run.__name__ = run.__qualname__ = step.name
     run.__doc__ = step.doc
-    return host_task()(run)
+    return host_task(help=CHECK)(run)
 
 
 STEP_TASKS = tuple(step_task(step) for step in PIPELINE)

@@ -54,6 +54,8 @@ class Program:
     state: str  # RUNNING, STARTING, STOPPED, FATAL ...
     pid: int | None
     description: str = ""  # "pid 427, uptime 0:01:02"
+    uptime: int | None = None  # seconds since it started, while it runs
+    workers: int | None = None  # its process's children (gunicorn's workers), while it runs
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,14 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """The app's deploy lock, held by a run whose connection still lives (runtime/lock.sh)."""
+
+    holder: str  # "alice@laptop (deploy)"
+    since: str  # UTC, ISO 8601 ("" when its record does not say)
+
+
+@dataclass(frozen=True)
 class Facts:
     platform: str | None = None  # the platform table's entry for this server (tasks/platform.py)
     system: str = ""  # os-release's PRETTY_NAME
@@ -99,11 +109,20 @@ class Facts:
     venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
     wheels: frozenset[str] = frozenset()  # the wheels the server keeps (wheels/), by file name
     tools: frozenset[str] = frozenset()  # the kit's tools there (tools/): "uv-0.13.8"
+    # Asked by a check run only: the config files' text (None: absent), the live release's files (path ->
+    # sha256; None: it keeps no list) and its app.env as digests salted with `salt` (None: no env file).
+    configs: Mapping[str, str | None] = field(default_factory=dict)
+    release_files: Mapping[str, str] | None = None
+    env_digests: Mapping[str, str] | None = None
+    env_salt: str = ""
     program: Program | None = None  # None when supervisor has no such program or does not run
     units: Mapping[str, Unit] = field(default_factory=dict)
     nginx_stale: bool = False  # a file under nginx's config changed after nginx last loaded it
     health: str | None = None  # the health check's status ("200", "302", "no answer (...)") when asked for
     healthy: bool = False  # the health check passed its rule (runtime/health.py)
+    health_ms: int | None = None  # how long the health check's final request took
+    disk_free: int | None = None  # bytes free under the app's base directory (df's "available")
+    lock: Lock | None = None  # None when no run holds the app's deploy lock
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Facts:
@@ -130,13 +149,26 @@ class Facts:
             venv_dirs=frozenset(doc.get("venv_dirs", ())),
             wheels=frozenset(doc.get("wheels", ())),
             tools=frozenset(doc.get("tools", ())),
-            program=Program(program["state"], program.get("pid") or None, program.get("description", ""))
+            configs=dict(doc.get("configs") or {}),
+            release_files=doc.get("release_files"),
+            env_digests=doc.get("env_digests"),
+            env_salt=doc.get("env_salt", ""),
+            program=Program(
+                program["state"],
+                program.get("pid") or None,
+                program.get("description", ""),
+                program.get("uptime"),
+                program.get("workers"),
+            )
             if program
             else None,
             units={name: Unit(**unit) for name, unit in doc.get("units", {}).items()},
             nginx_stale=bool(doc.get("nginx_stale")),
             health=doc.get("health"),
             healthy=doc.get("healthy") is True,
+            health_ms=doc.get("health_ms"),
+            disk_free=doc.get("disk_free"),
+            lock=Lock(**doc["lock"]) if doc.get("lock") else None,
         )
 
     @property

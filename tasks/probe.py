@@ -16,7 +16,7 @@ from fabric import Connection
 from tasks import lock, recap, remote, settings
 from tasks.facts import Facts
 from tasks.layout import META, Layout, app_paths, health_host, health_rule, health_url, layout
-from tasks.platform import PLATFORMS, Platform, UnsupportedPlatform, by_id
+from tasks.platform import PLATFORMS, SSHD_PROCESS_NAMES, Platform, UnsupportedPlatform, by_id
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
 
@@ -47,23 +47,32 @@ def _entry(s: Settings, platform: Platform) -> dict:
         "venvs_dir": paths.venvs_dir,
         "wheels_dir": paths.wheels_dir,
         "tools_dir": paths.tools_dir,
+        "base_dir": paths.base_dir,  # free space under it
         "current": paths.current,
         "nginx_loaded_stamp": paths.nginx_loaded_stamp,
+        "configs": [paths.nginx_site, paths.supervisor_conf, paths.gunicorn_conf, paths.tmpfiles_conf],
     }
 
 
-def questions(s: Settings) -> dict:
-    """What runtime/probe.py is asked: the app, and each platform's questions (it answers one's)."""
-    return {
+def questions(s: Settings, salt: str = "") -> dict:
+    """What runtime/probe.py is asked: the app, and each platform's questions (it answers one's). With a
+    salt (a check run), also the configs' text, the live release's files and app.env's salted digests."""
+    asked = {
         "os_release": OS_RELEASE,
         "app": {"name": s.name, "meta": META, "port": s.port},
         "platforms": [_entry(s, platform) for platform in PLATFORMS],
+        # Who holds the deploy lock, if anyone: read from its records, never taken (runtime/lock.sh).
+        "lock": {"root": app_paths(s).lock_root, "sshd_process_names": list(SSHD_PROCESS_NAMES)},
     }
+    return {**asked, "salt": salt} if salt else asked
 
 
-def script(s: Settings, *, holder: str = "", action: str = "", health: bool = False) -> Script:
-    """The probe; with a holder it first takes the app's deploy lock for `action` (exit 75 if held)."""
-    values: dict = {"PROBE_QUESTIONS": json.dumps(questions(s))}
+def script(
+    s: Settings, *, holder: str = "", action: str = "", health: bool = False, salt: str = ""
+) -> Script:
+    """The probe; with a holder it first takes the app's deploy lock for `action` (exit 75 if held); with
+    a salt, it also answers what a check run shows (see `questions`)."""
+    values: dict = {"PROBE_QUESTIONS": json.dumps(questions(s, salt))}
     includes, lines = ["python.sh", "probe.py"], []
     if holder:
         paths = app_paths(s)
@@ -115,10 +124,17 @@ def send(c: Connection, host: str, sent: Script) -> remote.Result | None:
 
 
 def run(
-    c: Connection, host: str, s: Settings, *, holder: str = "", action: str = "", health: bool = False
+    c: Connection,
+    host: str,
+    s: Settings,
+    *,
+    holder: str = "",
+    action: str = "",
+    health: bool = False,
+    salt: str = "",
 ) -> Facts | None:
     """Probe c's host; report a failure (unreachable, locked, no python3) for the recap and return None."""
-    probed = send(c, host, script(s, holder=holder, action=action, health=health))
+    probed = send(c, host, script(s, holder=holder, action=action, health=health, salt=salt))
     if probed is None:
         return None
     if probed.code == 0:
@@ -142,11 +158,12 @@ class Found:
     paths: Layout
 
 
-def look(c: Connection, step: str) -> Found | None:
-    """For a read-only task: what the probe finds on c's host (no lock taken), reported as `step`; None,
-    with the reason reported, when it finds nothing."""
+def look(c: Connection, step: str, *, health: bool = False) -> Found | None:
+    """For a read-only task: what the probe finds on c's host (no lock taken; with `health`, the health
+    check through nginx too, once), reported as `step`; None, with the reason reported, when it finds
+    nothing."""
     s, host = settings.load(c), remote.host_name(c)
-    facts = run(c, host, s)
+    facts = run(c, host, s, health=health)
     if facts is None:
         return None
     try:

@@ -3,7 +3,8 @@
 They go to stdout, or to stderr when a task prints a machine-readable document on stdout (--json) or
 leaves it to a command's output (exec). The exit code: 0 when every host succeeded, 75 when the only
 failures are locks held by other runs (try again later), the command's exit code when the only failures
-are commands of the user's that exited non-zero (exec: the first host's), 1 otherwise.
+are commands of the user's that exited non-zero (exec: the first host's), 1 otherwise; a check run
+(--check) that fails nowhere exits 3 when some step would change something.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING
 from tasks.lock import LOCKED_EXIT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tasks.remote import Marker
+
+
+# A check run's word for `changed` (tasks/check.py): counted as changed, said as it is.
+WOULD_CHANGE = "would change"
+EXIT_WOULD_CHANGE = 3  # a check run that found something to change, and no failure
 
 
 @dataclass
@@ -25,12 +33,16 @@ class Tally:
     ok: int = 0
     changed: int = 0
     failed: int = 0
+    checking: bool = False  # a check run: its changes are what would change
 
 
 # One tally per host for the whole `fab` run: Fabric calls the task once per host, the recap comes last.
 _tallies: dict[str, Tally] = {}
 _locked: set[str] = set()  # hosts whose run failed on another run's lock
 _exited: dict[str, int] = {}  # hosts whose run failed by a user's command exiting non-zero: its code
+_failures: dict[str, list[tuple[str, str]]] = {}  # each host's failed steps: (step, message)
+_at_end: list[Callable[[], None]] = []  # what prints a task's one document for all hosts (see at_end)
+_seconds: dict[str, float] = {}  # each host's runs, timed on the control machine (see timed)
 _stream = "stdout"
 
 
@@ -44,20 +56,65 @@ def _out():
     return getattr(sys, _stream)
 
 
-def step_line(host: str, step: str, status: str, message: str = "") -> str:
+def say(text: str) -> None:
+    """Print a line now. A reader that went away (`fab deploy | head`) must not stop the run midway on the
+    server: what it no longer reads is dropped."""
+    try:
+        print(text, file=_out(), flush=True)
+    except BrokenPipeError:
+        setattr(sys, _stream, open(os.devnull, "w"))  # noqa: SIM115 - for the rest of the process
+
+
+def duration(seconds: float) -> str:
+    """A time as the lines say it: `3.1 s`, `2 min 5.3 s`."""
+    tenths = round(seconds, 1)
+    if tenths < 60:
+        return f"{tenths:.1f} s"
+    minutes, rest = divmod(tenths, 60)
+    return f"{int(minutes)} min {rest:.1f} s"
+
+
+def step_line(
+    host: str, step: str, status: str, message: str = "", seconds: float | None = None, width: int = 0
+) -> str:
+    """`HOST  STEP  STATUS`, then `: MESSAGE` or the step's time; `width`: that of the `STEP  STATUS`
+    column, so that the times of a run's lines line up."""
     line = f"{host}  {step}  {status}"
-    return f"{line}: {message}" if message else line
+    if message:
+        return f"{line}: {message}"
+    if seconds is None:
+        return line
+    return f"{host}  {f'{step}  {status}':<{width}}  {duration(seconds):>7}"
 
 
-def recap_line(host: str, tally: Tally) -> str:
-    return f"{host}  ok={tally.ok} changed={tally.changed} failed={tally.failed}"
+def recap_line(host: str, tally: Tally, seconds: float | None = None) -> str:
+    """`HOST  ok=N changed=N failed=N`, then `  in T s`: the host's run on the control machine."""
+    changed = WOULD_CHANGE if tally.checking else "changed"
+    line = f"{host}  ok={tally.ok} {changed}={tally.changed} failed={tally.failed}"
+    return line if seconds is None else f"{line}  in {duration(seconds)}"
 
 
-def report(host: str, step: str, status: str, message: str = "") -> None:
-    """Count a step's outcome (ok, changed or failed) for the recap and print it."""
+def report(
+    host: str, step: str, status: str, message: str = "", *, seconds: float | None = None, width: int = 0
+) -> None:
+    """Count a step's outcome (ok, changed or failed) for the recap and print it (with its time on the
+    server, when given: see `step_line`)."""
     tally = _tallies.setdefault(host, Tally())
-    setattr(tally, status, getattr(tally, status) + 1)
-    print(step_line(host, step, status, message), file=_out(), flush=True)
+    counted = "changed" if status == WOULD_CHANGE else status
+    setattr(tally, counted, getattr(tally, counted) + 1)
+    if status == "failed":
+        _failures.setdefault(host, []).append((step, message))
+    say(step_line(host, step, status, message, seconds, width))
+
+
+def timed(host: str, seconds: float) -> None:
+    """A run on the host took `seconds` (on the control machine): its recap line ends with their sum."""
+    _seconds[host] = _seconds.get(host, 0.0) + seconds
+
+
+def checking(host: str) -> None:
+    """This host's run is a check run: its recap says `would change`, and changes set the exit code."""
+    _tallies.setdefault(host, Tally()).checking = True
 
 
 def locked(host: str, message: str) -> None:
@@ -86,7 +143,19 @@ def exited(host: str, step: str, code: int) -> None:
 
 def note(host: str, message: str) -> None:
     """A line about a host that is no step outcome (e.g. "nothing to change")."""
-    print(f"{host}  {message}", file=_out(), flush=True)
+    say(f"{host}  {message}")
+
+
+def failures(host: str) -> list[tuple[str, str]]:
+    """The steps that failed on a host so far in this run, in order: (step, message)."""
+    return list(_failures.get(host, ()))
+
+
+def at_end(show: Callable[[], None]) -> None:
+    """Have `show` print a task's one document for all hosts (status: a table, or JSON) once, after the
+    last host and before the recap lines: Fabric calls a task once per host, so it collects, then shows."""
+    if show not in _at_end:
+        _at_end.append(show)
 
 
 def failed_hosts() -> list[str]:
@@ -103,17 +172,21 @@ def exit_code(failed: list[str]) -> int:
 
 
 def _finish() -> None:
+    for show in _at_end:
+        show()
     if not _tallies:
         return
-    print(file=_out())
+    say("")
     for host, tally in _tallies.items():
-        print(recap_line(host, tally), file=_out())
+        say(recap_line(host, tally, _seconds.get(host)))
     sys.stdout.flush()
     sys.stderr.flush()
     # Tasks do not raise on a failed host, so the next hosts still run; the exit code comes from here.
     failed = failed_hosts()
     if failed:
         os._exit(exit_code(failed))
+    if any(tally.checking and tally.changed for tally in _tallies.values()):
+        os._exit(EXIT_WOULD_CHANGE)
 
 
 atexit.register(_finish)

@@ -9,7 +9,7 @@ from fabric import Connection
 
 from tasks import history as deploy_history
 from tasks import probe, recap, runtime, settings
-from tasks.cli import host_task
+from tasks.cli import CHECK, host_task
 from tasks.converge import converge, read_only
 from tasks.facts import Facts
 from tasks.layout import Layout, app_paths
@@ -69,10 +69,15 @@ def render(releases: list[Release], as_json: bool = False) -> str:
     )
 
 
-@host_task(help={"to": "the id of the release to go back to (see `fab releases`); default: the previous one"})
-def rollback(c: Connection, to: str = "") -> None:
+@host_task(
+    help={
+        "to": "the id of the release to go back to (see `fab releases`); default: the previous one",
+        **CHECK,
+    }
+)
+def rollback(c: Connection, to: str = "", check: bool = False) -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
-    converge(c, (rollback_step.step(to),), action="rollback", check_health=True)
+    converge(c, (rollback_step.step(to),), action="rollback", check_health=True, check=check)
 
 
 @host_task(help={"json": "print the list as JSON (id, time, user, host, venv, current, previous, failed)"})

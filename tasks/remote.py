@@ -28,9 +28,11 @@ CHUNK = 1 << 16
 
 Sink = Callable[[bytes], object]  # takes a command's output as it comes (see `collect`)
 
-# Lines the server scripts print to report on steps: `::step NAME ok|changed`, `::fail NAME message`,
-# and `::note NAME message` (something the user should know, e.g. that the app was restarted).
+# Lines the server scripts print to report on steps: `::step NAME ok|changed SECONDS` (the step's time on
+# the server; an older server script leaves it out), `::fail NAME message`, and `::note NAME message`
+# (something the user should know, e.g. that the app was restarted).
 MARKER = re.compile(r"^::(step|fail|note) (\S+) ?(.*)$")
+TIMED = re.compile(r"^(\S+) (\d+(?:\.\d+)?)$")  # a step's status and its time
 
 
 class RemoteError(Exception):
@@ -54,16 +56,22 @@ class Marker:
     kind: str  # "step", "fail" or "note"
     step: str
     text: str  # the status of a "step", the message of a "fail" or a "note"
+    seconds: float | None = None  # a "step"'s time on the server, when it says
+
+
+def parse_marker(line: str) -> Marker | None:
+    """The marker a line of a script's output is, or None."""
+    match = MARKER.match(line.strip())
+    if not match:
+        return None
+    kind, step, text = match.groups()
+    timed = TIMED.match(text) if kind == "step" else None
+    return Marker(kind, step, timed[1], float(timed[2])) if timed else Marker(kind, step, text)
 
 
 def parse_markers(stdout: str) -> list[Marker]:
     """The marker lines of a script's output, in order; other lines are ignored."""
-    found = []
-    for line in stdout.splitlines():
-        match = MARKER.match(line.strip())
-        if match:
-            found.append(Marker(*match.groups()))
-    return found
+    return [marker for line in stdout.splitlines() if (marker := parse_marker(line))]
 
 
 def host_name(c: Connection) -> str:
@@ -157,14 +165,16 @@ def execute(
     *,
     stdout_to: Sink | None = None,
     stderr_to: Sink | None = None,
+    endless: bool = False,
 ) -> Result:
     """Run `script` as root on c's host, feeding `stdin`; one exec on the already open connection. Its
-    output is collected, or passed to `stdout_to` and `stderr_to` as it comes (see `collect`).
+    output is collected, or passed to `stdout_to` and `stderr_to` as it comes (see `collect`). Within
+    the command timeout, unless `endless` (a command that runs until the user stops it: logs --follow).
 
     A raw channel rather than c.run(): Invoke decodes stdin as text, which would corrupt a tar stream.
     """
     connect(c)
-    timeout = c.config.timeouts.command
+    timeout = 0 if endless else c.config.timeouts.command
     deadline = time.monotonic() + timeout if timeout else float("inf")
     try:
         channel = c.client.get_transport().open_session()

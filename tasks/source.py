@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Never part of a release: caches and local venvs (and the shared directories, linked in instead).
@@ -16,11 +16,12 @@ class AppSource:
     root: Path
     files: tuple[str, ...]  # relative POSIX paths
     content_hash: str  # sha256 over paths, exec bits and contents
+    hashes: Mapping[str, str] = field(default_factory=dict)  # path -> sha256 of its content
 
 
 def read_source(root: Path, shared_dirs: Iterable[str] = ("instance",)) -> AppSource:
     """The files of a release: everything under root but caches and the shared directories."""
-    files = []
+    files, hashes = [], {}
     digest = hashlib.sha256()
     shared = tuple(f"{d}/" for d in shared_dirs)
     for path in sorted(root.rglob("*")):
@@ -33,6 +34,8 @@ def read_source(root: Path, shared_dirs: Iterable[str] = ("instance",)) -> AppSo
         ):
             continue
         files.append(relative.as_posix())
+        content = hashlib.sha256(path.read_bytes())
+        hashes[relative.as_posix()] = content.hexdigest()
         digest.update(f"{relative.as_posix()}\0{path.stat().st_mode & 0o100}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return AppSource(root, tuple(files), digest.hexdigest())
+        digest.update(content.digest())
+    return AppSource(root, tuple(files), digest.hexdigest(), hashes)

@@ -30,6 +30,7 @@ APPLY = (
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)
+FOLLOW = ("lock.sh", "show.sh")  # follow_logs: tail ends with the connection lock.sh finds
 # A command in the live release (tasks/commands.py): as_app of release.sh, the lock held while it runs.
 EXEC = ("lock.sh", "release.sh", "with_env.py", "exec.sh")
 

@@ -7,8 +7,10 @@
 #          LIVE_DIR and RELEASE (see switch.sh)
 # Defines: begin_apply, begin_step, end_step, changed, note, die, quiet, error_line, install_file, record,
 #          finish_run
-# Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), W (the files sent)
-# Output:  marker lines, the only thing the control machine reads: `::step NAME ok|changed`,
+# Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), STEP_START (when the step
+#          began: $EPOCHREALTIME), W (the files sent)
+# Output:  marker lines, the only thing the control machine reads, each as it happens:
+#          `::step NAME ok|changed SECONDS` (the step's time on the server, e.g. 3.142),
 #          `::fail NAME message`, `::note NAME message`.
 
 begin_apply() {  # the lock kept, the live release noted, the files on stdin unpacked into $W
@@ -28,11 +30,17 @@ begin_apply() {  # the lock kept, the live release noted, the files on stdin unp
 }
 
 begin_step() {  # NAME
-    STEP=$1 CHANGED=0
+    STEP=$1 CHANGED=0 STEP_START=${EPOCHREALTIME:-}
 }
 
-end_step() {
-    if [ "$CHANGED" = 1 ]; then echo "::step $STEP changed"; else echo "::step $STEP ok"; fi
+end_step() {  # its line, with the step's time on the server in seconds ($EPOCHREALTIME: bash 5)
+    local status=ok took="" start=${STEP_START:-} now=${EPOCHREALTIME:-} us
+    [ "$CHANGED" = 1 ] && status=changed
+    if [ -n "$start" ] && [ -n "$now" ]; then
+        us=$((${now/[.,]/} - ${start/[.,]/}))
+        printf -v took ' %d.%03d' $((us / 1000000)) $((us / 1000 % 1000))
+    fi
+    echo "::step $STEP $status$took"
 }
 
 changed() {  # this step changed the server (its line says `changed`, and the recap counts it)

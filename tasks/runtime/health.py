@@ -12,7 +12,8 @@ under `2xx`: no such route) is final at once.
 
 Prints the final status ("200", "500", "no answer (reason)"), followed by the rule in parentheses when
 it fails, and exits 0 when it passes, 1 when not; with --json, a report for the probe: the line
-{"health": STATUS, "healthy": true|false}, exit 0. Runs with the server's python3, so curl is not needed.
+{"health": STATUS, "healthy": true|false, "health_ms": MS}, exit 0, MS being how long the final request
+took, in milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed.
 """
 
 import json
@@ -56,12 +57,14 @@ def main(url, host, timeout, rule, as_json=False):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirects())
     deadline = time.monotonic() + float(timeout)
     while True:
+        started = time.monotonic()
         status = status_of(opener, url, host)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
         passed = passes(status, rule)
         waiting_helps = status in RETRY or status.startswith("no answer")
         if passed or not waiting_helps or time.monotonic() >= deadline:
             if as_json:
-                print(json.dumps({"health": status, "healthy": passed}))
+                print(json.dumps({"health": status, "healthy": passed, "health_ms": elapsed_ms}))
                 return 0
             print(status if passed else f"{status} ({RULES[rule][1]})")
             return 0 if passed else 1

@@ -195,7 +195,84 @@ def program(socket_path, name):
         info = rpc.supervisor.getProcessInfo(name)
     except Exception:  # no such program, supervisord down, or it will not say: the steps ask supervisorctl
         return None
-    return {"state": info["statename"], "pid": info["pid"], "description": info["description"]}
+    running = info["statename"] == "RUNNING" and info["pid"]
+    return {
+        "state": info["statename"],
+        "pid": info["pid"],
+        "description": info["description"],
+        "uptime": info.get("now", 0) - info["start"] if running and info.get("start") else None,
+        "workers": len(children(info["pid"])) if running else None,
+    }
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (which may hold spaces): state, parent, ...
+    (field 22, the start time, is [19]); None when there is no such process."""
+    _, sep, rest = read_text(f"/proc/{pid}/stat").rpartition(") ")
+    return rest.split() if sep else None
+
+
+def children(pid):
+    """The processes whose parent is `pid` (a gunicorn master's workers), from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        fields = proc_stat(name) if name.isdigit() else None
+        if fields and fields[1] == str(pid):
+            found.append(int(name))
+    return found
+
+
+def disk_free(path):
+    """Bytes free for the app's files under `path` (as `df` shows them available); on a fresh server,
+    under the nearest directory above it that exists."""
+    while True:
+        try:
+            info = os.statvfs(path)
+        except OSError:
+            if os.path.dirname(path) == path:
+                return None
+            path = os.path.dirname(path)
+            continue
+        return info.f_bavail * info.f_frsize
+
+
+def is_connection(conn, sshd_names):
+    """Whether a lock's connection record ("PID START") is an sshd process that still runs: the same test
+    as runtime/lock.sh's is_connection (a reused PID has another start time)."""
+    if len(conn) != 2 or not conn[0].isdigit():
+        return False
+    fields = proc_stat(conn[0])
+    comm = read_text(f"/proc/{conn[0]}/comm").strip()
+    return bool(fields) and len(fields) > 19 and fields[19] == conn[1] and comm in sshd_names
+
+
+def flocked(path):
+    """Whether a process holds a flock on `path`, as /proc/locks lists it: looked at, never taken."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in read_text("/proc/locks").splitlines():
+        words = line.split()
+        if "FLOCK" in words and "->" not in words and where in words:  # "->": a waiter, not a holder
+            return True
+    return False
+
+
+def lock_holder(lock, app):
+    """Who holds the app's deploy lock and since when, from runtime/lock.sh's records; None when it is
+    free. A run that ended leaves its records: they count while the holder's connection lives, or while
+    a run whose connection is gone still applies (it holds APP.run), as lock.sh counts them."""
+    base = os.path.join(lock["root"], app)
+    owner = read_text(base + ".owner").strip()
+    if not owner:
+        return None
+    alive = is_connection(read_text(base + ".conn").split(), lock["sshd_process_names"])
+    if not alive and not flocked(base + ".run"):
+        return None
+    holder, sep, since = owner.rpartition(" since ")
+    return {"holder": holder, "since": since} if sep else {"holder": owner, "since": ""}
 
 
 def nginx_stale(platform):
@@ -251,6 +328,29 @@ def glibc():
         return ""
 
 
+def detail(platform, app, salt):
+    """For a check run: the config files' text (None when absent), the live release's list of files (path
+    -> sha256, None when it keeps none) and its app.env as salted digests: what changes, never a value."""
+    live = os.path.join(platform["current"], app["meta"])
+    try:
+        files = json.loads(read_text(os.path.join(live, "files.json")))
+    except ValueError:
+        files = None
+    try:
+        env = json.loads(read_text(os.path.join(live, "env.json")))
+    except ValueError:
+        env = {}
+    digests = {
+        key: hashlib.sha256("\0".join((salt, key, value)).encode()).hexdigest() for key, value in env.items()
+    }
+    return {
+        "configs": {path: read_text(path) if os.path.isfile(path) else None for path in platform["configs"]},
+        "release_files": files,
+        "env_digests": digests if os.path.isfile(os.path.join(live, "env.json")) else None,
+        "env_salt": salt,
+    }
+
+
 def probe(questions):
     release = os_release(questions["os_release"])
     app = questions["app"]
@@ -283,7 +383,11 @@ def probe(questions):
         "program": program(platform["supervisor_socket"], app["name"]),
         "units": units(platform["units"]),
         "nginx_stale": nginx_stale(platform),
+        "disk_free": disk_free(platform["base_dir"]),
+        "lock": lock_holder(questions["lock"], app["name"]),
     })  # fmt: skip
+    if "salt" in questions:
+        facts.update(detail(platform, app, questions["salt"]))
     return facts
 
 

@@ -11,7 +11,10 @@ def plan(sit: Situation) -> StepPlan:
     units = sit.platform.units
     if all(sit.facts.enabled(unit) for unit in units):
         return StepPlan("enable_boot")
-    return StepPlan("enable_boot", (line("enable_at_boot", *units),))
+    off = [unit for unit in units if not sit.facts.enabled(unit)]
+    return StepPlan(
+        "enable_boot", (line("enable_at_boot", *units),), why=(f"enable at boot: {' '.join(off)}",)
+    )
 
 
 STEP = Step(

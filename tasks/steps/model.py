@@ -31,6 +31,10 @@ class StepPlan:
     cleanup: tuple[str, ...] = ()  # lines run once the whole run succeeded (pruning)
     touches: frozenset[str] = frozenset()  # what it may change that later steps care about ("nginx")
     blocked: str = ""  # a missing prerequisite: one line naming the task to run first
+    # What a check run (--check) shows of it: why it acts and what it would do, in lines for people, and
+    # the config files it writes (server path -> the text they would hold), shown as diffs.
+    why: tuple[str, ...] = ()
+    writes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def acts(self) -> bool:

@@ -17,7 +17,8 @@ def plan_backup_default(sit: Situation) -> StepPlan:
     installed = sit.platform.packages.nginx in facts.installed
     if facts.exists(paths.nginx_default_backup) or (installed and not facts.exists(paths.nginx_default)):
         return StepPlan("backup_default")
-    return StepPlan("backup_default", (line("backup_default_site"),))
+    why = (f"copy {paths.nginx_default} to {paths.nginx_default_backup} (once)",)
+    return StepPlan("backup_default", (line("backup_default_site"),), why=why)
 
 
 def plan_enable_site(sit: Situation) -> StepPlan:
@@ -30,11 +31,18 @@ def plan_enable_site(sit: Situation) -> StepPlan:
         and not (replaces_default and facts.exists(paths.nginx_default_link))
     ):
         return StepPlan("enable_site")
+    why = []
+    if facts.link(paths.nginx_link) != paths.nginx_site:
+        why.append(f"link {paths.nginx_link} -> {paths.nginx_site}")
+    if replaces_default and facts.exists(paths.nginx_default_link):
+        why.append(f"disable the stock site ({paths.nginx_default_link}): this site is the default server")
     return StepPlan(
         "enable_site",
         (line("enable_site", "files/nginx-site", int(replaces_default)),),
         {"files/nginx-site": site.encode()},
         touches=frozenset({"nginx"}),
+        why=tuple(why),
+        writes={paths.nginx_site: site},
     )
 
 
@@ -44,7 +52,13 @@ def plan_reload_nginx(sit: Situation) -> StepPlan:
     # an earlier step may change that config.
     if facts.active(sit.platform.nginx_unit) and not facts.nginx_stale and not sit.earlier_touches("nginx"):
         return StepPlan("reload_nginx")
-    return StepPlan("reload_nginx", (line("reload_nginx", int(facts.nginx_stale)),))
+    if not facts.active(sit.platform.nginx_unit):
+        why = "nginx is not running: start it"
+    elif facts.nginx_stale:
+        why = "nginx's config changed since nginx loaded it: reload nginx"
+    else:
+        why = "an earlier step changes nginx's config: reload nginx (if nginx -t passes)"
+    return StepPlan("reload_nginx", (line("reload_nginx", int(facts.nginx_stale)),), why=(why,))
 
 
 BACKUP_DEFAULT = Step(

@@ -52,15 +52,20 @@ def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, 
 
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, platform = sit.settings, sit.facts, sit.layout, sit.platform
-    commands = []
+    commands, why = [], []
     missing = [p for p in platform.packages.all() if p not in facts.installed]
     if missing:
         age = facts.package_lists_age
         if age is None or age > s.apt_cache_valid_time:
             commands.append(line("update_package_lists"))
+            why.append("package lists " + ("missing" if age is None else f"{age} s old") + ": update them")
         commands.append(line("install_packages", *missing))
+        why.append(f"install packages: {' '.join(missing)}")
     if facts.app_user_shell != platform.nologin_shell:
         commands.append(line("ensure_app_user"))
+        why.append(
+            f"system user {paths.app}: " + ("create it" if facts.app_user is None else "no login shell")
+        )
 
     def account(name: str) -> Word:
         return Var("APP") if name == paths.app else name
@@ -68,16 +73,19 @@ def plan(sit: Situation) -> StepPlan:
     for path, owner, group, mode in directories(paths, platform):
         if facts.directory(path) != f"{owner}:{group}:{mode}":
             commands.append(line("ensure_dir", ref(paths, path), account(owner), account(group), mode))
+            now = facts.directory(path)
+            why.append(f"directory {path}: {owner}:{group} {mode}" + (f" (now {now})" if now else " (new)"))
     tmpfiles = configs.tmpfiles(s, paths)
-    files = {}
+    files, writes = {}, {}
     if facts.sha256(paths.tmpfiles_conf) != configs.sha256(tmpfiles):
         files["files/tmpfiles.conf"] = tmpfiles.encode()
+        writes[paths.tmpfiles_conf] = tmpfiles
         commands.append(
             line("install_file", Var("W", "/files/tmpfiles.conf"), ref(paths, paths.tmpfiles_conf), 644)
         )
     # Installing nginx changes its config: a later reload_nginx must look.
     touches = frozenset({"nginx"}) if platform.packages.nginx in missing else frozenset()
-    return StepPlan("provision", tuple(commands), files, touches=touches)
+    return StepPlan("provision", tuple(commands), files, touches=touches, why=tuple(why), writes=writes)
 
 
 STEP = Step(

@@ -22,6 +22,8 @@ from tasks.source import AppSource
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
 
+# The release's files (path -> sha256), kept in its .deploy/: a check run compares the next one with it.
+FILES = "files.json"
 # The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
 SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
 
@@ -110,6 +112,7 @@ def plan(sit: Situation) -> StepPlan:
     }  # fmt: skip
     files[f"release/{META}/release.json"] = (json.dumps(record) + "\n").encode()
     files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
+    files[f"release/{META}/{FILES}"] = json.dumps(app.hashes, sort_keys=True).encode()
     files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, paths, facts.cpus).items()})
     files["files/env.json"] = env_json(s).encode()
     commands += [line("build_release", new, sit.venv_id), line("check_release")]
@@ -131,7 +134,63 @@ def plan(sit: Situation) -> StepPlan:
     ]
     if venvs or sit.venv_id not in facts.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
-    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup))
+    why = explain(sit, new)
+    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup), why=why)
+
+
+LISTED = 20  # files a check run names, of each kind (new, changed, removed)
+
+
+def env_digest(salt: str, key: str, value: str) -> str:
+    """What the probe says of one app.env entry on the server (runtime/probe.py `detail`)."""
+    return hashlib.sha256("\0".join((salt, key, value)).encode()).hexdigest()
+
+
+def explain(sit: Situation, new: str) -> tuple[str, ...]:
+    """What the push would do, for a check run: the release's files against the live one's, the venv,
+    app.env (keys only), and how the app moves to it."""
+    s, facts, app = sit.settings, sit.facts, sit.app
+    assert app is not None
+    live = facts.link_name(sit.layout.current)
+    lines = [f"release {new}" + (f", after {live}" if live else ", the first")]
+    if live and facts.release_files is not None:
+        before = facts.release_files
+        kinds = (
+            ("+", sorted(set(app.hashes) - set(before))),
+            ("~", sorted(p for p in app.hashes if p in before and before[p] != app.hashes[p])),
+            ("-", sorted(set(before) - set(app.hashes))),
+        )
+        for mark, paths in kinds:
+            lines += [f"  {mark} {path}" for path in paths[:LISTED]]
+            lines += [f"  {mark} ... and {len(paths) - LISTED} more"] if len(paths) > LISTED else []
+        if not any(paths for _, paths in kinds):
+            lines.append("  the app's files are the live release's (what else changed: below)")
+    elif live:
+        lines.append(f"  {len(app.files)} files (the live release keeps no list of its own to compare)")
+    else:
+        lines.append(f"  {len(app.files)} files")
+    if sit.venv_id in facts.venvs:
+        lines.append(f"venv {sit.venv_id}: reused")
+    else:
+        assert sit.declared is not None
+        lines.append(f"venv {sit.venv_id}: built ({sit.declared.describe()})")
+    if facts.env_digests is not None:
+        theirs = facts.env_digests
+        ours = {key: env_digest(facts.env_salt, key, value) for key, value in s.env.items()}
+        for key in sorted(set(ours) | set(theirs)):
+            if key not in theirs:
+                lines.append(f"app.env: + {key}=****")
+            elif key not in ours:
+                lines.append(f"app.env: - {key}")
+            elif ours[key] != theirs[key]:
+                lines.append(f"app.env: ~ {key}=**** (a new value)")
+    if not live:
+        lines.append("then: the app starts on it (supervisor_update)")
+    elif sit.venv_id == facts.release_venv(live):
+        lines.append(f"then: {sit.layout.app} reloads onto it gracefully (no request dropped)")
+    else:
+        lines.append(f"then: {sit.layout.app} restarts onto it (another venv: a gap of a second or two)")
+    return tuple(lines)
 
 
 STEP = Step(

@@ -27,7 +27,10 @@ def plan(sit: Situation, to: str) -> StepPlan:
         return StepPlan(
             "rollback", blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead"
         )
-    return StepPlan("rollback", (line("roll_back_to", target),))
+    live = facts.link_name(paths.current)
+    how = "a graceful reload" if venv == facts.release_venv(live or "") else "a restart (another venv)"
+    why = (f"current -> {target} (from {live}), with the configs it was deployed with; {how}",)
+    return StepPlan("rollback", (line("roll_back_to", target),), why=why)
 
 
 def step(to: str = "") -> Step:

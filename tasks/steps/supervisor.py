@@ -27,7 +27,19 @@ def plan(sit: Situation) -> StepPlan:
     ):
         return StepPlan("supervisor_update")
     files = {"files/gunicorn.conf.py": gunicorn.encode(), "files/supervisor.conf": program.encode()}
-    return StepPlan("supervisor_update", (line("supervisor_update", *files),), files)
+    same = facts.sha256(paths.supervisor_conf) == configs.sha256(program) and facts.sha256(
+        paths.gunicorn_conf
+    ) == configs.sha256(gunicorn)
+    if not same:
+        why = f"{paths.app}'s program or gunicorn config changes: restart {paths.app}"
+    elif not facts.active(sit.platform.supervisor_unit):
+        why = "supervisor is not running: start it, and the app with it"
+    else:
+        why = f"{paths.app} is {facts.program_state or 'not a program of supervisor'}: start it"
+    writes = {paths.supervisor_conf: program, paths.gunicorn_conf: gunicorn}
+    return StepPlan(
+        "supervisor_update", (line("supervisor_update", *files),), files, why=(why,), writes=writes
+    )
 
 
 STEP = Step(

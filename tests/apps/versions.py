@@ -34,6 +34,17 @@ class Version:
     override: Path  # the runtime config deploying it: `fab -f OVERRIDE ...`
     page: str  # what it serves at /
 
+    def overlaid(self, workdir: Path, **sections: dict) -> Path:
+        """A runtime config: this version's settings with `sections` laid over them, key by key."""
+        settings = yaml.safe_load(self.override.read_text())
+        for section, values in sections.items():
+            settings[section] = (
+                {**settings.get(section, {}), **values} if isinstance(values, dict) else values
+            )
+        path = workdir / f"config-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        return path
+
     @property
     def expected(self) -> str:
         """What a correct release of this label serves at / (differs from `page` for a wrong-page version)."""

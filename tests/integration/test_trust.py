@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import fab as fab_cli
 from tests.apps.versions import AppVersions, Version
@@ -79,14 +78,7 @@ class Server:
 
     def config(self, **sections) -> Path:
         """A runtime config: the live version's settings with `sections` laid over them."""
-        settings = yaml.safe_load(self.live.override.read_text())
-        for section, values in sections.items():
-            settings[section] = (
-                values if not isinstance(values, dict) else {**settings.get(section, {}), **values}
-            )
-        path = self.work / f"config-{uuid.uuid4().hex[:8]}.yaml"
-        path.write_text(yaml.safe_dump(settings))
-        return path
+        return self.live.overlaid(self.work, **sections)
 
 
 @pytest.fixture(scope="module")

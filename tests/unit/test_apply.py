@@ -1,4 +1,6 @@
-"""runtime/apply.sh: the one line a failure shows is the one that names the error."""
+"""runtime/apply.sh: the one line a failure shows is the one that names the error; each step's line."""
+
+import re
 
 import pytest
 
@@ -39,3 +41,15 @@ def test_the_line_shown_is_the_last_that_names_an_error_else_the_last(output, ex
     done = run_functions({"OUT": output}, ['error_line "$OUT"'], includes=("apply.sh",))
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{expected}\n"
+
+
+def test_a_steps_line_says_its_outcome_and_its_time_on_the_server():
+    done = run_functions({}, [
+        "begin_step provision", "sleep 0.2", "changed", "end_step", "begin_step push", "end_step",
+        "unset EPOCHREALTIME", "begin_step health", "end_step",  # a bash older than 5: no time
+    ], includes=("apply.sh",))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    provision, push, health = done.stdout.splitlines()
+    assert re.fullmatch(r"::step provision changed 0\.[2-9]\d\d", provision), provision
+    assert re.fullmatch(r"::step push ok 0\.0\d\d", push), push
+    assert health == "::step health ok"

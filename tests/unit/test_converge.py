@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 
 from tasks import recap, wheels
-from tasks.converge import _with_app, apply_script, pack, report_outcome
+from tasks.converge import Progress, _with_app, apply_script, pack
 from tasks.remote import Result
 from tasks.shell import VALUES_END
 from tasks.source import read_source
 from tasks.steps.model import StepPlan
 from tests.unit.conftest import converged_facts, fresh_facts, plans, situation
+
+
+def report_outcome(host: str, names: list[str], acting: set[str], result) -> bool:
+    """The steps' lines from an apply script's whole output, as Progress reports them while it comes."""
+    progress = Progress(host, names, acting)
+    progress(result.stdout.encode())
+    return progress.finish(result)
 
 
 def body(script) -> list[str]:
@@ -78,6 +85,114 @@ def test_notes_are_printed_after_their_step(capsys):
         "h-note  push: other dependencies: gunicorn restarted",
     ]
     del recap._tallies["h-note"]
+
+
+@pytest.fixture
+def tallies(monkeypatch) -> dict[str, recap.Tally]:
+    """The recap's counts, for this test alone."""
+    monkeypatch.setattr(recap, "_tallies", {})
+    if hasattr(recap, "_failures"):
+        monkeypatch.setattr(recap, "_failures", {})
+    return recap._tallies
+
+
+DEPLOY = ["provision", "push", "backup_default", "enable_site", "health"]
+ACTING = {"provision", "push", "enable_site", "health"}  # backup_default: done already, says the plan
+
+
+def fed(progress: Progress, output: bytes, capsys, size: int = 1) -> list[tuple[int, str]]:
+    """The output given to `progress` in chunks of `size` bytes: each line it printed, with how many
+    bytes had come when it did."""
+    printed = []
+    for end in range(size, len(output) + size, size):
+        progress(output[end - size : end])
+        printed += [(min(end, len(output)), text) for text in capsys.readouterr().out.splitlines()]
+    return printed
+
+
+def test_each_steps_line_is_printed_as_its_marker_arrives_with_its_time(capsys, tallies):
+    output = (
+        "::step provision changed 3.142\n"
+        "Reading package lists... caf\u00e9\n"  # not a marker; split inside a character too
+        "::note push other dependencies: gunicorn restarted\n"
+        "::step push changed 12.04\n"
+        "::step enable_site ok 0.012\n"
+        "::step health ok 0.31\n"
+    ).encode()
+    progress = Progress("h-live", DEPLOY, ACTING)
+    printed = fed(progress, output, capsys)
+    assert progress.finish(Result(0, "", ""))
+    assert [text for _, text in printed] == [
+        "h-live  provision  changed         3.1 s",
+        "h-live  push  changed             12.0 s",
+        "h-live  push: other dependencies: gunicorn restarted",
+        "h-live  backup_default  ok",  # between the steps around it, as the pipeline orders them
+        "h-live  enable_site  ok            0.0 s",
+        "h-live  health  ok                 0.3 s",
+    ]
+    # Each line as soon as the line of its marker ended, not a byte later; the notes with their step.
+    ends = [output.index(marker) + len(marker) for marker in (b"3.142\n", b"12.04\n", b"0.012\n", b"0.31\n")]
+    assert [at for at, _ in printed] == [ends[0], ends[1], ends[1], ends[2], ends[2], ends[3]]
+    assert capsys.readouterr().out == ""  # finish: nothing left to say, something changed
+    assert tallies["h-live"] == recap.Tally(ok=3, changed=2, failed=0)
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_the_lines_do_not_depend_on_how_the_output_is_cut(capsys, tallies, size):
+    output = (
+        b"::step provision ok 0.5\n::note push gunicorn restarted\n::step push changed 2\n::step health ok 1"
+    )
+    progress = Progress(f"h-cut{size}", ["provision", "push", "health"], {"provision", "push", "health"})
+    printed = [text for _, text in fed(progress, output, capsys, size)]
+    assert progress.finish(Result(0, "", ""))
+    printed += capsys.readouterr().out.splitlines()  # the last line, which had no newline
+    assert [text.split()[1:3] for text in printed] == [
+        ["provision", "ok"], ["push", "changed"], ["push:", "gunicorn"], ["health", "ok"],
+    ]  # fmt: skip
+    assert all(text.endswith((" 0.5 s", " 2.0 s", " 1.0 s")) for text in printed if "restarted" not in text)
+
+
+def test_a_failure_is_the_last_line_and_says_why(capsys, tallies):
+    output = (
+        b"::step provision changed 3.1\n::note push not shown: its step failed\n"
+        b"::fail push release command exited 1: Error: no such table\n"
+        b"::step enable_site ok 0.1\n"  # nothing after the first failure counts
+    )
+    progress = Progress("h-fails", DEPLOY, ACTING)
+    printed = [text for _, text in fed(progress, output, capsys, 5)]
+    assert not progress.finish(Result(1, "", ""))
+    assert printed == [
+        "h-fails  provision  changed         3.1 s",
+        "h-fails  push  failed: release command exited 1: Error: no such table",
+    ]
+    assert capsys.readouterr().out == ""
+    assert tallies["h-fails"] == recap.Tally(ok=0, changed=1, failed=1)
+
+
+def test_a_failure_before_any_step_follows_the_steps_the_plan_left_alone(capsys, tallies):
+    progress = Progress("h-early", DEPLOY, ACTING - {"provision"})
+    progress(b"::fail apply could not unpack the files sent\n")
+    assert not progress.finish(Result(1, "", ""))
+    assert capsys.readouterr().out.splitlines() == [
+        "h-early  provision  ok",
+        "h-early  apply  failed: could not unpack the files sent",
+    ]
+
+
+def test_steps_left_when_the_script_ended_are_ok_or_stopped(capsys, tallies):
+    done = Progress("h-left", DEPLOY, {"provision"})
+    done(b"::step provision ok 0.2\n")
+    assert done.finish(Result(0, "", ""))
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "h-left  push  ok", "h-left  backup_default  ok", "h-left  enable_site  ok", "h-left  health  ok",
+        "h-left  nothing changed",
+    ]  # fmt: skip
+    cut = Progress("h-cut", DEPLOY, ACTING)
+    cut(b"::step provision ok 0.2\n")
+    assert not cut.finish(Result(-1, "", ""))
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "h-cut  push  failed: stopped: the apply script exited -1"
+    ]
 
 
 def test_pack_makes_a_tar_owned_by_root(tmp_path):

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,6 +16,7 @@ from tasks.runtime import HERE
 
 HEALTH = HERE / "health.py"
 LATER_FAILURES = 2  # /later answers 503 this many times, then 200
+SLOW = 0.3  # seconds /slow takes to answer
 
 
 class App(ThreadingHTTPServer):
@@ -53,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
             status = 500
         elif self.path == "/later":
             status = 503 if earlier < LATER_FAILURES else 200
+        elif self.path == "/slow":
+            time.sleep(SLOW)
+            status = 200
         else:
             status = 404
         body = f"{status}\n".encode()
@@ -140,13 +145,25 @@ def test_json_reports_a_healthy_status_as_one_json_line(app):
     done = health(f"{app.base}/ok", "app.example.org", 0, "2xx", "--json")
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    assert json.loads(line) == {"health": "200", "healthy": True}
+    report = json.loads(line)
+    assert 0 <= report.pop("health_ms") < 5000  # how long the request took
+    assert report == {"health": "200", "healthy": True}
+
+
+def test_json_reports_how_long_the_final_request_took_in_ms(app):
+    done = health(f"{app.base}/slow", "app.example.org", 0, "2xx", "--json")
+    assert done.returncode == 0, done.stderr
+    assert SLOW * 1000 <= json.loads(done.stdout)["health_ms"] < SLOW * 1000 + 2000
+    later = health(f"{app.base}/later", "app.example.org", 30, "2xx", "--json")  # 503, 503, then 200
+    assert json.loads(later.stdout)["health_ms"] < 500  # the last request alone, not the retries
 
 
 def test_json_reports_an_unhealthy_status_and_still_exits_0(app, closed_port):
     sick = health(f"{app.base}/sick", "app.example.org", 0, "answered", "--json")
     assert sick.returncode == 0, sick.stderr
-    assert [json.loads(line) for line in sick.stdout.splitlines()] == [{"health": "500", "healthy": False}]
+    assert [json.loads(line) for line in sick.stdout.splitlines()] == [
+        {"health": "500", "healthy": False, "health_ms": json.loads(sick.stdout)["health_ms"]}
+    ]
     gone = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0, "answered", "--json")
     assert gone.returncode == 0, gone.stderr
     (report,) = [json.loads(line) for line in gone.stdout.splitlines()]
@@ -158,7 +175,8 @@ def test_json_tells_whether_the_status_passed_its_rule(app):
     for rule, healthy in (("answered", True), ("2xx", False)):
         done = health(f"{app.base}/missing", "app.example.org", 0, rule, "--json")
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"health": "404", "healthy": healthy}
+        report = json.loads(done.stdout)
+        assert (report["health"], report["healthy"]) == ("404", healthy)
 
 
 # ---- no app.health_path: GET / passes when the app answered (any status below 500) -------------------------

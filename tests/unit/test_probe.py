@@ -12,6 +12,7 @@ running the script stands for this run's SSH connection, a copy of sleep for ano
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import hashlib
 import json
@@ -19,6 +20,7 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import pytest
 
 from tasks import lock, probe, recap, remote, runtime
-from tasks.facts import Facts, Listener, PathState, Program, Release, Unit, User
+from tasks.facts import Facts, Listener, Lock, PathState, Program, Release, Unit, User
 from tasks.layout import META, app_paths, health_host, layout
 from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES
 from tasks.remote import RemoteError, Result
@@ -99,6 +101,7 @@ class Server:
         self.lists = root / "var" / "lib" / "apt" / "lists"
         self.bin = root / "bin"
         self.ss_argv, self.ss_output = root / "ss.argv", root / "ss.out"
+        self.locks = root / "locks"  # the deploy locks' directory (the lock_root fixture makes it)
         for directory in (self.os_release.parent, self.releases, self.venvs, self.nginx, self.stamp.parent,
                           self.lists, self.bin):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ class Server:
             "venvs_dir": str(self.venvs),
             "wheels_dir": str(self.wheels),
             "tools_dir": str(self.tools),
+            "base_dir": str(self.srv),
             "current": str(self.current),
             "nginx_conf_dir": str(self.nginx),
             "nginx_pid": str(self.nginx_pid),
@@ -128,6 +132,9 @@ class Server:
             "supervisor_socket": str(self.socket),
             "package_lists": str(self.lists),
             "package_query": PACKAGE_QUERY,
+            "configs": [
+                str(self.root / "configs" / name) for name in ("site", "program", "gunicorn", "tmpfiles")
+            ],
         }
         assert set(fake) == set(real), "the entry asks something new: point it into the scratch server"
         return fake
@@ -135,13 +142,14 @@ class Server:
     def questions(self, s: Settings, **app) -> dict:
         """tasks.probe.questions(s) pointed at this server; the app named APP unless `app` says otherwise."""
         real = probe.questions(s)
-        assert set(real) == {"os_release", "app", "platforms"}, "a new question: point it in here"
+        assert set(real) == {"os_release", "app", "platforms", "lock"}, "a new question: point it in here"
         asked = {**real["app"], "name": APP, **app}
         assert set(asked) == set(real["app"]), "the app is asked something new"
         return {
             "os_release": str(self.os_release),
             "app": asked,
             "platforms": [self.entry(real) for real in real["platforms"]],
+            "lock": {**real["lock"], "root": str(self.locks)},
         }
 
     def guard(self, value) -> None:
@@ -336,6 +344,7 @@ def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_pare
             paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
             paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
         } <= set(entry["paths"])  # fmt: skip
+        assert entry["base_dir"] == paths.base_dir  # the space free under it
         asked_dirs = [entry[key] for key in ("releases_dir", "venvs_dir", "current", "nginx_loaded_stamp")]
         assert asked_dirs == [paths.releases_dir, paths.venvs_dir, paths.current, paths.nginx_loaded_stamp]
     plain = probe.questions(settings)["platforms"][0]["paths"]  # shared_dirs: [instance]
@@ -525,19 +534,25 @@ class Handler(SimpleXMLRPCRequestHandler):
 
 
 class Supervisord(SimpleXMLRPCServer):
-    """supervisord's XML-RPC interface on a unix socket, knowing one program."""
+    """supervisord's XML-RPC interface on a unix socket, knowing one program: RUNNING as `pid` for a
+    minute, unless another `state` (then with no pid)."""
 
     address_family = socket.AF_UNIX
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, pid: int = 427, state: str = "RUNNING"):
         super().__init__(str(path), Handler, logRequests=False)
+        self.pid, self.state = pid, state
         self.register_function(self.process_info, "supervisor.getProcessInfo")
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     def process_info(self, name: str) -> dict:
         if name != APP:
             raise xmlrpc.client.Fault(10, f"BAD_NAME: {name}")
-        return {"name": APP, "statename": "RUNNING", "pid": 427, "description": "pid 427, uptime 0:01:00"}
+        if self.state != "RUNNING":
+            return {"name": APP, "statename": self.state, "pid": 0, "description": "Not started", "start": 0,
+                    "now": T0 + 60, "stop": 0}  # fmt: skip
+        return {"name": APP, "statename": "RUNNING", "pid": self.pid, "start": T0, "now": T0 + 60,
+                "description": f"pid {self.pid}, uptime 0:01:00"}  # fmt: skip
 
     def __enter__(self):
         self.thread.start()
@@ -549,12 +564,99 @@ class Supervisord(SimpleXMLRPCServer):
         self.thread.join(5)
 
 
-def test_program_is_supervisor_s_view_of_the_app_s_program(server, settings):
-    with Supervisord(server.socket):
+@contextlib.contextmanager
+def master(workers: int) -> Iterator[int]:
+    """A process with `workers` children, as a gunicorn master has (killed, with them, at the end)."""
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 60 & " * workers + "wait"], start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: len(children(process.pid)) == workers, 5, f"{workers} children run")
+        yield process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_program_is_supervisor_s_view_of_the_app_s_program_with_its_uptime_and_workers(server, settings):
+    with master(3) as pid, Supervisord(server.socket, pid):
         assert server.facts(server.questions(settings))["program"] == {
-            "state": "RUNNING", "pid": 427, "description": "pid 427, uptime 0:01:00",
+            "state": "RUNNING", "pid": pid, "description": f"pid {pid}, uptime 0:01:00", "uptime": 60,
+            "workers": 3,
         }  # fmt: skip
         assert server.facts(server.questions(settings, name="other-app"))["program"] is None
+        read_back = probe.parse(server.run(server.questions(settings)).stdout).program
+    assert read_back == Program("RUNNING", pid, f"pid {pid}, uptime 0:01:00", uptime=60, workers=3)
+
+
+def test_a_program_that_does_not_run_has_no_uptime_and_no_workers(server, settings):
+    with Supervisord(server.socket, state="STOPPED"):
+        assert server.facts(server.questions(settings))["program"] == {
+            "state": "STOPPED", "pid": 0, "description": "Not started", "uptime": None, "workers": None,
+        }  # fmt: skip
+
+
+def test_disk_free_is_the_space_available_under_the_app_s_base_dir_or_the_nearest_dir_above(server, settings):
+    questions = server.questions(settings)
+    free = server.facts(questions)["disk_free"]
+    available = os.statvfs(server.srv)
+    assert abs(free - available.f_bavail * available.f_frsize) < 256 << 20  # others write meanwhile
+    for entry in questions["platforms"]:
+        entry["base_dir"] = str(server.srv / "not" / "made" / "yet")  # a fresh server: no /srv/APP yet
+    assert abs(server.facts(questions)["disk_free"] - free) < 256 << 20
+
+
+def lock_records(server: Server, conn: str | None, owner: str = OTHER_OWNER) -> dict[str, tuple[str, int]]:
+    """The app's lock records as runtime/lock.sh leaves them (no .conn when `conn` is None); what the
+    lock's directory then holds: name -> (text, mtime), to show that the probe changes none of it."""
+    server.locks.mkdir(exist_ok=True)
+    (server.locks / f"{APP}.owner").write_text(owner + "\n")
+    if conn is not None:
+        (server.locks / f"{APP}.conn").write_text(conn + "\n")
+    return lock_dir(server)
+
+
+def lock_dir(server: Server) -> dict[str, tuple[str, int]]:
+    return {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in server.locks.iterdir()}
+
+
+def test_the_lock_holder_is_the_record_of_a_run_whose_connection_still_lives(server, settings):
+    with running(copy_of("/bin/sleep", server.root / "held" / "sshd")) as held:
+        before = lock_records(server, f"{held} {start_time(held)}")
+        facts = server.facts(server.questions(settings))
+    assert facts["lock"] == {"holder": "bob@desk (restart)", "since": "2026-11-26T09:00:00Z"}
+    assert probe.parse(json.dumps(facts)).lock == Lock("bob@desk (restart)", "2026-11-26T09:00:00Z")
+    assert lock_dir(server) == before  # looked at, not taken
+
+
+@pytest.mark.parametrize(
+    "how", ["the process is gone", "its start time differs (a reused PID)", "no sshd", "no .conn", "none"]
+)
+def test_a_lock_record_whose_connection_is_gone_is_no_holder(how, server, settings):
+    name = "sleep" if how == "no sshd" else "sshd"
+    with running(copy_of("/bin/sleep", server.root / "held" / name)) as other:
+        conn = {
+            "the process is gone": f"{no_such_pid()} 1",
+            "its start time differs (a reused PID)": f"{other} {int(start_time(other)) + 1}",
+            "no sshd": f"{other} {start_time(other)}",
+            "no .conn": None,
+        }.get(how)
+        before = lock_records(server, conn) if how != "none" else {}
+        assert server.facts(server.questions(settings))["lock"] is None
+    assert (lock_dir(server) if server.locks.exists() else {}) == before
+
+
+def test_a_run_still_applying_after_its_connection_went_holds_the_lock(server, settings):
+    lock_records(server, f"{no_such_pid()} 1", owner="alice@laptop (deploy)")  # no " since ": said as is
+    with open(server.locks / f"{APP}.run", "a") as run_file:
+        fcntl.flock(run_file, fcntl.LOCK_EX)  # as runtime/lock.sh's hold_lock holds it while applying
+        held = server.facts(server.questions(settings))["lock"]
+    assert held == {"holder": "alice@laptop (deploy)", "since": ""}
+    assert server.facts(server.questions(settings))["lock"] is None  # it ended: the record is stale
 
 
 def test_program_is_none_when_supervisord_is_not_listening_on_its_socket(server, settings):
@@ -594,7 +696,8 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.units == {"nginx": Unit("active", "enabled"), "supervisor": Unit("inactive", "disabled")}
     assert facts.active("nginx") and not facts.active("supervisor")
     assert facts.nginx_stale is False
-    assert facts.health is None and not facts.healthy
+    assert facts.health is None and not facts.healthy and facts.health_ms is None
+    assert facts.lock is None and facts.disk_free and facts.disk_free > 0
 
 
 def test_a_program_reads_back_with_pid_0_as_none():
@@ -742,7 +845,8 @@ def lock_files(lock_root: Path, app: str) -> dict[str, str]:
 def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
     server, settings, site, lock_root
 ):
-    done = run_script(server, local_script(settings, server, server.questions(settings), site.url, lock_root))
+    questions = server.questions(settings, name=settings.name)  # the lock's app: its records are found
+    done = run_script(server, local_script(settings, server, questions, site.url, lock_root))
     assert done.returncode == 0, done.stderr
     facts = probe.parse(done.stdout)
     assert (facts.platform, facts.healthy) == ("debian-12", True)
@@ -752,6 +856,8 @@ def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
     assert owner.read_text().startswith("alice@laptop (deploy) since ")
     pid, start = conn.read_text().split()  # the fake sshd that ran the script: gone by now
     assert pid.isdigit() and start.isdigit()
+    assert facts.lock and facts.lock.holder == "alice@laptop (deploy)"  # this run's, its connection alive
+    assert facts.health_ms is not None and facts.health_ms >= 0
 
 
 @needs_root
@@ -788,7 +894,8 @@ def test_the_probe_script_exits_with_the_probe_s_exit_code(server, settings, sit
     done = run_script(server, local_script(settings, server, broken, site.url, lock_root))
     assert done.returncode == 1
     assert "KeyError: 'app'" in done.stderr
-    assert json.loads(done.stdout) == {"health": "200", "healthy": True}  # the lock and the check went well
+    report = json.loads(done.stdout)  # the lock and the check went well
+    assert (report["health"], report["healthy"], type(report["health_ms"])) == ("200", True, int)
 
 
 def sshd_above_us() -> bool:

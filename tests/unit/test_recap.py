@@ -8,6 +8,52 @@ def test_recap_line_shape():
     assert recap.step_line("sandbox1", "enable_site", "changed") == "sandbox1  enable_site  changed"
 
 
+def test_times_are_tenths_of_seconds_then_minutes():
+    said = [recap.duration(s) for s in (0, 0.04, 3.14159, 12.96, 59.94, 59.96, 125.3, 3600)]
+    assert said == [
+        "0.0 s",
+        "0.0 s",
+        "3.1 s",
+        "13.0 s",
+        "59.9 s",
+        "1 min 0.0 s",
+        "2 min 5.3 s",
+        "60 min 0.0 s",
+    ]
+
+
+def test_step_lines_line_up_their_times_and_the_recap_line_ends_with_the_hosts_time():
+    width = len("supervisor_update  changed")
+    lines = [
+        recap.step_line("sandbox1", "provision", "changed", seconds=3.14, width=width),
+        recap.step_line("sandbox1", "supervisor_update", "changed", seconds=12.0, width=width),
+        recap.step_line("sandbox1", "health", "ok", seconds=0.31, width=width),
+    ]
+    assert lines == [  # `STEP  STATUS` as without a time: what scripts grep for
+        "sandbox1  provision  changed            3.1 s",
+        "sandbox1  supervisor_update  changed   12.0 s",
+        "sandbox1  health  ok                    0.3 s",
+    ]
+    # A failure says why, not how long; a step the plan left alone has no time.
+    failed = recap.step_line("sandbox1", "push", "failed", "boom", seconds=1.0, width=width)
+    assert failed == "sandbox1  push  failed: boom"
+    assert recap.step_line("sandbox1", "push", "ok", width=width) == "sandbox1  push  ok"
+    line = recap.recap_line("sandbox1", recap.Tally(2, 6, 0), 6.84)
+    assert line == "sandbox1  ok=2 changed=6 failed=0  in 6.8 s"
+
+
+def test_a_hosts_runs_add_up_to_its_time(capsys, monkeypatch):
+    monkeypatch.setattr(recap, "_tallies", {"h-timed": recap.Tally(ok=1), "h-untimed": recap.Tally(ok=1)})
+    monkeypatch.setattr(recap, "_seconds", {})
+    recap.timed("h-timed", 1.25)
+    recap.timed("h-timed", 2.5)
+    recap._finish()
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "h-timed  ok=1 changed=0 failed=0  in 3.8 s",
+        "h-untimed  ok=1 changed=0 failed=0",
+    ]
+
+
 def test_json_mode_keeps_stdout_for_the_document_and_a_lock_exits_75(capsys):
     recap.to_stderr()
     try:

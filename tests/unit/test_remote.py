@@ -16,6 +16,16 @@ def test_markers_are_parsed_and_other_output_ignored():
     ]
 
 
+def test_a_step_marker_carries_its_time_and_a_message_never_one():
+    out = "::step provision changed 3.142\n::step push ok\n::fail push took 12.5\n::note push 1 2\n"
+    assert parse_markers(out) == [
+        Marker("step", "provision", "changed", 3.142),
+        Marker("step", "push", "ok"),  # a server script of before: no time
+        Marker("fail", "push", "took 12.5"),
+        Marker("note", "push", "1 2"),
+    ]
+
+
 def test_commands_run_through_sudo_unless_root():
     assert command_line("echo 'hi'", "root") == "bash -c 'echo '\"'\"'hi'\"'\"''"
     assert command_line("true", "deploy") == "sudo -n bash -c true"

@@ -1,0 +1,220 @@
+"""What `fab status` shows: a row a host, gathered as Fabric calls the task for each host, then printed
+once after the last one (recap.at_end): a plain table for people, or one JSON document for scripts.
+
+The row is made from the probe's facts (the health check through nginx included, no lock taken); a host
+that could not be looked at is a row that says why. The keys of the JSON document and the exit code are
+the task's to document: see `status` in tasks/maintenance.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from json import dumps
+
+from tasks import recap
+from tasks.facts import Lock
+from tasks.probe import Found
+from tasks.releases import Release, listing
+
+COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
+           "HEALTH", "FREE", "LOCK")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Service:
+    """A systemd unit as systemd says it."""
+
+    active: str  # ActiveState: "active", "inactive", "failed" ... ("" when systemd did not say)
+    enabled: str  # UnitFileState: "enabled" (starts at boot), "disabled" ...
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One host's row; its JSON object has these keys, in this order (None: null)."""
+
+    host: str
+    reachable: bool = True
+    healthy: bool = False
+    error: str | None = None  # why the host could not be looked at
+    problems: tuple[str, ...] = ()  # why it is not healthy
+    release: str | None = None
+    release_time: str | None = None  # UTC, ISO 8601
+    release_age_seconds: int | None = None
+    deployed_by: str | None = None  # "alice@laptop"
+    app: str | None = None  # supervisor's state of the app's program: RUNNING, STOPPED, FATAL ...
+    app_pid: int | None = None
+    app_uptime_seconds: int | None = None
+    workers: int | None = None
+    nginx: Service | None = None
+    supervisor: Service | None = None
+    health: str | None = None  # "200", "502", "no answer (...)"
+    health_ms: int | None = None
+    disk_free_bytes: int | None = None
+    lock: Lock | None = None
+
+    @property
+    def state(self) -> str:
+        if not self.reachable:
+            return "unreachable"
+        if self.error is not None:
+            return "failed"
+        return "healthy" if self.healthy else "unhealthy"
+
+
+def problems(found: Found) -> list[str]:
+    """Why a host is not healthy: healthy is a live release, its program RUNNING under supervisor, nginx
+    and supervisor active, and the deploy's health check through nginx passing."""
+    facts, platform, paths = found.facts, found.platform, found.paths
+    found_ = []
+    if facts.link_name(paths.current) is None:
+        found_.append("no live release (run fab deploy)")
+    if platform.packages.supervisor not in facts.installed:
+        found_.append("supervisor is not installed (run fab deploy)")
+    elif facts.program is None:
+        found_.append(f"{paths.app} is not a program of supervisor (run fab deploy)")
+    elif facts.program.state != "RUNNING":
+        found_.append(f"the app is {facts.program.state}")
+    for unit in platform.units:
+        if not facts.active(unit):
+            state = facts.units.get(unit)
+            found_.append(f"{unit} is {state.active if state and state.active else 'unknown'}")
+    if not facts.healthy:
+        found_.append(f"the health check through nginx failed: {facts.health or 'no answer'}")
+    return found_
+
+
+def seconds_since(time: str, now: datetime) -> int | None:
+    """Whole seconds from an ISO 8601 time to `now` (0 for a time ahead of it); None for no time."""
+    try:
+        then = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        return max(0, int((now - then).total_seconds()))
+    except (ValueError, TypeError):
+        return None
+
+
+def of_host(host: str, found: Found, now: datetime) -> HostStatus:
+    """A looked-at host's row."""
+    facts, platform, paths = found.facts, found.platform, found.paths
+    live = next((r for r in listing(facts, paths) if r.current), None)
+    program = facts.program
+    why = problems(found)
+
+    def service(unit: str) -> Service | None:
+        state = facts.units.get(unit)
+        return Service(state.active, state.enabled) if state else None
+
+    return HostStatus(
+        host, reachable=True, healthy=not why, problems=tuple(why),
+        release=facts.link_name(paths.current),
+        release_time=live.time if live else None,
+        release_age_seconds=seconds_since(live.time, now) if live else None,
+        deployed_by=deployer(live) if live else None,
+        app=program.state if program else None,
+        app_pid=program.pid if program else None,
+        app_uptime_seconds=program.uptime if program else None,
+        workers=program.workers if program else None,
+        nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
+        health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free, lock=facts.lock,
+    )  # fmt: skip
+
+
+def deployer(release: Release) -> str | None:
+    """Who deployed a release: "alice@laptop" (user@control machine), as its record says."""
+    return (f"{release.user}@{release.host}" if release.host else release.user) or None
+
+
+def not_looked_at(host: str, failures: list[tuple[str, str]]) -> HostStatus:
+    """The row of a host the probe found nothing on: why, from its failed steps (connect: unreachable)."""
+    reachable = all(step != "connect" for step, _ in failures)
+    return HostStatus(host, reachable=reachable, error="; ".join(m for _, m in failures) or "not looked at")
+
+
+def duration(seconds: int | None) -> str:
+    """45s, 12m, 5h07m, 3d04h; - for none."""
+    if seconds is None:
+        return "-"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days}d{hours % 24:02d}h"
+    if hours:
+        return f"{hours}h{minutes % 60:02d}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def size(count: int | None) -> str:
+    """Bytes as df -h shows them: 812K, 8.1G; - for none."""
+    if count is None:
+        return "-"
+    value, unit = float(count), "B"
+    for larger in "KMGTP":
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{count}B" if unit == "B" else f"{value:.1f}{unit}"
+
+
+def plain(text: str) -> str:
+    """A cell as plain text: no control characters (a server's text could hold a terminal's escapes)."""
+    return "".join(ch if ch.isprintable() else " " if ch.isspace() else "?" for ch in text)
+
+
+def cells(row: HostStatus) -> list[str]:
+    """A row's cells; a host that could not be looked at: its name, its state and why."""
+    if row.error is not None:
+        return [row.host, row.state, row.error]
+
+    def service(unit: Service | None) -> str:
+        return f"{unit.active or '?'}/{unit.enabled or '?'}" if unit else "-"
+
+    health = "-" if row.health is None else row.health
+    if row.health is not None and row.health_ms is not None:
+        health = f"{row.health} {row.health_ms}ms"
+    return [
+        row.host, row.state, row.release or "-", duration(row.release_age_seconds), row.deployed_by or "-",
+        row.app or "-", duration(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
+        service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
+        f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
+    ]  # fmt: skip
+
+
+def table(rows: list[HostStatus]) -> str:
+    """The rows under a header, columns aligned (two spaces apart); a short row's last cell runs on."""
+    lines = [list(COLUMNS), *([plain(cell) for cell in cells(row)] for row in rows)]
+    widths = [
+        max((len(line[i]) for line in lines if i < len(line) - 1), default=0) for i in range(len(COLUMNS))
+    ]
+    return "\n".join(
+        "  ".join(
+            [*(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=False)), line[-1]]
+        ).rstrip()
+        for line in lines
+    )
+
+
+def document(rows: list[HostStatus]) -> str:
+    """The rows as one line of JSON: a list of objects, one a host, in the order the hosts were given."""
+    return dumps([asdict(row) for row in rows])
+
+
+# The rows of this `fab` run, in the order Fabric called the task; printed once, after the last host.
+_rows: list[HostStatus] = []
+_as_json = False
+
+
+def add(row: HostStatus, *, as_json: bool) -> None:
+    """Keep a host's row for the end of the run; the health step goes to the recap (failed: unhealthy)."""
+    global _as_json
+    _as_json = _as_json or as_json
+    _rows.append(row)
+    if row.error is None:
+        recap.report(row.host, "health", "ok" if row.healthy else "failed", "; ".join(row.problems))
+    recap.at_end(show)
+
+
+def show() -> None:
+    """Print the rows: one JSON document, or the table after a blank line (the step lines come first)."""
+    if _as_json:
+        print(document(_rows), flush=True)
+    elif _rows:
+        print(f"\n{table(_rows)}", flush=True)
