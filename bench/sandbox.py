@@ -1,6 +1,6 @@
 """Sandbox costs: image build, start time, memory per sandbox. Prints a table (run as root).
 
-    .venv/bin/python -m bench.sandbox [--sandboxes 5] [--rounds 3] [--rebuild]
+    .venv/bin/python -m bench.sandbox [--sandboxes 8] [--rounds 3] [--rebuild]
 
 --rebuild builds the image again into a temporary cache to time it (about a minute).
 """
@@ -28,7 +28,7 @@ def time_image_build() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sandboxes", type=int, default=5)
+    parser.add_argument("--sandboxes", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
@@ -39,7 +39,7 @@ def main() -> None:
         rows.append(("image build (recorded when cached)", f"{float(cached.read_text()):.1f} s"))
     lab = Lab.create(owner_pid=os.getpid())
     try:
-        one, many, idle, served = [], [], [], []
+        one, many, idle, served, removed = [], [], [], [], []
         for _ in range(args.rounds):
             started = time.monotonic()
             (single,) = lab.start(1)
@@ -55,13 +55,16 @@ def main() -> None:
                 "apt-get install -y -q nginx supervisor python3-venv"
             )
             served.append(group[0].private_memory_kib() / 1024)
+            started = time.monotonic()
             for s in group:
-                lab.remove(s)
+                lab.remove(s)  # returns once every process of the sandbox is gone
+            removed.append(time.monotonic() - started)
         rows += [
             ("start 1 sandbox, sshd answering (median)", f"{statistics.median(one):.2f} s"),
             (f"start {args.sandboxes} sandboxes (median)", f"{statistics.median(many):.2f} s"),
             ("private memory per idle sandbox (median)", f"{statistics.median(idle):.1f} MiB"),
             ("... with nginx + supervisor running (median)", f"{statistics.median(served):.1f} MiB"),
+            (f"remove {args.sandboxes}, every process gone (median)", f"{statistics.median(removed):.2f} s"),
         ]
     finally:
         lab.destroy()

@@ -28,6 +28,7 @@ CGROUP_ROOTS = [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]
 REPO_PORT = 3142
 PROXY_PORT = 2222
 BOOT_TIMEOUT = 90
+HALT_TIMEOUT = 10
 
 
 class SandboxError(RuntimeError):
@@ -173,9 +174,11 @@ class Sandbox:
             " --link-journal=no --resolv-conf=off --timezone=off"
         )
         # A loop so that `systemctl reboot` inside (nspawn exits 133) boots the container again.
+        halting = self.dir / "halting"
+        halting.unlink(missing_ok=True)
         runner = (
             "".join(f"echo $$ > {p}; " for p in cgroups)
-            + f"while :; do {nspawn}; rc=$?; [ $rc -eq 133 ] || exit $rc; done"
+            + f"while :; do {nspawn}; rc=$?; [ $rc -eq 133 ] && [ ! -e {halting} ] || exit $rc; done"
         )
         self.runner_pid = _spawn(["bash", "-c", runner], self.dir / "console.log")
         self.lab.save()
@@ -208,29 +211,51 @@ class Sandbox:
         raise SandboxError(f"{self.name}: sshd did not answer within {timeout:.0f} s\n{log}")
 
     def halt(self) -> None:
-        """Kill everything the sandbox runs (its cgroup, its latency proxy) and unmount its overlay."""
-        _kill_pid(self.proxy_pid)
-        self.proxy_pid, self.rtt_ms = None, 0
+        """Kill everything the sandbox runs (its cgroup, its latency proxy) and unmount its overlay.
+
+        Returns once every process of the sandbox is gone, reaped rather than just killed: the
+        container's processes first, so that nspawn reaps its init and the runner reaps nspawn (and
+        this process reaps the runner it started); then whatever is left, by the cgroup.
+        """
+        if self.proxy_pid:
+            _kill_pid(self.proxy_pid)
+            self.proxy_pid, self.rtt_ms = None, 0
+            if self.dir.exists():
+                self.lab.write_ssh_config()  # back to port 22 for the next boot
         unified = CGROUP_ROOTS[0] / self.cgroup
-        if unified.exists():
-            (unified / "cgroup.kill").write_text("1")
-            _poll(lambda: not _cgroup_pids(unified), 10)
-        if self.runner_pid:
-            _reap(self.runner_pid)
-            self.runner_pid = None
+        if self.dir.exists():
+            (self.dir / "halting").touch()  # the runner's loop must not boot the container again
+        processes = _Processes(_cgroup_pids(unified))
+
+        def all_gone() -> bool:
+            return processes.gone() and not _cgroup_pids(unified)
+
+        payload = unified / "payload"
+        if payload.exists():
+            _kill_cgroup(payload)
+            _poll(all_gone, 5, 0.01)
+        _kill_cgroup(unified)
+        gone = _poll(all_gone, HALT_TIMEOUT, 0.01)
+        self.runner_pid = None
         for root in CGROUP_ROOTS:
             _remove_cgroup(root / self.cgroup)
         if os.path.ismount(self.merged):
             _sh("umount", str(self.merged), check=False)
             if os.path.ismount(self.merged):
                 _sh("umount", "-l", str(self.merged))
+        (self.dir / "halting").unlink(missing_ok=True)
         self.lab.save()
+        if not gone:
+            left = processes.left() + _cgroup_pids(unified)
+            raise SandboxError(f"{self.name}: processes left after {HALT_TIMEOUT} s: {left}")
 
     def destroy(self) -> None:
         """Halt, then remove the network namespace (and with it the veth) and all files."""
-        self.halt()
-        _sh("ip", "netns", "del", self.netns, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.halt()
+        finally:
+            _sh("ip", "netns", "del", self.netns, check=False)
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def reset(self) -> None:
         """Back to a fresh server: same name, address and host key; everything else forgotten."""
@@ -306,14 +331,83 @@ def _cgroup_pids(cgroup: Path) -> list[int]:
     return pids
 
 
-def _remove_cgroup(cgroup: Path) -> None:
+def _kill_cgroup(cgroup: Path) -> None:
+    """SIGKILL every process in a cgroup v2 subtree (cgroup.kill; by PID where the kernel lacks it)."""
     if not cgroup.exists():
         return
-    for sub in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+    try:
+        (cgroup / "cgroup.kill").write_text("1")
+    except OSError:
+        for pid in _cgroup_pids(cgroup):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _remove_cgroup(cgroup: Path, timeout: float = 5) -> None:
+    """Remove a cgroup tree, retrying while the kernel still counts exiting tasks in it."""
+
+    def removed() -> bool:
+        for sub in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
         with contextlib.suppress(OSError):
-            sub.rmdir()
-    with contextlib.suppress(OSError):
-        cgroup.rmdir()
+            cgroup.rmdir()
+        return not cgroup.exists()
+
+    if cgroup.exists():
+        _poll(removed, timeout, 0.02)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state field on (state, ppid, ...), or None once the PID is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _zombie_parent(pid: int) -> int | None:
+    """The parent that has yet to reap an exited process; None if the process runs or is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields and fields[0] in ("Z", "X") else None
+
+
+class _Processes:
+    """Processes followed by pidfd, so that a reused PID is never mistaken for one of them."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.fds: dict[int, int] = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                self.fds[pid] = os.pidfd_open(pid)
+
+    def _gone(self, pid: int) -> bool:
+        """Reaped (its PID is free), or exited and left to a parent outside the sandbox to reap.
+
+        The runner is this process's child when this process started the sandbox: reap it here.
+        """
+        _reap(pid)
+        try:
+            signal.pidfd_send_signal(self.fds[pid], 0)
+        except ProcessLookupError:
+            return True
+        parent = _zombie_parent(pid)
+        return parent is not None and parent != os.getpid() and parent not in self.fds
+
+    def gone(self) -> bool:
+        for pid in list(self.fds):
+            if self._gone(pid):
+                os.close(self.fds.pop(pid))
+        return not self.fds
+
+    def left(self) -> list[str]:
+        return [f"{pid} {(_stat_fields(pid) or ['?'])[0]}" for pid in self.fds]
+
+    def __del__(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @dataclass
@@ -399,19 +493,32 @@ class Lab:
         return new
 
     def remove(self, sandbox: Sandbox) -> None:
-        sandbox.destroy()
-        self.sandboxes.pop(sandbox.index, None)
-        self.write_ssh_config()
-        self.save()
+        """Destroy one sandbox; returns once every process of it is gone."""
+        try:
+            sandbox.destroy()
+        finally:
+            self.sandboxes.pop(sandbox.index, None)
+            self.write_ssh_config()
+            self.save()
 
     def destroy(self) -> None:
-        """Tear everything down: containers, mounts, namespaces, links, processes, files."""
+        """Tear everything down: containers, mounts, namespaces, links, processes, files.
+
+        Returns once every process of every sandbox is gone; a sandbox that fails to go does not stop
+        the others from being torn down (its error is raised at the end).
+        """
+        errors = []
         while self.sandboxes:
             _, sandbox = self.sandboxes.popitem()
-            sandbox.destroy()
+            try:
+                sandbox.destroy()
+            except SandboxError as error:
+                errors.append(error)
         _kill_pid(self.repo_pid)
         _sh("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if errors:
+            raise SandboxError("; ".join(map(str, errors)))
 
     # ---- files -----------------------------------------------------------------------------------
     def write_ssh_config(self) -> None:
