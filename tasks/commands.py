@@ -41,6 +41,7 @@ def script(s: Settings, paths: Layout, platform: Platform, command: str, who: st
 @host_task(
     name="exec",
     help={"command": 'the shell line to run, quoted as one argument: "flask --app flaskr init-db"'},
+    serial=True,  # its output is the command's own, as it comes: hosts at once would mix it
 )
 def exec_(c: Connection, command: str) -> None:
     """Run one command in the live release as the app user, with app.env and the venv; exit with its code."""

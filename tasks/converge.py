@@ -254,6 +254,8 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
     if facts is None:
         return False
     situation, stop = _situation(s, facts, steps, app, user, control_host, check)
+    if situation is not None:  # the live release as found: a failed run leaves it (or switches back to it)
+        recap.release(host, facts.link_name(situation.layout.current))
     plans = plan(situation, steps) if situation else []
     stop = stop or next(((p.name, p.blocked) for p in plans if p.blocked), None)
     if stop:
@@ -281,4 +283,8 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
         if not progress.failed:  # the server's own word on a failure says more
             recap.report(host, "apply", "failed", str(error))
         return False
-    return progress.finish(result)
+    succeeded = progress.finish(result)
+    switched = next((p.switches_to for p in plans if p.acts and p.switches_to), None)
+    if succeeded and switched:
+        recap.release(host, switched)
+    return succeeded

@@ -14,7 +14,7 @@ from tasks.steps import PIPELINE
 from tasks.steps.model import Step
 
 
-@host_task(help=CHECK)
+@host_task(help=CHECK, rolling=True)
 def deploy(c: Connection, check: bool = False) -> None:
     """The whole pipeline (provision .. enable_boot) over one connection, then a health check via nginx."""
     converge(c, PIPELINE, action="deploy", check_health=True, check=check)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,9 @@ class Known:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+
+_recording = threading.Lock()  # hosts' keys recorded at once (a run's threads): one line after the other
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class KnownHosts:
         path = self.user_files[0]
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shown = HostKeys.hash_host(name) if self.hash_new else name
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as file:
+        with _recording, os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as file:
             if path.stat().st_size and not path.read_bytes().endswith(b"\n"):
                 file.write("\n")
             file.write(HostKeyEntry([shown], key).to_line())

@@ -19,7 +19,8 @@ from tasks.steps import restart as restart_step
 
 
 @host_task(
-    help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload", **CHECK}
+    help={"hard": "stop and start through supervisor (a short gap) instead of a graceful reload", **CHECK},
+    rolling=True,
 )
 def restart(c: Connection, hard: bool = False, check: bool = False) -> None:
     """Restart the app: new workers without dropping a request (or --hard); then a health check via nginx."""
@@ -63,7 +64,8 @@ def status(c: Connection, json: bool = False) -> None:
     help={
         "lines": "how many lines of each log (default 30)",
         "follow": "then print each line added to them as it comes, until Ctrl-C",
-    }
+    },
+    serial=True,  # --follow runs until Ctrl-C, which only the main thread gets
 )
 def logs(c: Connection, lines: int = 30, follow: bool = False) -> None:
     """Show the last lines of the app's error log (gunicorn) and of its nginx error log (--follow: stream)."""

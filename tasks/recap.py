@@ -5,6 +5,11 @@ leaves it to a command's output (exec). The exit code: 0 when every host succeed
 failures are locks held by other runs (try again later), the command's exit code when the only failures
 are commands of the user's that exited non-zero (exec: the first host's), 1 otherwise; a check run
 (--check) that fails nowhere exits 3 when some step would change something.
+
+Fabric's calls of a task for several hosts run at once (tasks/cli.py's Executor, threads): every change
+to this module's state is made under one lock, and every line is written whole, in one write, flushed,
+so that the lines of hosts never mix within a line. The recap lists the hosts in the order they were
+given, the failed ones last, each failed one with why (its first failure).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +50,10 @@ _failures: dict[str, list[tuple[str, str]]] = {}  # each host's failed steps: (s
 _at_end: list[Callable[[], None]] = []  # what prints a task's one document for all hosts (see at_end)
 _seconds: dict[str, float] = {}  # each host's runs, timed on the control machine (see timed)
 _stream = "stdout"
+_order: list[str] = []  # the hosts in the order they were given (see order)
+_not_started: dict[str, str] = {}  # hosts a rollout stopped before: why (see not_started)
+_releases: dict[str, str | None] = {}  # each host's live release as this run left it (see release)
+_lock = threading.RLock()  # guards all of the above, and each line written
 
 
 def to_stderr() -> None:
@@ -59,10 +69,13 @@ def _out():
 def say(text: str) -> None:
     """Print a line now. A reader that went away (`fab deploy | head`) must not stop the run midway on the
     server: what it no longer reads is dropped."""
-    try:
-        print(text, file=_out(), flush=True)
-    except BrokenPipeError:
-        setattr(sys, _stream, open(os.devnull, "w"))  # noqa: SIM115 - for the rest of the process
+    with _lock:  # one write of the whole line, flushed, before any other thread's
+        try:
+            out = _out()
+            out.write(f"{text}\n")
+            out.flush()
+        except BrokenPipeError:
+            setattr(sys, _stream, open(os.devnull, "w"))  # noqa: SIM115 - for the rest of the process
 
 
 def duration(seconds: float) -> str:
@@ -87,11 +100,13 @@ def step_line(
     return f"{host}  {f'{step}  {status}':<{width}}  {duration(seconds):>7}"
 
 
-def recap_line(host: str, tally: Tally, seconds: float | None = None) -> str:
-    """`HOST  ok=N changed=N failed=N`, then `  in T s`: the host's run on the control machine."""
+def recap_line(host: str, tally: Tally, seconds: float | None = None, why: str = "") -> str:
+    """`HOST  ok=N changed=N failed=N`, then `  in T s`: the host's run on the control machine; then, for
+    a failed host, `  (STEP: MESSAGE)`: its first failure."""
     changed = WOULD_CHANGE if tally.checking else "changed"
     line = f"{host}  ok={tally.ok} {changed}={tally.changed} failed={tally.failed}"
-    return line if seconds is None else f"{line}  in {duration(seconds)}"
+    line = line if seconds is None else f"{line}  in {duration(seconds)}"
+    return f"{line}  ({why})" if why else line
 
 
 def report(
@@ -99,28 +114,32 @@ def report(
 ) -> None:
     """Count a step's outcome (ok, changed or failed) for the recap and print it (with its time on the
     server, when given: see `step_line`)."""
-    tally = _tallies.setdefault(host, Tally())
-    counted = "changed" if status == WOULD_CHANGE else status
-    setattr(tally, counted, getattr(tally, counted) + 1)
-    if status == "failed":
-        _failures.setdefault(host, []).append((step, message))
-    say(step_line(host, step, status, message, seconds, width))
+    with _lock:
+        tally = _tallies.setdefault(host, Tally())
+        counted = "changed" if status == WOULD_CHANGE else status
+        setattr(tally, counted, getattr(tally, counted) + 1)
+        if status == "failed":
+            _failures.setdefault(host, []).append((step, message))
+        say(step_line(host, step, status, message, seconds, width))
 
 
 def timed(host: str, seconds: float) -> None:
     """A run on the host took `seconds` (on the control machine): its recap line ends with their sum."""
-    _seconds[host] = _seconds.get(host, 0.0) + seconds
+    with _lock:
+        _seconds[host] = _seconds.get(host, 0.0) + seconds
 
 
 def checking(host: str) -> None:
     """This host's run is a check run: its recap says `would change`, and changes set the exit code."""
-    _tallies.setdefault(host, Tally()).checking = True
+    with _lock:
+        _tallies.setdefault(host, Tally()).checking = True
 
 
 def locked(host: str, message: str) -> None:
     """The run could not take the server's lock: a failure with its own exit code."""
-    _locked.add(host)
-    report(host, "lock", "failed", message)
+    with _lock:
+        _locked.add(host)
+        report(host, "lock", "failed", message)
 
 
 def report_failure(host: str, marker: Marker) -> None:
@@ -136,7 +155,8 @@ def exited(host: str, step: str, code: int) -> None:
     exits with that code when nothing else failed."""
     if code == 0:
         report(host, step, "ok")
-    else:
+        return
+    with _lock:
         _exited.setdefault(host, code if 0 < code < 256 else 1)  # what an exit code can be
         report(host, step, "failed", f"the command exited {code}")
 
@@ -148,18 +168,68 @@ def note(host: str, message: str) -> None:
 
 def failures(host: str) -> list[tuple[str, str]]:
     """The steps that failed on a host so far in this run, in order: (step, message)."""
-    return list(_failures.get(host, ()))
+    with _lock:
+        return list(_failures.get(host, ()))
 
 
 def at_end(show: Callable[[], None]) -> None:
     """Have `show` print a task's one document for all hosts (status: a table, or JSON) once, after the
     last host and before the recap lines: Fabric calls a task once per host, so it collects, then shows."""
-    if show not in _at_end:
-        _at_end.append(show)
+    with _lock:
+        if show not in _at_end:
+            _at_end.append(show)
+
+
+def order(hosts: list[str]) -> None:
+    """The hosts as given (-H, deploy.hosts or a group): the recap and the documents keep this order."""
+    with _lock:
+        _order.extend(host for host in hosts if host not in _order)
+
+
+def position(host: str) -> int:
+    """Where a host comes in the order given (hosts not given: after them, in the order they came)."""
+    with _lock:
+        if host not in _order:
+            _order.append(host)
+        return _order.index(host)
+
+
+def not_started(host: str, why: str) -> None:
+    """A host a rollout stopped before: its recap line says so (it is no failure of its own)."""
+    with _lock:
+        _not_started[host] = why
+
+
+def release(host: str, release_id: str | None) -> None:
+    """The host's live release as this run leaves it (as it found it, or the one it switched to)."""
+    with _lock:
+        _releases[host] = release_id
+
+
+def releases() -> dict[str, str | None]:
+    with _lock:
+        return dict(_releases)
 
 
 def failed_hosts() -> list[str]:
-    return [host for host, tally in _tallies.items() if tally.failed]
+    with _lock:
+        return [host for host, tally in _tallies.items() if tally.failed]
+
+
+def ordered() -> list[str]:
+    """The hosts of the recap: in the order given, those that failed last."""
+    with _lock:
+        hosts = sorted(_tallies, key=position)
+        return [h for h in hosts if not _tallies[h].failed] + [h for h in hosts if _tallies[h].failed]
+
+
+def _why(host: str) -> str:
+    """A failed host's first failure, for its recap line: `STEP: MESSAGE`."""
+    failed = _failures.get(host)
+    if not failed:
+        return ""
+    step, message = failed[0]
+    return f"{step}: {message}" if message else f"{step} failed"
 
 
 def exit_code(failed: list[str]) -> int:
@@ -172,21 +242,38 @@ def exit_code(failed: list[str]) -> int:
 
 
 def _finish() -> None:
-    for show in _at_end:
-        show()
-    if not _tallies:
-        return
-    say("")
-    for host, tally in _tallies.items():
-        say(recap_line(host, tally, _seconds.get(host)))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Tasks do not raise on a failed host, so the next hosts still run; the exit code comes from here.
-    failed = failed_hosts()
-    if failed:
-        os._exit(exit_code(failed))
-    if any(tally.checking and tally.changed for tally in _tallies.values()):
-        os._exit(EXIT_WOULD_CHANGE)
+    with _lock:  # a thread still running (Ctrl-C) prints no line into the recap
+        printed = print_recap()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if not printed:
+            return
+        # Tasks do not raise on a failed host, so the next hosts still run; the exit code comes from here.
+        failed = failed_hosts()
+        if failed:
+            os._exit(exit_code(failed))
+        if any(tally.checking and tally.changed for tally in _tallies.values()):
+            os._exit(EXIT_WOULD_CHANGE)
+
+
+def print_recap() -> bool:
+    """The tasks' documents (see at_end), then a recap line per host: in the order given, the hosts a
+    rollout stopped before next, the failed ones last, each with why. False when no host was acted on."""
+    with _lock:
+        for show in _at_end:
+            show()
+        if not _tallies and not _not_started:
+            return False
+        say("")
+        hosts = ordered()
+        done = [h for h in hosts if not _tallies[h].failed]
+        for host in done:
+            say(recap_line(host, _tallies[host], _seconds.get(host)))
+        for host in sorted(set(_not_started) - set(_tallies), key=position):
+            say(f"{host}  not started: {_not_started[host]}")
+        for host in hosts[len(done) :]:
+            say(recap_line(host, _tallies[host], _seconds.get(host), _why(host)))
+        return True
 
 
 atexit.register(_finish)

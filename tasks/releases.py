@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
-from json import dumps
+from json import dumps, loads
 
 from fabric import Connection
 
@@ -73,41 +74,85 @@ def render(releases: list[Release], as_json: bool = False) -> str:
     help={
         "to": "the id of the release to go back to (see `fab releases`); default: the previous one",
         **CHECK,
-    }
+    },
+    rolling=True,
 )
 def rollback(c: Connection, to: str = "", check: bool = False) -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
     converge(c, (rollback_step.step(to),), action="rollback", check_health=True, check=check)
 
 
-@host_task(help={"json": "print the list as JSON (id, time, user, host, venv, current, previous, failed)"})
+@host_task(
+    help={
+        "json": "print one JSON document: an object keyed by host, each a list (id, time, user, host, venv,"
+        " current, previous, failed)"
+    }
+)
 def releases(c: Connection, json: bool = False) -> None:
     """List the releases on the server: id, when, who deployed it, which is current and previous."""
     if json:
         recap.to_stderr()
+        RELEASES.expect(host_name(c))
     found = probe.look(c, "releases")
     if found is not None:
-        _print(host_name(c), render(listing(found.facts, found.paths), as_json=json), json)
+        _print(RELEASES, host_name(c), render(listing(found.facts, found.paths), as_json=json), json)
 
 
-@host_task(help={"json": "print the entries as JSON (time, user, release, action, result, detail)"})
+@host_task(
+    help={
+        "json": "print one JSON document: an object keyed by host, each a list of entries (time, user,"
+        " release, action, result, detail)"
+    }
+)
 def history(c: Connection, json: bool = False) -> None:
     """Show the deploy history: every deploy, rollback and restart, with who, when and the result."""
     if json:
         recap.to_stderr()
+        HISTORY.expect(host_name(c))
     s = settings.load(c)
     show = Script(
         "history", {"HISTORY_FILE": app_paths(s).history_file}, runtime.SHOW, [line("show_history")]
     )
     stdout = read_only(c, "history", show)
     if stdout is not None:
-        _print(host_name(c), deploy_history.render(deploy_history.parse(stdout), as_json=json), json)
+        _print(HISTORY, host_name(c), deploy_history.render(deploy_history.parse(stdout), as_json=json), json)
 
 
-def _print(host: str, text: str, as_json: bool) -> None:
-    """A JSON document alone on its line (one per host) on stdout; a table with each line led by the host."""
+class Documents:
+    """The --json output of releases and history: one document for all hosts, an object keyed by host
+    (in the order the hosts were given), each host's value its list, or null when it could not be read
+    (its recap line says why); printed once on stdout after the last host (recap.at_end)."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list | None] = {}
+        self.lock = threading.Lock()
+
+    def expect(self, host: str) -> None:
+        with self.lock:
+            self.lists.setdefault(host, None)
+        recap.at_end(self.show)
+
+    def add(self, host: str, entries: list) -> None:
+        with self.lock:
+            self.lists[host] = entries
+
+    def document(self) -> str:
+        with self.lock:
+            hosts = sorted(self.lists, key=recap.position)
+            return dumps({host: self.lists[host] for host in hosts})
+
+    def show(self) -> None:
+        print(self.document(), flush=True)
+
+
+RELEASES, HISTORY = Documents(), Documents()  # each task's document of this run
+
+
+def _print(documents: Documents, host: str, text: str, as_json: bool) -> None:
+    """A host's list into the run's one JSON document (see Documents); a table with each line led by the
+    host."""
     if as_json:
-        print(text, flush=True)
+        documents.add(host, loads(text))
     else:
         for line_ in text.splitlines():
             recap.note(host, line_)

@@ -43,6 +43,12 @@ class Settings:
     connect_timeout: int
     command_timeout: int
     env: dict[str, str] = field(repr=False)  # secret: never printed
+    # The fleet (tasks/fleet.py): hosts used when no -H is given, named groups of hosts, the group a run
+    # acts on (instead of `hosts`), and how many hosts a run acts on at once.
+    hosts: tuple[str, ...] = ()
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    group: str | None = None
+    parallel: int = 10
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
@@ -181,6 +187,48 @@ def _static(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+# A host as -H takes it: [user@]host[:port], the host a name (an SSH config alias too), an IPv4 address
+# or an IPv6 one in brackets.
+_HOST_ENTRY = re.compile(
+    r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,31}@)?(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>\d{1,5}))?"
+)
+
+
+def _host_entry(value: Any) -> str:
+    match = _HOST_ENTRY.fullmatch(value) if isinstance(value, str) else None
+    if match is None or (match["port"] is not None and not 1 <= int(match["port"]) <= 65535):
+        raise SettingError(f"{value!r} is no host like web1, deploy@web1.example.org or 10.0.0.5:2222")
+    return value
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise SettingError("must be a list of hosts, like [web1, deploy@web2.example.org:2222]")
+    return tuple(dict.fromkeys(_host_entry(host) for host in value))
+
+
+def _groups(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise SettingError("must map group names to lists of hosts, like {web: [web1, web2]}")
+    groups = {}
+    for name, hosts in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][\w.-]*", name):
+            raise SettingError(f"{name!r} is no group name (letters, digits, _ . -)")
+        if not isinstance(hosts, list | tuple) or not hosts:
+            raise SettingError(f"group {name!r} must be a non-empty list of hosts")
+        groups[name] = _hosts(hosts)
+    return groups
+
+
+def _group(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    if not isinstance(value, str):
+        raise SettingError("must be the name of a group of deploy.groups, or null")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: where it is given, how it is checked, its default, whether its value is secret."""
@@ -227,6 +275,11 @@ SCHEMA: dict[str, Key] = {
     "shared_dirs": Key("deploy", "shared_dirs", _shared_dirs, ["instance"]),
     "release_command": Key("deploy", "release_command", _optional_command, None),
     "release_timeout": Key("deploy", "release_timeout", _integer(1, 86400), 600),
+    "hosts": Key("deploy", "hosts", _hosts, []),
+    # A mapping, also when empty: Invoke cannot merge a mapping given with -f FILE onto a null.
+    "groups": Key("deploy", "groups", _groups, {}),
+    "group": Key("deploy", "group", _group, None),
+    "parallel": Key("deploy", "parallel", _integer(1, 1000), 10),
     # Fabric's own (fab -t SECONDS and -T SECONDS set them for one run): giving up on a host that does not
     # answer, and on a remote command that does not end, so that a stalled server never hangs a run.
     "connect_timeout": Key("timeouts", "connect", _integer(1, 3600), 10),
@@ -256,6 +309,11 @@ def parse(config: Mapping[str, Any]) -> Settings:
         except SettingError as error:
             got = "" if key.secret else f", got {value!r}"
             raise SettingError(f"{key.name}: {error}{got} {WHERE}") from None
+    if values["group"] is not None and values["group"] not in values["groups"]:
+        known = ", ".join(values["groups"]) or "none"
+        raise SettingError(
+            f"deploy.group: no group {values['group']!r} in deploy.groups (known: {known}) {WHERE}"
+        )
     return Settings(**values)
 
 

@@ -8,6 +8,7 @@ the task's to document: see `status` in tasks/maintenance.py.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from json import dumps
@@ -197,16 +198,19 @@ def document(rows: list[HostStatus]) -> str:
     return dumps([asdict(row) for row in rows])
 
 
-# The rows of this `fab` run, in the order Fabric called the task; printed once, after the last host.
+# The rows of this `fab` run, as the hosts' runs (at once: threads) ended; printed once, after the last
+# host, in the order the hosts were given (recap.position).
 _rows: list[HostStatus] = []
 _as_json = False
+_lock = threading.Lock()
 
 
 def add(row: HostStatus, *, as_json: bool) -> None:
     """Keep a host's row for the end of the run; the health step goes to the recap (failed: unhealthy)."""
     global _as_json
-    _as_json = _as_json or as_json
-    _rows.append(row)
+    with _lock:
+        _as_json = _as_json or as_json
+        _rows.append(row)
     if row.error is None:
         recap.report(row.host, "health", "ok" if row.healthy else "failed", "; ".join(row.problems))
     recap.at_end(show)
@@ -214,7 +218,9 @@ def add(row: HostStatus, *, as_json: bool) -> None:
 
 def show() -> None:
     """Print the rows: one JSON document, or the table after a blank line (the step lines come first)."""
+    with _lock:
+        rows = sorted(_rows, key=lambda row: recap.position(row.host))
     if _as_json:
-        print(document(_rows), flush=True)
-    elif _rows:
-        print(f"\n{table(_rows)}", flush=True)
+        print(document(rows), flush=True)
+    elif rows:
+        print(f"\n{table(rows)}", flush=True)

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -171,18 +172,27 @@ def _wheels_for_sdists(folder: Path, target: Target) -> None:
         sdist.unlink()
 
 
+# One lock a cache key: the hosts of a run deployed at once (threads) make a key's wheels once, the
+# others wait for them.
+_making: dict[str, threading.Lock] = {}
+_making_lock = threading.Lock()
+
+
 def _cached(key: str, make) -> Path:  # noqa: ANN001 - make(work: Path) fills work
     """CACHE/key, made once by make() in a scratch directory and renamed into place when complete."""
     cached = CACHE / key
-    if not (cached / ".complete").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
-            work = Path(scratch) / "out"
-            work.mkdir()
-            make(work)
-            (work / ".complete").touch()
-            shutil.rmtree(cached, ignore_errors=True)
-            work.rename(cached)
+    with _making_lock:
+        lock = _making.setdefault(key, threading.Lock())
+    with lock:
+        if not (cached / ".complete").exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
+                work = Path(scratch) / "out"
+                work.mkdir()
+                make(work)
+                (work / ".complete").touch()
+                shutil.rmtree(cached, ignore_errors=True)
+                work.rename(cached)
     return cached
 
 

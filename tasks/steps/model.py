@@ -35,6 +35,7 @@ class StepPlan:
     # the config files it writes (server path -> the text they would hold), shown as diffs.
     why: tuple[str, ...] = ()
     writes: Mapping[str, str] = field(default_factory=dict)
+    switches_to: str | None = None  # the release `current` points at once the run succeeded (push, rollback)
 
     @property
     def acts(self) -> bool:

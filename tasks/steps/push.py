@@ -135,7 +135,7 @@ def plan(sit: Situation) -> StepPlan:
     if venvs or sit.venv_id not in facts.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     why = explain(sit, new)
-    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup), why=why)
+    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new)
 
 
 LISTED = 20  # files a check run names, of each kind (new, changed, removed)

@@ -30,7 +30,7 @@ def plan(sit: Situation, to: str) -> StepPlan:
     live = facts.link_name(paths.current)
     how = "a graceful reload" if venv == facts.release_venv(live or "") else "a restart (another venv)"
     why = (f"current -> {target} (from {live}), with the configs it was deployed with; {how}",)
-    return StepPlan("rollback", (line("roll_back_to", target),), why=why)
+    return StepPlan("rollback", (line("roll_back_to", target),), why=why, switches_to=target)
 
 
 def step(to: str = "") -> Step:

@@ -79,7 +79,9 @@ class Site:
     def releases(self) -> list[dict]:
         run = self.fab("releases", "--json")
         assert run.code == 0, str(run)
-        releases = json.loads(run.stdout)  # stdout is the JSON document and nothing else
+        document = json.loads(run.stdout)  # stdout is the JSON document and nothing else
+        assert list(document) == [self.server.name], run.stdout  # keyed by host
+        releases = document[self.server.name]
         assert isinstance(releases, list), run.stdout
         return releases
 
@@ -91,7 +93,7 @@ class Site:
     def history(self) -> list[dict]:
         run = self.fab("history", "--json")
         assert run.code == 0, str(run)
-        return json.loads(run.stdout)
+        return json.loads(run.stdout)[self.server.name]  # one document keyed by host
 
     def get(self, path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection(self.server.address, 80, timeout=10)

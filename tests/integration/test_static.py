@@ -130,8 +130,8 @@ def test_a_static_directory_the_app_lacks_is_refused_before_anything_changes(sit
     override.write_text(yaml.safe_dump(settings))
     run = fab_cli.run(site.server.lab.ssh_config, site.server.name, "-f", str(override), "deploy")
     assert run.code != 0
-    refusals = [line for line in run.output.splitlines() if "app.static: assets is not a directory" in line]
-    assert len(refusals) == 1, str(run)
+    failures = [line for line in run.output.splitlines() if "  failed: " in line]  # the step lines
+    assert len(failures) == 1 and "app.static: assets is not a directory" in failures[0], str(run)
     assert "failed=1" in recap(run, site.server.name)
     assert site.ssh(f"readlink {CURRENT}") == before
     assert site.get(f"/static/{FILE}")[0] == 200

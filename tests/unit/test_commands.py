@@ -16,6 +16,7 @@ import pytest
 from tasks import commands, namespace, recap, runtime
 from tasks.cli import TRUST
 from tasks.converge import RECORDED
+from tasks.fleet import PARALLEL
 from tasks.remote import collect
 from tasks.shell import VALUES_BEGIN, VALUES_END, Script, assignment
 from tests.unit.conftest import PLATFORM, paths_of
@@ -109,7 +110,7 @@ def test_the_task_is_named_exec_takes_the_command_as_its_argument_and_reads_well
     task = namespace()["exec"]
     assert task is commands.exec_
     assert task.positional == ["command"]
-    assert {arg.name for arg in task.get_arguments()} == {"command", TRUST}
+    assert {arg.name for arg in task.get_arguments()} == {"command", TRUST, PARALLEL}
     first_line = task.__doc__.splitlines()[0]
     assert len(first_line) <= 110 and "live release" in first_line and "app user" in first_line
 

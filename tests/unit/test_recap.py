@@ -68,3 +68,27 @@ def test_json_mode_keeps_stdout_for_the_document_and_a_lock_exits_75(capsys):
     assert recap._locked == {"h-locked"}
     del recap._tallies["h-locked"]
     recap._locked.clear()
+
+
+def test_the_recap_keeps_the_order_given_with_the_failed_hosts_last_saying_why(capsys, monkeypatch):
+    for name, empty in (
+        ("_tallies", {}),
+        ("_failures", {}),
+        ("_seconds", {}),
+        ("_order", []),
+        ("_at_end", []),
+    ):
+        monkeypatch.setattr(recap, name, empty)
+    monkeypatch.setattr(recap, "_not_started", {})
+    recap.order(["h1", "h2", "h3", "h4"])
+    recap.report("h4", "deploy", "changed")
+    recap.report("h2", "connect", "failed", "cannot connect to h2 port 1")
+    recap.report("h3", "deploy", "ok")
+    recap.report("h1", "health", "failed", "502")
+    assert recap.print_recap()
+    assert capsys.readouterr().out.splitlines()[-4:] == [
+        "h3  ok=1 changed=0 failed=0",
+        "h4  ok=0 changed=1 failed=0",
+        "h1  ok=0 changed=0 failed=1  (health: 502)",
+        "h2  ok=0 changed=0 failed=1  (connect: cannot connect to h2 port 1)",
+    ]

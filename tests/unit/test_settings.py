@@ -67,6 +67,10 @@ def test_invoke_yaml_shows_every_setting_with_its_default():
         ("deploy", "shared_dirs", [".deploy"], "deploy.shared_dirs: '.deploy' is no plain relative"),
         ("deploy", "release_command", "a\nb", "deploy.release_command: must be one shell command line"),
         ("deploy", "release_command", ["flask", "db"], "deploy.release_command: must be one shell command"),
+        ("deploy", "parallel", 0, "deploy.parallel: must be an integer 1-1000, got 0"),
+        ("deploy", "hosts", ["web 1"], "deploy.hosts: 'web 1' is no host like web1"),
+        ("deploy", "groups", {"web": []}, "deploy.groups: group 'web' must be a non-empty list of hosts"),
+        ("deploy", "group", "web", "deploy.group: no group 'web' in deploy.groups (known: none)"),
     ],
 )
 def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
