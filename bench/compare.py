@@ -330,19 +330,22 @@ def table(results: Results, tools: list[str], rtts: list[int]) -> str:
                     continue
                 ours, theirs = medians.get("ours"), medians[t]
                 cells += f" {ours / theirs:>12.2f}x" if ours and theirs else f" {'-':>13}"
-            mine = results.samples.get((case, rtt, "ours"), [])
-            if mine:
-                conns = statistics.median(s.connections for s in mine)
-                cmds = statistics.median(s.commands for s in mine)
-                cells += f" {f'{conns:g}/{cmds:g}':>18}"
-            else:
-                cells += f" {'-':>18}"
+            cells += f" {counts(results.samples.get((case, rtt, 'ours'))):>18}"
             failed = {
                 t: sum(s.failed_requests or 0 for s in results.samples.get((case, rtt, t), [])) for t in tools
             }
             cells += f" {'/'.join(str(failed[t]) for t in tools) if case == 'code' else '':>10}"
             lines.append(f"{case:<12} {rtt:>4}{cells}")
     return "\n".join(lines)
+
+
+def counts(samples: list | None) -> str:
+    """SSH connections / remote commands of a case's runs (medians), or "-" when it has none."""
+    if not samples:
+        return "-"
+    conns = statistics.median(s.connections for s in samples)
+    cmds = statistics.median(s.commands for s in samples)
+    return f"{conns:g}/{cmds:g}"
 
 
 def counts_table(results: Results, tools: list[str], rtts: list[int]) -> str:
@@ -354,13 +357,7 @@ def counts_table(results: Results, tools: list[str], rtts: list[int]) -> str:
         for rtt in rtts:
             cells = ""
             for tool in tools:
-                samples = results.samples.get((case, rtt, tool))
-                if samples:
-                    conns = statistics.median(s.connections for s in samples)
-                    cmds = statistics.median(s.commands for s in samples)
-                    cells += f" {f'{conns:g}/{cmds:g}':>12}"
-                else:
-                    cells += f" {'-':>12}"
+                cells += f" {counts(results.samples.get((case, rtt, tool))):>12}"
             lines.append(f"{case:<12} {rtt:>4}{cells}")
     return "\n".join(lines)
 

@@ -230,7 +230,8 @@ def _with_app(situation: Situation, app: AppSource, check: bool = False) -> tupl
     situation = replace(situation, app=app, declared=declared, venv_id=wheels.venv_id(declared, target))
     if check:
         return "", situation
-    new_venv, new_release = situation.venv_id not in facts.venvs, not push.is_live(situation)
+    new_venv = situation.venv_id not in facts.venvs
+    new_release = not push.is_live(situation, push.shape_of(situation))
     try:
         built = wheels.dependencies(declared, target) if new_venv else ()
         own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None

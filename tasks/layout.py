@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 # Inside each release: what shaped it (release.json, fingerprint, rendered configs, env.json, failed).
 META = ".deploy"
+# In a release's META: its files (path -> sha256); a check run compares the next release's with them.
+RELEASE_FILES = "files.json"
 # nginx listens here for the site; the health check goes through it.
 HTTP_PORT = 80
 

@@ -15,7 +15,7 @@ from fabric import Connection
 
 from tasks import lock, recap, remote, settings
 from tasks.facts import Facts
-from tasks.layout import META, Layout, app_paths, health_host, health_rule, health_url, layout
+from tasks.layout import META, RELEASE_FILES, Layout, app_paths, health_host, health_rule, health_url, layout
 from tasks.platform import PLATFORMS, SSHD_PROCESS_NAMES, Platform, UnsupportedPlatform, by_id
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
@@ -59,7 +59,7 @@ def questions(s: Settings, salt: str = "") -> dict:
     salt (a check run), also the configs' text, the live release's files and app.env's salted digests."""
     asked = {
         "os_release": OS_RELEASE,
-        "app": {"name": s.name, "meta": META, "port": s.port},
+        "app": {"name": s.name, "meta": META, "files": RELEASE_FILES, "port": s.port},
         "platforms": [_entry(s, platform) for platform in PLATFORMS],
         # Who holds the deploy lock, if anyone: read from its records, never taken (runtime/lock.sh).
         "lock": {"root": app_paths(s).lock_root, "sshd_process_names": list(SSHD_PROCESS_NAMES)},

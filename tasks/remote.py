@@ -126,19 +126,12 @@ def collect(
     exit code -1 when the channel closed without one (a signal, or the connection went away). With a sink
     for a stream (`stdout_to`, `stderr_to`), its chunks go there as they come, and it comes back empty."""
     stdout, stderr = bytearray(), bytearray()
+    to_stdout, to_stderr = stdout_to or stdout.extend, stderr_to or stderr.extend
     while True:
         if channel.recv_ready():
-            chunk = channel.recv(CHUNK)
-            if stdout_to:
-                stdout_to(chunk)
-            else:
-                stdout += chunk
+            to_stdout(channel.recv(CHUNK))
         elif channel.recv_stderr_ready():
-            chunk = channel.recv_stderr(CHUNK)
-            if stderr_to:
-                stderr_to(chunk)
-            else:
-                stderr += chunk
+            to_stderr(channel.recv_stderr(CHUNK))
         elif channel.exit_status_ready():  # its exit status came, or the channel closed
             return bytes(stdout), bytes(stderr), channel.recv_exit_status()
         else:

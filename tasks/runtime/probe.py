@@ -333,7 +333,7 @@ def detail(platform, app, salt):
     -> sha256, None when it keeps none) and its app.env as salted digests: what changes, never a value."""
     live = os.path.join(platform["current"], app["meta"])
     try:
-        files = json.loads(read_text(os.path.join(live, "files.json")))
+        files = json.loads(read_text(os.path.join(live, app["files"])))
     except ValueError:
         files = None
     try:

@@ -15,15 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks import configs, static
-from tasks.layout import META, Layout
+from tasks.layout import META, RELEASE_FILES, Layout
 from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
 
-# The release's files (path -> sha256), kept in its .deploy/: a check run compares the next one with it.
-FILES = "files.json"
 # The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
 SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
 
@@ -73,10 +71,14 @@ def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> li
     return sorted(v for v in set(venv_dirs) - set(in_use) if VENV_ID.fullmatch(v))
 
 
-def is_live(sit: Situation) -> bool:
-    """Whether the release the local app would make is the live one already, on its venv: nothing to push."""
+def shape_of(sit: Situation) -> str:
+    """The fingerprint of the release the local app would make on this server."""
     assert sit.app is not None, "push needs the local app"
-    shape = fingerprint(sit.settings, sit.layout, sit.app, sit.venv_id, sit.facts.cpus)
+    return fingerprint(sit.settings, sit.layout, sit.app, sit.venv_id, sit.facts.cpus)
+
+
+def is_live(sit: Situation, shape: str) -> bool:
+    """Whether the release of that fingerprint is the live one already, on its venv: nothing to push."""
     return sit.facts.fingerprint == shape and sit.venv_id in sit.facts.venvs
 
 
@@ -94,9 +96,9 @@ def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, app = sit.settings, sit.facts, sit.layout, sit.app
     assert app is not None, "push needs the local app"
-    if is_live(sit):
+    shape = shape_of(sit)
+    if is_live(sit, shape):
         return StepPlan("push")
-    shape = fingerprint(s, paths, app, sit.venv_id, facts.cpus)
 
     commands, files = venv(sit) if sit.venv_id not in facts.venvs else ([], {})
     if sit.uv_wheel is not None:
@@ -112,7 +114,7 @@ def plan(sit: Situation) -> StepPlan:
     }  # fmt: skip
     files[f"release/{META}/release.json"] = (json.dumps(record) + "\n").encode()
     files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
-    files[f"release/{META}/{FILES}"] = json.dumps(app.hashes, sort_keys=True).encode()
+    files[f"release/{META}/{RELEASE_FILES}"] = json.dumps(app.hashes, sort_keys=True).encode()
     files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, paths, facts.cpus).items()})
     files["files/env.json"] = env_json(s).encode()
     commands += [line("build_release", new, sit.venv_id), line("check_release")]

@@ -38,11 +38,12 @@ import pytest
 
 from tasks import lock, probe, recap, remote, runtime
 from tasks.facts import Facts, Listener, Lock, PathState, Program, Release, Unit, User
-from tasks.layout import META, app_paths, health_host, layout
+from tasks.layout import META, RELEASE_FILES, app_paths, health_host, layout
 from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES
 from tasks.remote import RemoteError, Result
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
+from tasks.steps import push
 from tests.polling import wait_until
 from tests.unit.conftest import default_config
 from tests.unit.serverside import run_bash
@@ -328,7 +329,7 @@ def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_pare
     s = replace(settings, port=8123, shared_dirs=("data/files", "uploads"))
     asked = probe.questions(s)
     assert asked["os_release"] == "/etc/os-release"
-    assert asked["app"] == {"name": s.name, "meta": META, "port": 8123}
+    assert asked["app"] == {"name": s.name, "meta": META, "files": RELEASE_FILES, "port": 8123}
     assert [entry["id"] for entry in asked["platforms"]] == [platform.id for platform in PLATFORMS]
     for entry, platform in zip(asked["platforms"], PLATFORMS, strict=True):
         paths = layout(s, platform)
@@ -438,6 +439,28 @@ def test_listeners_are_none_when_ss_is_missing(server, settings):
     facts = server.facts(server.questions(settings), path=path)
     assert facts["listeners"] == []
     assert facts["units"]["nginx"] == {"active": "active", "enabled": "enabled"}  # the rest still answered
+
+
+def test_a_check_run_is_told_the_configs_the_live_releases_files_and_app_env_as_salted_digests(
+    server, settings
+):
+    fill(server)
+    live = server.current / META
+    (live / RELEASE_FILES).write_text(json.dumps({"app.py": "ab12"}))
+    (live / "env.json").write_text(json.dumps({"SECRET_KEY": "s3cret-value"}))
+    (server.root / "configs").mkdir()
+    (server.root / "configs" / "site").write_text("server {}\n")
+    questions = server.questions(settings)
+    assert "release_files" not in server.facts(questions)  # a run that is no check is not told
+    facts = server.facts({**questions, "salt": "pepper"})
+    assert facts["release_files"] == {"app.py": "ab12"}
+    assert facts["env_digests"] == {"SECRET_KEY": push.env_digest("pepper", "SECRET_KEY", "s3cret-value")}
+    assert facts["env_salt"] == "pepper"
+    assert "s3cret-value" not in json.dumps(facts)
+    site, *others = (
+        str(server.root / "configs" / name) for name in ("site", "program", "gunicorn", "tmpfiles")
+    )
+    assert facts["configs"] == {site: "server {}\n", **dict.fromkeys(others)}
 
 
 def test_releases_venvs_and_fingerprint(server, settings):

@@ -125,29 +125,9 @@ for master in masters:
 """
 
 
-def stat_of(pid: int) -> tuple[str, int] | None:
-    """A process's state letter and parent pid, from /proc; None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state, ppid = handle.read().rsplit(")", 1)[1].split()[:2]
-    except (OSError, ValueError):
-        return None
-    return state, int(ppid)
-
-
-def running(pid: int) -> bool:
-    found = stat_of(pid)
-    return found is not None and found[0] != "Z"
-
-
-def children(pid: int) -> set[int]:
-    """The live (not zombie) children of a process, from /proc."""
-    found = set()
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        state = stat_of(int(entry))
-        if state and state[1] == pid and state[0] != "Z":
-            found.add(int(entry))
-    return found
+# How reload.py reads /proc (a process's state and parent, whether it runs, its live children), to
+# watch the fake masters with.
+stat_of, running, children = reload_py.state_and_parent, reload_py.running, reload_py.children
 
 
 def argv_of(pid: int) -> list[str]:
