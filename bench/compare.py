@@ -128,7 +128,7 @@ def make_job(app_src: Path, module: str) -> Job:
     paths = layout(s, DEBIAN_12)
     rendered = work / "configs"
     rendered.mkdir()
-    (rendered / "nginx-site").write_text(configs.nginx_site(s, paths))
+    (rendered / "nginx-site").write_text(configs.nginx_site(s, paths, DEBIAN_12))
     (rendered / "supervisor.conf").write_text(configs.supervisor_program(s, paths))
     (rendered / "gunicorn.conf.py").write_text(configs.gunicorn_conf(s, paths, os.cpu_count() or 1))
     target = wheels.Target(TARGET_PYTHON, TARGET_MACHINE, TARGET_GLIBC)

@@ -11,7 +11,9 @@ from pathlib import Path
 import jinja2
 
 from tasks import static
+from tasks.https import Tls
 from tasks.layout import HTTP_PORT, META, Layout
+from tasks.platform import Platform
 from tasks.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "configs"
@@ -46,9 +48,27 @@ def gunicorn_conf(s: Settings, paths: Layout, cpu_count: int) -> str:
     return render("gunicorn.conf.py.j2", s, paths, cpu_count)
 
 
-def nginx_site(s: Settings, paths: Layout) -> str:
-    # The static directories depend on the local app (app.src, a directory settings checked exists).
-    return render("nginx-site.conf.j2", s, paths, static=static.folders(s, s.src))
+def nginx_site(s: Settings, paths: Layout, platform: Platform, tls: Tls | None = None) -> str:
+    """The site: port 80 only, or with `tls` (tasks/https.py) a 443 server too, port 80 redirecting."""
+    domains = " ".join(s.https_domains)
+    if s.server_name == "_" or not domains:
+        http_names = s.server_name
+    else:  # the ACME challenge for each domain reaches port 80 of this site
+        http_names = " ".join(dict.fromkeys([*s.server_name.split(" "), *s.https_domains]))
+    return render(
+        "nginx-site.conf.j2",
+        s,
+        paths,
+        # The static directories depend on the local app (app.src, a directory settings checked exists).
+        static=static.folders(s, s.src),
+        tls=tls,
+        acme_webroot=paths.acme_webroot if s.https_mode == "acme" else None,
+        http_names=http_names,
+        https_names=domains or s.server_name,
+        http2=platform.nginx_http2,
+        hsts=s.https_hsts,
+        remote="flaskdeploy_" + s.name.replace("-", "_") + "_remote",  # an nginx variable's name
+    )
 
 
 def supervisor_program(s: Settings, paths: Layout) -> str:

@@ -16,7 +16,7 @@ from tasks.steps.model import Step
 
 @host_task(help=CHECK, rolling=True)
 def deploy(c: Connection, check: bool = False) -> None:
-    """The whole pipeline (provision .. enable_boot) over one connection, then a health check via nginx."""
+    """The whole pipeline (provision .. enable_boot, certificate) over one connection, then a health check."""
     converge(c, PIPELINE, action="deploy", check_health=True, check=check)
 
 

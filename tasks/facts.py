@@ -91,6 +91,16 @@ class Lock:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """The certificate the app's site serves (https): its names, when it expires, its ACME directory."""
+
+    path: str
+    domains: tuple[str, ...] = ()
+    not_after: str = ""  # UTC, ISO 8601
+    server: str = ""  # the ACME directory certbot renews it from ("" for files of the user's)
+
+
+@dataclass(frozen=True)
 class Facts:
     platform: str | None = None  # the platform table's entry for this server (tasks/platform.py)
     system: str = ""  # os-release's PRETTY_NAME
@@ -123,6 +133,7 @@ class Facts:
     health_ms: int | None = None  # how long the health check's final request took
     disk_free: int | None = None  # bytes free under the app's base directory (df's "available")
     lock: Lock | None = None  # None when no run holds the app's deploy lock
+    certificate: Certificate | None = None  # with https: the certificate the site serves, when present
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Facts:
@@ -169,6 +180,14 @@ class Facts:
             health_ms=doc.get("health_ms"),
             disk_free=doc.get("disk_free"),
             lock=Lock(**doc["lock"]) if doc.get("lock") else None,
+            certificate=Certificate(
+                cert["path"],
+                tuple(cert.get("domains", ())),
+                cert.get("not_after", ""),
+                cert.get("server", ""),
+            )
+            if (cert := doc.get("certificate"))
+            else None,
         )
 
     @property

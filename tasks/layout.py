@@ -35,6 +35,7 @@ class AppPaths:
     venvs_dir: str
     wheels_dir: str  # every wheel a venv of the app was built from, shipped once
     tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
+    acme_webroot: str  # https.mode acme: certbot writes the HTTP-01 challenges here, nginx serves them
     gunicorn_conf: str
     history_file: str
     log_dir: str
@@ -66,6 +67,16 @@ class Layout(AppPaths):
     nginx_access_log: str
     nginx_error_log: str
     supervisor_conf: str
+    # HTTPS (tasks/https.py): the user's certificate and key (mode files); the CA bundle certbot trusts
+    # for a private ACME directory, and the drop-in giving it to certbot's renewals; certbot's lineage.
+    tls_cert: str
+    tls_key: str
+    acme_ca_bundle: str
+    certbot_dropin: str
+    certbot_fullchain: str
+    certbot_privkey: str
+    certbot_cert: str
+    certbot_renewal: str
 
 
 def app_paths(s: Settings) -> AppPaths:
@@ -80,6 +91,7 @@ def app_paths(s: Settings) -> AppPaths:
         venvs_dir=f"{base}/venvs",
         wheels_dir=f"{base}/wheels",
         tools_dir=f"{base}/tools",
+        acme_webroot=f"{base}/acme",
         gunicorn_conf=f"{base}/gunicorn.conf.py",
         history_file=f"{base}/history.log",
         log_dir=f"/var/log/{name}",
@@ -103,6 +115,14 @@ def layout(s: Settings, p: Platform) -> Layout:
         nginx_access_log=f"{p.nginx_log_dir}/{name}.access.log",
         nginx_error_log=f"{p.nginx_log_dir}/{name}.error.log",
         supervisor_conf=f"{p.supervisor_conf_dir}/{name}.conf",
+        tls_cert=f"{p.tls_dir}/{name}.crt",
+        tls_key=f"{p.tls_dir}/{name}.key",
+        acme_ca_bundle=f"{p.tls_dir}/{name}.acme-ca.pem",
+        certbot_dropin=f"{p.certbot_dropin_dir}/flaskdeploy-{name}.conf",
+        certbot_fullchain=f"{p.letsencrypt_dir}/live/{name}/fullchain.pem",
+        certbot_privkey=f"{p.letsencrypt_dir}/live/{name}/privkey.pem",
+        certbot_cert=f"{p.letsencrypt_dir}/live/{name}/cert.pem",
+        certbot_renewal=f"{p.letsencrypt_dir}/renewal/{name}.conf",
     )
 
 

@@ -1,9 +1,10 @@
 """The platform table: what differs between server systems, in one place.
 
 Each entry names the packages, units, paths and commands of one system. The probe picks the entry
-from the server's /etc/os-release (see runtime/probe.py: the first entry whose `match` fits), so
-Debian 13 is a new entry here, and another family (its package manager, its paths) a new entry with
-other values. Nothing else in the kit spells a Debian path or package name.
+from the server's /etc/os-release (see runtime/probe.py: the first entry whose `match` fits), so a
+new Debian release is a new entry here (Debian 13: Debian 12's with what differs replaced), and
+another family (its package manager, its paths) a new entry with other values. Nothing else in the kit
+spells a Debian path or package name.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ class Packages:
 
     nginx: str = "nginx"
     supervisor: str = "supervisor"
+    certbot: str = "certbot"  # only with https.mode acme
 
     def all(self) -> tuple[str, ...]:
+        """What every app needs."""
         return (self.nginx, self.supervisor)
+
+    def asked(self) -> tuple[str, ...]:
+        """Every package the probe asks about."""
+        return (*self.all(), self.certbot)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,15 @@ class Platform:
     nginx_default_site: str = "default"  # the stock site the package enables
     nginx_pid: str = "/run/nginx.pid"
     nginx_log_dir: str = "/var/log/nginx"
+    # How a 443 server turns HTTP/2 on: `listen 443 ssl http2` ("listen", nginx before 1.25.1) or the
+    # `http2 on;` directive ("directive", nginx 1.25.1 on, which warns about the listen parameter).
+    nginx_http2: str = "listen"
+    # HTTPS: the user's certificate files (https.mode files); certbot's directory, the timer that renews
+    # its certificates, and where a drop-in sets the environment of its service (a private ACME CA).
+    tls_dir: str = "/etc/ssl/flaskdeploy"
+    letsencrypt_dir: str = "/etc/letsencrypt"
+    certbot_timer: str = "certbot.timer"
+    certbot_dropin_dir: str = "/etc/systemd/system/certbot.service.d"
     # supervisor.
     supervisor_conf_dir: str = "/etc/supervisor/conf.d"
     supervisor_socket: str = "/var/run/supervisor.sock"
@@ -79,10 +95,10 @@ class Platform:
             "id": self.id,
             "match": self.match,
             "package_query": list(self.package_query),
-            "packages": list(self.packages.all()),
+            "packages": list(self.packages.asked()),
             "installed": self.installed_status,
             "package_lists": self.package_lists,
-            "units": list(self.units),
+            "units": [*self.units, self.certbot_timer],
             "nginx_conf_dir": self.nginx_conf_dir,
             "nginx_pid": self.nginx_pid,
             "supervisor_socket": self.supervisor_socket,
@@ -90,8 +106,12 @@ class Platform:
 
 
 DEBIAN_12 = Platform("debian-12", "Debian 12 (bookworm)", {"ID": "debian", "VERSION_ID": "12"}, tested=True)
+# Debian 13 as deployed to in the sandboxes: Python 3.13, glibc 2.41 and OpenSSH 10 (sshd-session) reach
+# the kit as probed facts; packages, units and paths are Debian 12's (nginx, supervisor 4.2.5, the same
+# sites-*, conf.d, sockets and pidfiles). nginx 1.26 turns HTTP/2 on with its directive.
 DEBIAN_13 = replace(DEBIAN_12, id="debian-13", name="Debian 13 (trixie)",
-                    match={"ID": "debian", "VERSION_ID": "13"}, tested=False)  # fmt: skip
+                    match={"ID": "debian", "VERSION_ID": "13"}, tested=True,
+                    nginx_http2="directive")  # fmt: skip
 # Ubuntu LTS and other Debian derivatives: the same packages and paths, expected to work, not tested.
 DEBIAN_LIKE = replace(DEBIAN_12, id="debian-like", name="a Debian-like system", match={"ID_LIKE": "debian"},
                       tested=False)  # fmt: skip
@@ -105,7 +125,7 @@ def by_id(platform_id: str | None, described: str = "") -> Platform:
     for platform in PLATFORMS:
         if platform.id == platform_id:
             return platform
-    supported = ", ".join(p.name for p in PLATFORMS if p.tested)
+    supported = " and ".join(p.name for p in PLATFORMS if p.tested)
     raise UnsupportedPlatform(
         f"unsupported server system {described or '(no /etc/os-release)'}: flaskdeploy runs on {supported}"
         " (and is expected to work on Debian-like systems such as Ubuntu LTS)"

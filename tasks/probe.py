@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-from tasks import lock, recap, remote, settings
+from tasks import https, lock, recap, remote, settings
 from tasks.facts import Facts
 from tasks.layout import META, RELEASE_FILES, Layout, app_paths, health_host, health_rule, health_url, layout
 from tasks.platform import PLATFORMS, SSHD_PROCESS_NAMES, Platform, UnsupportedPlatform, by_id
@@ -35,7 +35,17 @@ def described_paths(s: Settings, paths: Layout) -> list[str]:
         paths.log_dir, paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current,
         f"{paths.current}/.venv", paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
         paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
+        *https_paths(s, paths),
     ]  # fmt: skip
+
+
+def https_paths(s: Settings, paths: Layout) -> list[str]:
+    """What the https steps compare: the user's certificate files, certbot's lineage, the CA it trusts."""
+    if s.https_mode == "files":
+        return [paths.tls_cert, paths.tls_key]
+    if s.https_mode == "acme":
+        return [paths.acme_webroot, paths.certbot_fullchain, paths.acme_ca_bundle, paths.certbot_dropin]
+    return []
 
 
 def _entry(s: Settings, platform: Platform) -> dict:
@@ -51,6 +61,9 @@ def _entry(s: Settings, platform: Platform) -> dict:
         "current": paths.current,
         "nginx_loaded_stamp": paths.nginx_loaded_stamp,
         "configs": [paths.nginx_site, paths.supervisor_conf, paths.gunicorn_conf, paths.tmpfiles_conf],
+        "tls": {"cert": tls.cert, "renewal": paths.certbot_renewal if s.https_mode == "acme" else ""}
+        if (tls := https.tls(s, paths))
+        else None,
     }
 
 

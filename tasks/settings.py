@@ -10,6 +10,7 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+from tasks import https
 from tasks.layout import META
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,15 @@ class Settings:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     group: str | None = None
     parallel: int = 10
+    # HTTPS (tasks/https.py): off, a certificate from an ACME CA (certbot, HTTP-01), or files of the user's.
+    https_mode: str = "off"
+    https_domains: tuple[str, ...] = ()
+    https_email: str | None = None
+    https_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    https_ca_bundle: Path | None = None  # a CA the server trusts to reach a private ACME directory
+    https_cert: Path | None = None  # files: the certificate (its chain after it)
+    https_key: Path | None = field(default=None, repr=False)  # files: its private key (secret)
+    https_hsts: bool = False
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
@@ -229,6 +239,58 @@ def _group(value: Any) -> str | None:
     return value.strip()
 
 
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value is False:  # YAML reads a bare `off` as false
+            value = "off"
+        if value not in choices:
+            raise SettingError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError("must be true or false")
+    return value
+
+
+# A name a certificate can be issued for over HTTP-01: a host name with a dot, no wildcard.
+_DOMAIN = rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+"
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise SettingError("must be a list of domain names, like [example.org, www.example.org]")
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(_DOMAIN, name):
+            raise SettingError(f"{name!r} is no domain name like www.example.org (no wildcards, no IPs)")
+    return tuple(dict.fromkeys(name.lower() for name in value))
+
+
+def _email(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _matching(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address")(value)
+
+
+def _https_url(value: Any) -> str:
+    return _matching(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[\w.~%/-]*)?", "an https:// URL")(value)
+
+
+def _local_file(value: Any) -> Path | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SettingError("must be the path of a file on this machine")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else PROJECT_ROOT / path
+    if not path.is_file():
+        raise SettingError(f"must be an existing file on this machine (looked at {path})")
+    return path
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: where it is given, how it is checked, its default, whether its value is secret."""
@@ -282,10 +344,21 @@ SCHEMA: dict[str, Key] = {
     "parallel": Key("deploy", "parallel", _integer(1, 1000), 10),
     # Fabric's own (fab -t SECONDS and -T SECONDS set them for one run): giving up on a host that does not
     # answer, and on a remote command that does not end, so that a stalled server never hangs a run.
+    # HTTPS: tasks/https.py checks how these go together (and the files' contents) after each is checked.
+    "https_mode": Key("https", "mode", _choice("off", "acme", "files"), "off"),
+    "https_domains": Key("https", "domains", _domains, []),
+    "https_email": Key("https", "email", _email, None),
+    "https_directory": Key(
+        "https", "directory", _https_url, "https://acme-v02.api.letsencrypt.org/directory"
+    ),
+    "https_ca_bundle": Key("https", "ca_bundle", _local_file, None),
+    "https_cert": Key("https", "cert", _local_file, None),
+    "https_key": Key("https", "key", _local_file, None),
+    "https_hsts": Key("https", "hsts", _flag, False),
     "connect_timeout": Key("timeouts", "connect", _integer(1, 3600), 10),
     "command_timeout": Key("timeouts", "command", _integer(1, 86400), 1800),
 }
-SECTIONS = ("app", "deploy", "timeouts")
+SECTIONS = ("app", "deploy", "https", "timeouts")
 
 
 def parse(config: Mapping[str, Any]) -> Settings:
@@ -314,7 +387,11 @@ def parse(config: Mapping[str, Any]) -> Settings:
         raise SettingError(
             f"deploy.group: no group {values['group']!r} in deploy.groups (known: {known}) {WHERE}"
         )
-    return Settings(**values)
+    parsed = Settings(**values)
+    problem = https.problem(parsed)
+    if problem:
+        raise SettingError(f"{problem} {WHERE}")
+    return parsed
 
 
 def load(c: Any) -> Settings:

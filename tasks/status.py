@@ -14,12 +14,12 @@ from datetime import datetime
 from json import dumps
 
 from tasks import recap
-from tasks.facts import Lock
+from tasks.facts import Certificate, Lock
 from tasks.probe import Found
 from tasks.releases import Release, listing
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
-           "HEALTH", "FREE", "LOCK")  # fmt: skip
+           "HEALTH", "FREE", "CERTIFICATE", "LOCK")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class HostStatus:
     health: str | None = None  # "200", "502", "no answer (...)"
     health_ms: int | None = None
     disk_free_bytes: int | None = None
+    certificate: Certificate | None = None  # with https: its domains and expiry (not_after, UTC)
     lock: Lock | None = None
 
     @property
@@ -116,7 +117,8 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
         app_uptime_seconds=program.uptime if program else None,
         workers=program.workers if program else None,
         nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
-        health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free, lock=facts.lock,
+        health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free,
+        certificate=facts.certificate, lock=facts.lock,
     )  # fmt: skip
 
 
@@ -175,8 +177,16 @@ def cells(row: HostStatus) -> list[str]:
         row.host, row.state, row.release or "-", duration(row.release_age_seconds), row.deployed_by or "-",
         row.app or "-", duration(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
+        certificate(row.certificate),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
     ]  # fmt: skip
+
+
+def certificate(held: Certificate | None) -> str:
+    """example.org,www.example.org until 2027-03-01; - without https."""
+    if held is None:
+        return "-"
+    return f"{','.join(held.domains) or '?'} until {held.not_after[:10] or '?'}"
 
 
 def table(rows: list[HostStatus]) -> str:

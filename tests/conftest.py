@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.sandbox.image import DEFAULT_SUITE, SUITES
 from tests.sandbox.lab import Lab, Sandbox, sweep_orphans
 
 
@@ -39,13 +40,22 @@ def lab() -> Iterator[Lab]:
         lab.destroy()
 
 
+@pytest.fixture(scope="module", params=list(SUITES), ids=lambda name: f"debian-{SUITES[name].version}")
+def suite(request: pytest.FixtureRequest) -> str:
+    """The Debian suite of a module's sandboxes ("bookworm", "trixie"): a module whose fixtures take it
+    runs once per suite (test ids [debian-12], [debian-13]), one suite after the other; the others run
+    on Debian 12 only."""
+    return request.param
+
+
 @pytest.fixture
-def sandboxes(lab: Lab) -> Iterator[Callable[[int], list[Sandbox]]]:
-    """Factory: `sandboxes(n)` starts n fresh sandboxes; all are destroyed after the test."""
+def sandboxes(lab: Lab) -> Iterator[Callable[..., list[Sandbox]]]:
+    """Factory: `sandboxes(n)` starts n fresh sandboxes (Debian 12; `suite=` another); all are destroyed
+    after the test."""
     started: list[Sandbox] = []
 
-    def start(count: int) -> list[Sandbox]:
-        new = lab.start(count)
+    def start(count: int, suite: str = DEFAULT_SUITE) -> list[Sandbox]:
+        new = lab.start(count, suite)
         started.extend(new)
         return new
 
@@ -55,6 +65,6 @@ def sandboxes(lab: Lab) -> Iterator[Callable[[int], list[Sandbox]]]:
 
 
 @pytest.fixture
-def sandbox(sandboxes: Callable[[int], list[Sandbox]]) -> Sandbox:
+def sandbox(sandboxes: Callable[..., list[Sandbox]]) -> Sandbox:
     """One fresh sandbox (a new Debian 12 server), destroyed after the test."""
     return sandboxes(1)[0]

@@ -26,7 +26,8 @@ PYTHON_END = "FLASKDEPLOY_PY"
 # What each kind of script includes, in order (a file may use what an earlier one defines).
 APPLY = (
     "python.sh", "lock.sh", "apply.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
-    "nginx.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py", "with_env.py",
+    "nginx.sh", "https.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py",
+    "with_env.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)
@@ -83,4 +84,6 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "RELEASE_TIMEOUT": s.release_timeout,
         "NOLOGIN_SHELL": platform.nologin_shell,
         "UV_VERSION": UV_VERSION,
+        "ACME_EMAIL": s.https_email or "",
+        "ACME_DIRECTORY": s.https_directory,
     }

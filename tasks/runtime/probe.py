@@ -15,6 +15,7 @@ import pwd
 import re
 import shlex
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -152,14 +153,15 @@ def units(names):
     try:
         done = subprocess.run(
             ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"]
-            + [name + ".service" for name in names],
+            + [name if "." in name else name + ".service" for name in names],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
     except OSError:
         return found
     for block in done.stdout.strip().split("\n\n"):
         fields = dict(line.partition("=")[::2] for line in block.splitlines())
-        name = fields.get("Id", "").rsplit(".service", 1)[0]
+        name = fields.get("Id", "")
+        name = name[: -len(".service")] if name.endswith(".service") else name
         if name in found:
             found[name] = {
                 "active": fields.get("ActiveState", ""),
@@ -328,6 +330,29 @@ def glibc():
         return ""
 
 
+def certificate(tls):
+    """The site's certificate (https): its DNS names, its expiry in UTC, the ACME directory of its
+    renewal configuration; None when there is none. Read with the ssl module's own decoder."""
+    if not tls or not os.path.isfile(tls["cert"]):
+        return None
+    try:
+        decoded = ssl._ssl._test_decode_cert(tls["cert"])
+        expires = time.gmtime(ssl.cert_time_to_seconds(decoded["notAfter"]))
+    except (ssl.SSLError, OSError, ValueError, KeyError):
+        return {"path": tls["cert"]}
+    server = ""
+    for line in read_text(tls.get("renewal") or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "server":
+            server = value.strip()
+    return {
+        "path": tls["cert"],
+        "domains": [value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"],
+        "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", expires),
+        "server": server,
+    }
+
+
 def detail(platform, app, salt):
     """For a check run: the config files' text (None when absent), the live release's list of files (path
     -> sha256, None when it keeps none) and its app.env as salted digests: what changes, never a value."""
@@ -385,6 +410,7 @@ def probe(questions):
         "nginx_stale": nginx_stale(platform),
         "disk_free": disk_free(platform["base_dir"]),
         "lock": lock_holder(questions["lock"], app["name"]),
+        "certificate": certificate(platform.get("tls")),
     })  # fmt: skip
     if "salt" in questions:
         facts.update(detail(platform, app, questions["salt"]))

@@ -9,6 +9,8 @@ from tasks.steps.provision import SERVICES
 
 def plan(sit: Situation) -> StepPlan:
     units = sit.platform.units
+    if sit.settings.https_mode == "acme":  # certbot's renewals
+        units = (*units, sit.platform.certbot_timer)
     if all(sit.facts.enabled(unit) for unit in units):
         return StepPlan("enable_boot")
     off = [unit for unit in units if not sit.facts.enabled(unit)]

@@ -5,7 +5,9 @@ How each is done on the server: runtime/nginx.sh.
 
 from __future__ import annotations
 
-from tasks import configs
+import hashlib
+
+from tasks import configs, https
 from tasks.shell import line
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import NGINX
@@ -23,23 +25,35 @@ def plan_backup_default(sit: Situation) -> StepPlan:
 
 def plan_enable_site(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
-    site = configs.nginx_site(s, paths)
+    # With https.mode acme, the 443 server comes once certbot has the certificate (steps/https.py).
+    site = configs.nginx_site(s, paths, sit.platform, https.tls(s, paths, facts))
     replaces_default = s.server_name == "_"
+    tls_files = {}  # https.mode files: the user's certificate and key, where they differ from the server's
+    if s.https_mode == "files":
+        assert s.https_cert is not None and s.https_key is not None
+        for local, there in ((s.https_cert, paths.tls_cert), (s.https_key, paths.tls_key)):
+            if facts.sha256(there) != hashlib.sha256(local.read_bytes()).hexdigest():
+                tls_files[there] = local
     if (
         facts.sha256(paths.nginx_site) == configs.sha256(site)
         and facts.link(paths.nginx_link) == paths.nginx_site
         and not (replaces_default and facts.exists(paths.nginx_default_link))
+        and not tls_files
     ):
         return StepPlan("enable_site")
-    why = []
+    why = [f"install {there} (https.{'cert' if there == paths.tls_cert else 'key'})" for there in tls_files]
+    commands, files = [], {}
+    if tls_files:  # both, so that the pair always matches
+        files = {"files/tls.crt": s.https_cert, "files/tls.key": s.https_key}
+        commands.append(line("install_tls_files", "files/tls.crt", "files/tls.key"))
     if facts.link(paths.nginx_link) != paths.nginx_site:
         why.append(f"link {paths.nginx_link} -> {paths.nginx_site}")
     if replaces_default and facts.exists(paths.nginx_default_link):
         why.append(f"disable the stock site ({paths.nginx_default_link}): this site is the default server")
     return StepPlan(
         "enable_site",
-        (line("enable_site", "files/nginx-site", int(replaces_default)),),
-        {"files/nginx-site": site.encode()},
+        (*commands, line("enable_site", "files/nginx-site", int(replaces_default))),
+        {**files, "files/nginx-site": site.encode()},
         touches=frozenset({"nginx"}),
         why=tuple(why),
         writes={paths.nginx_site: site},
@@ -69,7 +83,7 @@ BACKUP_DEFAULT = Step(
 )
 ENABLE_SITE = Step(
     "enable_site",
-    "Render the nginx site, put it in sites-available, link it in sites-enabled, validate with nginx -t.",
+    "Render the nginx site (with https, its 443 server), link it in sites-enabled, validate with nginx -t.",
     plan_enable_site,
     requires=(NGINX,),
 )

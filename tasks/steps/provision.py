@@ -5,6 +5,7 @@ from __future__ import annotations
 from tasks import configs
 from tasks.layout import Layout
 from tasks.platform import Platform
+from tasks.settings import Settings
 from tasks.shell import Var, Word, line, ref
 from tasks.steps.model import Requirement, Situation, Step, StepPlan
 
@@ -28,7 +29,13 @@ PROVISIONED = Requirement(
 )  # fmt: skip
 
 
-def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
+def packages(s: Settings, platform: Platform) -> tuple[str, ...]:
+    """The system packages the app needs: certbot too with https.mode acme."""
+    needed = platform.packages.all()
+    return (*needed, platform.packages.certbot) if s.https_mode == "acme" else needed
+
+
+def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
     """(path, owner, group, mode) of every directory the app needs.
 
     Root acts on these paths: none of them, nor a directory above them, is the app user's to change,
@@ -47,13 +54,15 @@ def directories(paths: Layout, platform: Platform) -> list[tuple[str, str, str, 
         # supervisord (root) writes the app's logs: a directory the app could write would let it plant links.
         (paths.log_dir, "root", platform.log_group, "750"),
         (paths.run_dir, app, app, "755"),
+        # certbot (root) writes the ACME challenges, nginx reads them: nothing here is the app's.
+        *([(paths.acme_webroot, "root", "root", "755")] if s.https_mode == "acme" else []),
     ]
 
 
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, platform = sit.settings, sit.facts, sit.layout, sit.platform
     commands, why = [], []
-    missing = [p for p in platform.packages.all() if p not in facts.installed]
+    missing = [p for p in packages(s, platform) if p not in facts.installed]
     if missing:
         age = facts.package_lists_age
         if age is None or age > s.apt_cache_valid_time:
@@ -70,7 +79,7 @@ def plan(sit: Situation) -> StepPlan:
     def account(name: str) -> Word:
         return Var("APP") if name == paths.app else name
 
-    for path, owner, group, mode in directories(paths, platform):
+    for path, owner, group, mode in directories(s, paths, platform):
         if facts.directory(path) != f"{owner}:{group}:{mode}":
             commands.append(line("ensure_dir", ref(paths, path), account(owner), account(group), mode))
             now = facts.directory(path)
@@ -90,6 +99,6 @@ def plan(sit: Situation) -> StepPlan:
 
 STEP = Step(
     "provision",
-    "apt packages (nginx, supervisor), the app's system user, its directories.",
+    "apt packages (nginx, supervisor; certbot with https), the app's system user, its directories.",
     plan,
 )

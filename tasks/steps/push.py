@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from tasks import configs, static
+from tasks import configs, https, static
 from tasks.layout import META, RELEASE_FILES, Layout
+from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource
@@ -31,10 +32,11 @@ def release_id(content_hash: str, now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{content_hash[:12]}"
 
 
-def snapshot(s: Settings, paths: Layout, cpu_count: int) -> dict[str, str]:
-    """The rendered configs that shape a release, by their names in its .deploy/."""
+def snapshot(s: Settings, paths: Layout, platform: Platform, cpu_count: int) -> dict[str, str]:
+    """The rendered configs that shape a release, by their names in its .deploy/. Its nginx site is the
+    one it is served with: with HTTPS, the 443 server too (acme: once certbot has the certificate)."""
     rendered = (
-        configs.nginx_site(s, paths),
+        configs.nginx_site(s, paths, platform, https.tls(s, paths)),
         configs.supervisor_program(s, paths),
         configs.gunicorn_conf(s, paths, cpu_count),
     )
@@ -45,11 +47,12 @@ def env_json(s: Settings) -> str:
     return json.dumps(s.env, sort_keys=True)
 
 
-def fingerprint(s: Settings, paths: Layout, app: AppSource, venv_id: str, cpu_count: int) -> str:
+def fingerprint(
+    s: Settings, paths: Layout, platform: Platform, app: AppSource, venv_id: str, cpu_count: int
+) -> str:
     """Everything that makes a release what it is; a deploy whose fingerprint is live builds nothing."""
-    shape = [
-        app.content_hash, venv_id, list(s.shared_dirs), env_json(s), *snapshot(s, paths, cpu_count).values()
-    ]  # fmt: skip
+    shaped = snapshot(s, paths, platform, cpu_count).values()
+    shape = [app.content_hash, venv_id, list(s.shared_dirs), env_json(s), *shaped]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
 
@@ -74,7 +77,7 @@ def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> li
 def shape_of(sit: Situation) -> str:
     """The fingerprint of the release the local app would make on this server."""
     assert sit.app is not None, "push needs the local app"
-    return fingerprint(sit.settings, sit.layout, sit.app, sit.venv_id, sit.facts.cpus)
+    return fingerprint(sit.settings, sit.layout, sit.platform, sit.app, sit.venv_id, sit.facts.cpus)
 
 
 def is_live(sit: Situation, shape: str) -> bool:
@@ -115,7 +118,8 @@ def plan(sit: Situation) -> StepPlan:
     files[f"release/{META}/release.json"] = (json.dumps(record) + "\n").encode()
     files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
     files[f"release/{META}/{RELEASE_FILES}"] = json.dumps(app.hashes, sort_keys=True).encode()
-    files.update({f"release/{META}/{n}": text.encode() for n, text in snapshot(s, paths, facts.cpus).items()})
+    shaped = snapshot(s, paths, sit.platform, facts.cpus)
+    files.update({f"release/{META}/{name}": text.encode() for name, text in shaped.items()})
     files["files/env.json"] = env_json(s).encode()
     commands += [line("build_release", new, sit.venv_id), line("check_release")]
     commands += static.commands(s, s.src)  # its static directories, open to nginx

@@ -76,7 +76,7 @@ def test_a_deploy_to_four_hosts_runs_on_all_of_them_at_once(fleet: Fleet):
     names = [s.name for s in fleet.servers]
     steps = [(n, m[1]) for n, line in enumerate(run.stdout.splitlines()) if (m := STEP_LINE.match(line))]
     lines_of = {name: [n for n, host in steps if host == name] for name in names}
-    assert all(len(lines_of[name]) == 8 for name in names), run.stdout  # 7 steps and the health gate
+    assert all(len(lines_of[name]) == 9 for name in names), run.stdout  # 8 steps and the health gate
     # One after the other, each host's lines would all come before the next one's: they are mixed, every
     # host's first step reported before another host's last.
     for name in names:
@@ -118,8 +118,8 @@ def test_a_host_that_cannot_be_reached_fails_alone_and_its_recap_line_says_why(f
     assert run.code == 1, str(run)
     assert "Traceback" not in run.output, str(run)
     recap = recap_lines(run)
-    assert recap[0].startswith(f"{a.name}  ok=8 changed=0 failed=0")
-    assert recap[1].startswith(f"{b.name}  ok=8 changed=0 failed=0")
+    assert recap[0].startswith(f"{a.name}  ok=9 changed=0 failed=0")
+    assert recap[1].startswith(f"{b.name}  ok=9 changed=0 failed=0")
     assert recap[2].startswith(f"{address}  ok=0 changed=0 failed=1")
     assert f"(connect: cannot connect to {address} port {NO_LISTENER} " in recap[2]
     assert f"{a.name}  nothing to change" in run.stdout and f"{b.name}  nothing to change" in run.stdout

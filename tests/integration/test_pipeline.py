@@ -1,7 +1,8 @@
 """The deploy pipeline against real sandbox servers (issue 3's acceptance points 1-8).
 
 One sandbox is deployed once and shared by the tests of this module, in order: they read its state,
-and the ones that disturb it (kill, reboot, a second app) come after the ones that only look.
+and the ones that disturb it (kill, reboot, a second app) come after the ones that only look. The module
+runs once per Debian suite (the `suite` fixture: [debian-12], then [debian-13]).
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def refused(address: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def deployed(lab: Lab) -> Iterator[tuple[Sandbox, fab_cli.Run]]:
-    """One sandbox, deployed once as root, shared by this module's tests."""
-    (sandbox,) = lab.start(1)
+def deployed(lab: Lab, suite: str) -> Iterator[tuple[Sandbox, fab_cli.Run]]:
+    """One sandbox of the suite, deployed once as root, shared by this module's tests."""
+    (sandbox,) = lab.start(1, suite)
     try:
         yield sandbox, fab(sandbox, "deploy")
     finally:
@@ -93,7 +94,10 @@ def test_deploy_serves_the_app_through_nginx_and_gunicorn_only_on_loopback(deplo
     sandbox, result = deployed
     succeeded(result, sandbox.name)
     for step in STEPS:
-        assert f"{sandbox.name}  {step}  changed" in result.stdout or step == "enable_boot", result.stdout
+        assert f"{sandbox.name}  {step}  changed" in result.stdout or step in (
+            "enable_boot",
+            "certificate",
+        ), result.stdout
     assert serves_sample(sandbox)
     assert refused(sandbox.address, 8080)
     assert remote(sandbox, "curl -s http://127.0.0.1:8080/") == "flask index page"
@@ -216,8 +220,8 @@ def test_a_site_nginx_rejects_never_replaces_the_working_config(deployed, tmp_pa
     succeeded(fab(sandbox, "deploy"), sandbox.name, changed=0)  # the rejected attempt left no trace
 
 
-def test_a_sudo_user_deploys_a_fresh_server_and_tasks_name_their_prerequisite(sandboxes):
-    (sandbox,) = sandboxes(1)
+def test_a_sudo_user_deploys_a_fresh_server_and_tasks_name_their_prerequisite(sandboxes, suite):
+    (sandbox,) = sandboxes(1, suite)
     host = f"deploy@{sandbox.name}"
     early = fab(sandbox, "supervisor_update", host=host)
     assert early.code != 0

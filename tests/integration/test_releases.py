@@ -3,7 +3,8 @@
 Black-box acceptance tests of issue 5: they run `fab` as a user does, from the repo root, with a runtime
 config (`-f override.yaml`) that points app.src at a version of the test app in tests/apps/, materialised
 into a temporary directory. One server (module scope) serves every test; each test first deploys the
-versions it needs, so none depends on another's leftovers. Load comes from tests/load.py: 20 clients
+versions it needs, so none depends on another's leftovers. The module runs once per Debian suite (the
+`suite` fixture: [debian-12], then [debian-13]). Load comes from tests/load.py: 20 clients
 requesting / through nginx without pause, each request on a new connection.
 """
 
@@ -112,9 +113,10 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A fresh server with a first (cold) deploy of the test app, shared by the tests of this module."""
-    (server,) = lab.start(1)
+def site(lab: Lab, suite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A fresh server of the suite with a first (cold) deploy of the test app, shared by the tests of this
+    module."""
+    (server,) = lab.start(1, suite)
     try:
         first = AppVersions(tmp_path_factory.mktemp("cold"), APP, PORT).make("cold")
         site = Site(server, default=first)

@@ -1,4 +1,4 @@
-"""The sandbox servers behave like fresh Debian 12 VPSes reached over real, verified SSH."""
+"""The sandbox servers behave like fresh Debian 12 (or 13) VPSes reached over real, verified SSH."""
 
 from __future__ import annotations
 
@@ -57,6 +57,20 @@ def test_fresh_sandbox_installs_nginx_from_the_local_repository_only(sandbox: Sa
     sandbox.ssh("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx")
     assert sandbox.ssh("systemctl is-active nginx").stdout.strip() == "active"
     assert sandbox.ssh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/").stdout == "200"
+
+
+def test_a_lab_runs_debian_12_and_13_side_by_side_each_from_its_own_suites_repository(sandboxes):
+    (bookworm,) = sandboxes(1)
+    (trixie,) = sandboxes(1, "trixie")
+    for server, version, python in ((bookworm, "12", "3.11"), (trixie, "13", "3.13")):
+        assert server.ssh(". /etc/os-release; echo $VERSION_ID").stdout.strip() == version
+        assert (
+            server.ssh("python3 -c 'import sys; print(*sys.version_info[:2], sep=\".\")'").stdout.strip()
+            == python
+        )
+        server.ssh("apt-get update -q")
+        candidate = server.ssh(f"apt-cache policy python{python}-venv | awk '/Candidate:/ {{print $2}}'")
+        assert candidate.stdout.strip() not in ("", "(none)"), f"Debian {version}: no python{python}-venv"
 
 
 def test_reboot_from_inside_brings_sshd_and_enabled_services_back(sandbox: Sandbox):
@@ -157,5 +171,5 @@ def test_labs_of_a_dead_test_run_are_swept():
 def test_second_start_reuses_the_cached_image(lab: Lab):
     ready = image.image_dir() / "ready"
     built_at = ready.stat().st_mtime
-    assert image.ensure_image() == lab.image
+    assert image.ensure_image() == lab.images[image.DEFAULT_SUITE]
     assert ready.stat().st_mtime == built_at

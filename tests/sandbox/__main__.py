@@ -1,9 +1,11 @@
 """Sandbox servers for people: `python -m tests.sandbox up|down|status|demo` (as root).
 
-up [-n N]   start N sandboxes (default 1) and print the SSH config to use with `fab -S`
-down        tear down every lab started by this command
-status      list labs and their sandboxes
-demo        start a sandbox, deploy the sample app to it with `fab deploy`, print what nginx serves
+up [-n N] [--suite S]   start N sandboxes (default 1) of Debian S (bookworm: 12, the default; trixie: 13)
+                        and print the SSH config to use with `fab -S`
+down                    tear down every lab started by this command
+status                  list labs and their sandboxes
+demo [--suite S]        start a sandbox, deploy the sample app to it with `fab deploy`, print what nginx
+                        serves
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import urllib.request
 
 from tests import fab
+from tests.sandbox.image import DEFAULT_SUITE, SUITES
 from tests.sandbox.lab import Lab, SandboxError, existing_labs
 
 
@@ -26,11 +29,11 @@ def _manual_lab() -> Lab:
     return Lab.create()
 
 
-def up(count: int) -> Lab:
+def up(count: int, suite: str = DEFAULT_SUITE) -> Lab:
     lab = _manual_lab()
-    lab.start(count)
+    lab.start(count, suite)
     for s in lab.sandboxes.values():
-        print(f"{s.name}  {s.address}")
+        print(f"{s.name}  {s.address}  Debian {SUITES[s.suite].version} ({s.suite})")
     print(f"ssh config: {lab.ssh_config}\n  ssh -F {lab.ssh_config} sandbox1\n"
           f"  fab -S {lab.ssh_config} -H sandbox1 deploy")  # fmt: skip
     return lab
@@ -48,12 +51,12 @@ def status() -> None:
         owner = f"test run pid {lab.owner_pid}" if lab.owner_pid else "manual"
         print(f"lab {lab.number} ({owner}): {lab.ssh_config}")
         for s in lab.sandboxes.values():
-            print(f"  {s.name}  {s.address}  ssh port {s.ssh_port}")
+            print(f"  {s.name}  {s.address}  {s.suite}  ssh port {s.ssh_port}")
 
 
-def demo() -> int:
+def demo(suite: str = DEFAULT_SUITE) -> int:
     lab = _manual_lab()
-    sandbox = next(iter(lab.sandboxes.values()), None) or lab.start(1)[0]
+    sandbox = next((s for s in lab.sandboxes.values() if s.suite == suite), None) or lab.start(1, suite)[0]
     print(f"deploying the sample app to {sandbox.name} ({sandbox.address}) ...", flush=True)
     deploy = subprocess.run(fab.command(lab.ssh_config, sandbox.name, "deploy"), cwd=fab.ROOT)
     if deploy.returncode != 0:
@@ -69,6 +72,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("command", choices=["up", "down", "status", "demo"])
     parser.add_argument("-n", type=int, default=1, help="how many sandboxes `up` starts (1-8)")
+    parser.add_argument("--suite", choices=list(SUITES), default=DEFAULT_SUITE,
+                        help="the Debian suite of the sandboxes `up` and `demo` start")  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("sandboxes need root (namespaces, mounts, cgroups): run this as root", file=sys.stderr)
@@ -78,13 +83,13 @@ def main() -> int:
         return 2
     try:
         if args.command == "up":
-            up(args.n)
+            up(args.n, args.suite)
         elif args.command == "down":
             down()
         elif args.command == "status":
             status()
         else:
-            return demo()
+            return demo(args.suite)
     except SandboxError as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 1

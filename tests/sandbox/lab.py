@@ -1,6 +1,7 @@
 """A lab: a set of sandbox servers on one bridge, each a booted systemd-nspawn container.
 
-Each sandbox has its own overlay over the shared image, its own network namespace and address in
+Each sandbox runs one Debian suite (tests/sandbox/image.py: bookworm, trixie; a lab may mix them) and
+has its own overlay over that suite's shared image, its own network namespace and address in
 198.18.<lab>.0/24, its own cgroup (so teardown kills everything it ran), and its own SSH host key.
 The lab writes an OpenSSH config and a known_hosts so `ssh -F` and `fab -S` work with strict host
 key checking. State lives under STATE so `down` can clean up after a crashed run.
@@ -109,6 +110,11 @@ class Sandbox:
     proxy_pid: int | None = None
     runner_pid: int | None = None
     rtt_ms: int = 0
+    suite: str = image.DEFAULT_SUITE
+
+    @property
+    def image(self) -> Path:
+        return self.lab.images[self.suite]
 
     @property
     def name(self) -> str:
@@ -160,7 +166,7 @@ class Sandbox:
         upper, work = self.dir / "upper", self.dir / "work"
         for d in (upper, work, self.merged):
             d.mkdir(parents=True, exist_ok=True)
-        lower = self.lab.image / "rootfs"
+        lower = self.image / "rootfs"
         _sh("mount", "-t", "overlay", "overlay", "-o",
             f"lowerdir={lower},upperdir={upper},workdir={work}", str(self.merged))  # fmt: skip
         self._personalise()
@@ -194,14 +200,21 @@ class Sandbox:
             shutil.copyfile(src, dst)
             dst.chmod(0o600 if not suffix else 0o644)
         pub = self.lab.client_key.with_suffix(".pub").read_text()
-        for home, owner in (("root", (0, 0)), ("home/deploy", self.lab.deploy_ids)):
+        for home, owner in (("root", (0, 0)), ("home/deploy", self._deploy_ids())):
             ssh_dir = root / home / ".ssh"
             ssh_dir.mkdir(mode=0o700, exist_ok=True)
             (ssh_dir / "authorized_keys").write_text(pub)
             for p in (ssh_dir, ssh_dir / "authorized_keys"):
                 os.chown(p, *owner)
-        repo = f"http://{self.lab.gateway}:{REPO_PORT}/"
+        repo = f"http://{self.lab.gateway}:{REPO_PORT}/{self.suite}/"  # its suite's repository
         (root / "etc/apt/sources.list").write_text(f"deb [trusted=yes] {repo} ./\n")
+
+    def _deploy_ids(self) -> tuple[int, int]:
+        for line in (self.image / "rootfs/etc/passwd").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == "deploy":
+                return int(fields[2]), int(fields[3])
+        raise SandboxError(f"the {self.suite} image has no deploy user")
 
     def wait_for_ssh(self, timeout: float = BOOT_TIMEOUT) -> None:
         """Wait until sshd answers with its banner."""
@@ -412,13 +425,17 @@ class _Processes:
 
 @dataclass
 class Lab:
-    """Sandboxes sharing one bridge, one client key, one SSH config and one apt repository server."""
+    """Sandboxes sharing one bridge, one client key, one SSH config and one apt repository server.
+
+    The repository server serves `repos/`: a link per suite in use to its image's repository.
+    """
 
     number: int
     owner_pid: int = 0
     repo_pid: int | None = None
     sandboxes: dict[int, Sandbox] = field(default_factory=dict)
-    image: Path = field(default_factory=image.image_dir)
+    images: dict[str, Path] = field(default_factory=dict)  # suite -> its image, for the suites in use
+    log: Callable[[str], object] = field(default=print, repr=False)  # says when an image is being built
 
     @property
     def dir(self) -> Path:
@@ -445,45 +462,57 @@ class Lab:
         return self.dir / "known_hosts"
 
     @property
-    def deploy_ids(self) -> tuple[int, int]:
-        for line in (self.image / "rootfs/etc/passwd").read_text().splitlines():
-            fields = line.split(":")
-            if fields[0] == "deploy":
-                return int(fields[2]), int(fields[3])
-        raise SandboxError("image has no deploy user")
+    def repos(self) -> Path:
+        return self.dir / "repos"
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @classmethod
     def create(cls, owner_pid: int = 0, log=print) -> Lab:
-        """Claim a free lab number (an atomic mkdir), build the bridge and start the apt repository."""
-        image.ensure_image(log)
+        """Claim a free lab number (an atomic mkdir), build the bridge and start the apt repository.
+
+        The default suite's image is made ready here (built on first use); another suite's on the first
+        start of a sandbox of it.
+        """
+        default_image = image.ensure_image(log)
         STATE.mkdir(parents=True, exist_ok=True)
         for number in range(1, 255):
             try:
                 (STATE / str(number)).mkdir()
             except FileExistsError:
                 continue
-            lab = cls(number=number, owner_pid=owner_pid)
+            lab = cls(number=number, owner_pid=owner_pid, log=log)
             break
         else:
             raise SandboxError(f"no free lab number under {STATE}; run `python -m tests.sandbox down`")
         lab.save()
+        lab._add_image(image.DEFAULT_SUITE, default_image)
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sandbox-client", "-f", str(lab.client_key))
         _sh("ip", "link", "add", lab.bridge, "type", "bridge")
         _sh("ip", "addr", "add", f"{lab.gateway}/24", "dev", lab.bridge)
         _sh("ip", "link", "set", lab.bridge, "up")
         lab.repo_pid = _spawn(
             [sys.executable, "-m", "http.server", str(REPO_PORT), "--bind", lab.gateway,
-             "--directory", str(lab.image / "repo")],
+             "--directory", str(lab.repos)],
             lab.dir / "repo.log",
         )  # fmt: skip
         lab.save()
         return lab
 
-    def start(self, count: int) -> list[Sandbox]:
-        """Start `count` more sandboxes; return them once each answers on SSH."""
+    def _add_image(self, suite: str, path: Path) -> None:
+        """Use this image for the suite's sandboxes, and serve its repository at /SUITE/."""
+        self.images[suite] = path
+        self.repos.mkdir(exist_ok=True)
+        link = self.repos / suite
+        link.unlink(missing_ok=True)
+        link.symlink_to(path / "repo")
+        self.save()
+
+    def start(self, count: int, suite: str = image.DEFAULT_SUITE) -> list[Sandbox]:
+        """Start `count` more sandboxes of a Debian suite; return them once each answers on SSH."""
+        if suite not in self.images:
+            self._add_image(suite, image.ensure_image(self.log, suite_name=suite))
         first = max(self.sandboxes, default=0) + 1
-        new = [Sandbox(self, i) for i in range(first, first + count)]
+        new = [Sandbox(self, i, suite=suite) for i in range(first, first + count)]
         for sandbox in new:
             self.sandboxes[sandbox.index] = sandbox
             sandbox.create()
@@ -539,9 +568,14 @@ class Lab:
             "number": self.number,
             "owner_pid": self.owner_pid,
             "repo_pid": self.repo_pid,
-            "image": str(self.image),
+            "images": {suite: str(path) for suite, path in self.images.items()},
             "sandboxes": {
-                i: {"runner_pid": s.runner_pid, "proxy_pid": s.proxy_pid, "rtt_ms": s.rtt_ms}
+                i: {
+                    "runner_pid": s.runner_pid,
+                    "proxy_pid": s.proxy_pid,
+                    "rtt_ms": s.rtt_ms,
+                    "suite": s.suite,
+                }
                 for i, s in self.sandboxes.items()
             },
         }
@@ -551,16 +585,18 @@ class Lab:
     def load(cls, number: int) -> Lab:
         path = STATE / str(number) / "lab.json"
         data = json.loads(path.read_text()) if path.exists() else {"number": number, "sandboxes": {}}
+        images = data.get("images") or {image.DEFAULT_SUITE: data.get("image") or image.image_dir()}
         lab = cls(
             number=number,
             owner_pid=data.get("owner_pid", 0),
             repo_pid=data.get("repo_pid"),
-            image=Path(data.get("image") or image.image_dir()),
+            images={suite: Path(path) for suite, path in images.items()},
         )
         for i, s in data["sandboxes"].items():
             lab.sandboxes[int(i)] = Sandbox(
-                lab, int(i), proxy_pid=s["proxy_pid"], runner_pid=s["runner_pid"], rtt_ms=s["rtt_ms"]
-            )
+                lab, int(i), proxy_pid=s["proxy_pid"], runner_pid=s["runner_pid"], rtt_ms=s["rtt_ms"],
+                suite=s.get("suite", image.DEFAULT_SUITE),
+            )  # fmt: skip
         return lab
 
 

@@ -58,11 +58,12 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     vid = venv_id(declared(app.root, s.gunicorn), TARGET)
     live = release_id(app.content_hash, NOW)
     states = {
-        path: PathState.dir(owner, group, mode) for path, owner, group, mode in directories(paths, PLATFORM)
+        path: PathState.dir(owner, group, mode)
+        for path, owner, group, mode in directories(s, paths, PLATFORM)
     }
     files = {
         paths.tmpfiles_conf: configs.tmpfiles(s, paths),
-        paths.nginx_site: configs.nginx_site(s, paths),
+        paths.nginx_site: configs.nginx_site(s, paths, PLATFORM),
         paths.supervisor_conf: configs.supervisor_program(s, paths),
         paths.gunicorn_conf: configs.gunicorn_conf(s, paths, cpu_count),
         paths.nginx_default: "stock",
@@ -83,7 +84,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         installed=frozenset(PLATFORM.packages.all()),
         paths=states,
         releases=(Release(live, vid, {"id": live, "venv": vid}),),
-        fingerprint=fingerprint(s, paths, app, vid, cpu_count),
+        fingerprint=fingerprint(s, paths, PLATFORM, app, vid, cpu_count),
         venvs=frozenset({vid}),
         venv_dirs=frozenset({vid}),
         tools=frozenset({f"uv-{UV_VERSION}"}),

@@ -2,7 +2,7 @@ import re
 from dataclasses import replace
 
 from tasks import configs
-from tests.unit.conftest import paths_of
+from tests.unit.conftest import PLATFORM, paths_of
 
 
 def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
@@ -23,7 +23,7 @@ def test_explicit_workers_win(settings):
 
 
 def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
-    text = configs.nginx_site(settings, paths_of(settings))
+    text = configs.nginx_site(settings, paths_of(settings), PLATFORM)
     assert "proxy_pass http://127.0.0.1:8080;" in text
     for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
                    "X-Forwarded-Proto $scheme"):  # fmt: skip
@@ -34,7 +34,7 @@ def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
 
 def test_a_named_site_is_not_the_default_server(settings):
     text = configs.nginx_site(
-        replace(settings, server_name="example.org www.example.org"), paths_of(settings)
+        replace(settings, server_name="example.org www.example.org"), paths_of(settings), PLATFORM
     )
     assert "default_server" not in text
     assert "server_name example.org www.example.org;" in text
@@ -55,7 +55,7 @@ def test_supervisor_program(settings):
 
 
 def test_nginx_logs_go_where_the_platform_keeps_them(settings):
-    text = configs.nginx_site(settings, paths_of(settings))
+    text = configs.nginx_site(settings, paths_of(settings), PLATFORM)
     assert "access_log /var/log/nginx/flaskdemo.access.log;" in text
     assert "error_log /var/log/nginx/flaskdemo.error.log;" in text
 

@@ -24,7 +24,7 @@ RUNNING = Program("RUNNING", 427, "pid 427, uptime 1:01:01", uptime=3661, worker
 KEYS = [
     "host", "reachable", "healthy", "error", "problems", "release", "release_time", "release_age_seconds",
     "deployed_by", "app", "app_pid", "app_uptime_seconds", "workers", "nginx", "supervisor", "health",
-    "health_ms", "disk_free_bytes", "lock",
+    "health_ms", "disk_free_bytes", "certificate", "lock",
 ]  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def test_a_healthy_host_s_row(settings):
     assert header == list(COLUMNS)
     assert cells == [
         "web1", "healthy", live, "1h05m", "alice@laptop", "RUNNING", "1h01m", "2", "active/enabled",
-        "active/enabled", "200 12ms", "8.0G", "-",
+        "active/enabled", "200 12ms", "8.0G", "-", "-",
     ]  # fmt: skip
 
 
@@ -154,7 +154,8 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         "deployed_by": "alice@laptop", "app": "RUNNING", "app_pid": 427, "app_uptime_seconds": 3661,
         "workers": 2, "nginx": {"active": "active", "enabled": "enabled"},
         "supervisor": {"active": "active", "enabled": "enabled"}, "health": "200", "health_ms": 12,
-        "disk_free_bytes": 8 << 30, "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
+        "disk_free_bytes": 8 << 30, "certificate": None,
+        "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
     }  # fmt: skip
     assert web2 == {
         **{key: None for key in KEYS}, "host": "web2", "reachable": False, "healthy": False,

@@ -1,5 +1,7 @@
 """The platform table: one entry per server system, chosen by the probe, refused with a clear line."""
 
+from dataclasses import asdict
+
 import pytest
 
 from tasks.platform import DEBIAN_12, DEBIAN_13, PLATFORMS, UnsupportedPlatform, by_id
@@ -14,8 +16,21 @@ def test_an_unknown_system_is_one_line_naming_it_and_what_is_supported():
     with pytest.raises(UnsupportedPlatform) as error:
         by_id(None, "Fedora Linux 40")
     message = str(error.value)
-    assert message.startswith("unsupported server system Fedora Linux 40: flaskdeploy runs on Debian 12")
+    assert message.startswith(
+        "unsupported server system Fedora Linux 40: flaskdeploy runs on Debian 12 (bookworm) and Debian 13"
+        " (trixie) (and is expected to work on Debian-like systems such as Ubuntu LTS)"
+    )
     assert "\n" not in message
+
+
+def test_debian_12_and_13_are_tested_and_13_differs_only_where_trixie_does():
+    assert [p.id for p in PLATFORMS if p.tested] == ["debian-12", "debian-13"]  # the sandboxes' suites
+    twelve, thirteen = asdict(DEBIAN_12), asdict(DEBIAN_13)
+    differs = {key: thirteen[key] for key in twelve if twelve[key] != thirteen[key]}
+    assert differs == {
+        "id": "debian-13", "name": "Debian 13 (trixie)", "match": {"ID": "debian", "VERSION_ID": "13"},
+        "nginx_http2": "directive",  # nginx 1.26: `http2 on;`, not `listen ... http2`
+    }  # fmt: skip
 
 
 def test_exact_entries_come_before_the_family_that_would_also_match():
@@ -26,6 +41,6 @@ def test_exact_entries_come_before_the_family_that_would_also_match():
 
 def test_what_the_probe_is_told_of_an_entry():
     entry = DEBIAN_12.probe_entry()
-    assert entry["packages"] == ["nginx", "supervisor"]
-    assert entry["units"] == ["nginx", "supervisor"] and entry["installed"] == "installed"
+    assert entry["packages"] == ["nginx", "supervisor", "certbot"]  # certbot: asked, needed with acme only
+    assert entry["units"] == ["nginx", "supervisor", "certbot.timer"] and entry["installed"] == "installed"
     assert entry["package_query"][0] == "dpkg-query"

@@ -291,6 +291,7 @@ def test_a_debian_12_server_gets_the_debian_12_entry_and_its_facts(server, setti
     assert facts["units"] == {
         "nginx": {"active": "active", "enabled": "enabled"},
         "supervisor": {"active": "inactive", "enabled": "disabled"},
+        "certbot.timer": {"active": "inactive", "enabled": "disabled"},  # a timer, asked by its full name
     }
 
 
@@ -716,7 +717,10 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.wheels == frozenset({"flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl"})
     assert facts.tools == frozenset({"uv-0.9.0"})
     assert facts.program is None and facts.program_state is None
-    assert facts.units == {"nginx": Unit("active", "enabled"), "supervisor": Unit("inactive", "disabled")}
+    assert facts.units == {
+        "nginx": Unit("active", "enabled"), "supervisor": Unit("inactive", "disabled"),
+        "certbot.timer": Unit("inactive", "disabled"),
+    }  # fmt: skip
     assert facts.active("nginx") and not facts.active("supervisor")
     assert facts.nginx_stale is False
     assert facts.health is None and not facts.healthy and facts.health_ms is None

@@ -45,7 +45,7 @@ def test_an_app_without_a_static_folder_has_no_static_location(settings, tmp_pat
     s = replace(settings, src=src, module="app:app", static={})
     assert static.folders(s, src) == {}
     assert static.commands(s, src) == []
-    assert "location ^~" not in configs.nginx_site(s, paths_of(s))
+    assert "location ^~" not in configs.nginx_site(s, paths_of(s), PLATFORM)
 
 
 def test_a_package_apps_static_folder_is_the_packages(settings, tmp_path):
@@ -129,7 +129,7 @@ def locations(site: str) -> dict[str, str]:
 def test_nginx_serves_each_directory_from_the_live_release_with_caching_headers(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "static/a.css", "assets/img/logo.png")
     s = replace(settings, src=src, static={"/static/": "static", "/img/": "assets/img"})
-    site = configs.nginx_site(s, paths_of(s))
+    site = configs.nginx_site(s, paths_of(s), PLATFORM)
     found = locations(site)
     assert list(found) == ["/img/", "/static/"]
     for prefix, directory in (("/static/", "static"), ("/img/", "assets/img")):
@@ -144,7 +144,7 @@ def test_nginx_serves_each_directory_from_the_live_release_with_caching_headers(
 
 def test_the_default_apps_site_is_unchanged_without_a_static_folder(settings):
     assert not (settings.src / "static").exists()  # the sample app has none
-    assert "location ^~" not in configs.nginx_site(settings, paths_of(settings))
+    assert "location ^~" not in configs.nginx_site(settings, paths_of(settings), PLATFORM)
 
 
 # ---- permissions on the server -----------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_the_default_apps_site_is_unchanged_without_a_static_folder(settings):
 def test_the_way_to_every_release_is_open_to_nginx(settings):
     # open_static opens the release and below: the app's directory and releases/ are traversable already.
     paths = paths_of(settings)
-    modes = {path: int(mode, 8) for path, _, _, mode in directories(paths, PLATFORM)}
+    modes = {path: int(mode, 8) for path, _, _, mode in directories(settings, paths, PLATFORM)}
     assert modes[paths.base_dir] & 0o001 and modes[paths.releases_dir] & 0o001
 
 

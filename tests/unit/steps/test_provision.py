@@ -24,7 +24,7 @@ def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings)
         "ensure_app_user",
     )
     paths = paths_of(settings)
-    for path, _owner, _group, mode in provision.directories(paths, PLATFORM):
+    for path, _owner, _group, mode in provision.directories(settings, paths, PLATFORM):
         assert any(c.startswith("ensure_dir ") and c.endswith(f" {mode}") for c in step.commands), path
     assert 'ensure_dir "$SHARED_DIR"/instance "$APP" "$APP" 750' in step.commands
     assert 'ensure_dir "$LOG_DIR" root adm 750' in step.commands  # supervisord (root) writes there
