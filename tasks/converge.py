@@ -54,10 +54,17 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, c
         "ACTION": action if action in RECORDED else "",
         "WHO": situation.user,
     }
-    lines = [line("begin_apply")]
+    lines, installing = [line("begin_apply")], False
     for p in plans:
-        if p.acts:
-            lines += [line("begin_step", p.name), *p.commands, line("end_step")]
+        if not p.acts:
+            continue
+        if installing and not p.beside_packages:  # the packages provision installs in the background
+            lines.append(line("await_packages"))
+            installing = False
+        lines += [line("begin_step", p.name), *p.commands, line("end_step")]
+        installing = installing or p.installs_beside
+    if installing:
+        lines.append(line("await_packages"))
     if check_health:
         lines += [line("begin_step", "health"), line("gate"), line("end_step")]
     lines += [command for p in plans if p.acts for command in p.cleanup]

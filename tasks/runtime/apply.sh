@@ -54,6 +54,9 @@ note() {  # MESSAGE: something the user should know about this step (shown after
 die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), recorded in the history
     local message="$*"
     trap - TERM HUP INT  # once: a second signal must not start over what this one does
+    # A package install still running (provision.sh) ends first: never cut off halfway.
+    [ -n "${PACKAGES_PID:-}" ] && wait "$PACKAGES_PID"
+    PACKAGES_PID=""
     if switch_back; then
         mark_failed "$STEP: $message"
         message="$message; switched back to ${LIVE_DIR##*/}"

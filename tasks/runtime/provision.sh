@@ -2,16 +2,39 @@
 # provision: system packages, the app's system user, its directories.
 #
 # Reads:   PACKAGES_UPDATE, PACKAGES_INSTALL (arrays: the platform's commands), APP, BASE_DIR,
-#          NOLOGIN_SHELL
-# Defines: update_package_lists, install_packages, ensure_app_user, ensure_dir
+#          NOLOGIN_SHELL; W (apply.sh)
+# Defines: start_packages, await_packages, ensure_app_user, ensure_dir
+# Sets:    PACKAGES_PID (the package install running in the background, until awaited)
 
-update_package_lists() {
-    quiet "${PACKAGES_UPDATE[@]}"
+# The package manager takes seconds (a cold deploy's longest wait): it runs in the background while
+# the steps after provision that need none of the packages go on (push uploads, builds the venv and
+# the release); every other step, the health gate, the end of the run and a failure await it first.
+start_packages() {  # UPDATE PACKAGE...: the package lists updated first when UPDATE is 1
+    local update=$1
+    shift
+    (
+        if [ "$update" = 1 ]; then "${PACKAGES_UPDATE[@]}" || exit; fi
+        "${PACKAGES_INSTALL[@]}" "$@"
+    ) >"$W/packages.log" 2>&1 </dev/null &
+    PACKAGES_PID=$! PACKAGES_STARTED=${EPOCHREALTIME:-}
+    changed
 }
 
-install_packages() {  # PACKAGE...
-    quiet "${PACKAGES_INSTALL[@]}" "$@"
-    changed
+await_packages() {  # the install start_packages began has ended, or the run fails with its reason
+    local pid=${PACKAGES_PID:-} took="" now us
+    [ -n "$pid" ] || return 0
+    PACKAGES_PID=""
+    if ! wait "$pid"; then
+        # shellcheck disable=SC2034 # read by die: the step whose work failed
+        STEP=provision
+        die "installing the packages failed: $(error_line "$(cat "$W/packages.log")")"
+    fi
+    now=${EPOCHREALTIME:-}
+    if [ -n "$PACKAGES_STARTED" ] && [ -n "$now" ]; then
+        us=$((${now/[.,]/} - ${PACKAGES_STARTED/[.,]/}))
+        printf -v took ' in %d.%d s' $((us / 1000000)) $((us / 100000 % 10))
+    fi
+    echo "::note provision packages installed$took, beside the steps after it"
 }
 
 ensure_app_user() {  # a system user (and group) named like the app, that cannot log in

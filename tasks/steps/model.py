@@ -36,6 +36,11 @@ class StepPlan:
     why: tuple[str, ...] = ()
     writes: Mapping[str, str] = field(default_factory=dict)
     switches_to: str | None = None  # the release `current` points at once the run succeeded (push, rollback)
+    # A package install it leaves running in the background (provision), and whether this step runs
+    # beside one: it needs none of the packages, or awaits them itself (runtime `await_packages`) where
+    # it does. Other steps, the health gate and the end of the run wait for the install to end.
+    installs_beside: bool = False
+    beside_packages: bool = False
 
     @property
     def acts(self) -> bool:
@@ -65,6 +70,10 @@ class Situation:
     def runs(self, step: str) -> bool:
         """Whether `step` is part of this run (and so, by pipeline order, runs before later steps)."""
         return step in self.steps
+
+    def installing(self) -> bool:
+        """Whether an earlier step of this run leaves a package install running in the background."""
+        return any(plan.installs_beside for plan in self.earlier if plan.acts)
 
     def earlier_touches(self, what: str) -> bool:
         """Whether an earlier step of this run may change `what`."""

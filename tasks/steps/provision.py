@@ -64,11 +64,13 @@ def plan(sit: Situation) -> StepPlan:
     commands, why = [], []
     missing = [p for p in packages(s, platform) if p not in facts.installed]
     if missing:
+        # In the background: the steps after provision go on beside it until one needs the packages
+        # (StepPlan.beside_packages; converge.apply_script puts the wait before the others).
         age = facts.package_lists_age
-        if age is None or age > s.apt_cache_valid_time:
-            commands.append(line("update_package_lists"))
+        update = age is None or age > s.apt_cache_valid_time
+        if update:
             why.append("package lists " + ("missing" if age is None else f"{age} s old") + ": update them")
-        commands.append(line("install_packages", *missing))
+        commands.append(line("start_packages", int(update), *missing))
         why.append(f"install packages: {' '.join(missing)}")
     if facts.app_user_shell != platform.nologin_shell:
         commands.append(line("ensure_app_user"))
@@ -94,7 +96,10 @@ def plan(sit: Situation) -> StepPlan:
         )
     # Installing nginx changes its config: a later reload_nginx must look.
     touches = frozenset({"nginx"}) if platform.packages.nginx in missing else frozenset()
-    return StepPlan("provision", tuple(commands), files, touches=touches, why=tuple(why), writes=writes)
+    return StepPlan(
+        "provision", tuple(commands), files, touches=touches, why=tuple(why), writes=writes,
+        installs_beside=bool(missing),
+    )  # fmt: skip
 
 
 STEP = Step(

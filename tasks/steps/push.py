@@ -125,6 +125,8 @@ def plan(sit: Situation) -> StepPlan:
     commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:
         commands.append(line("run_release_command"))
+    # Until here, push needs no system package; switching starts the app under supervisor.
+    commands += [line("await_packages")] if sit.installing() else []
     commands.append(line("switch_to_built"))
 
     live = facts.link_name(paths.current)
@@ -141,7 +143,9 @@ def plan(sit: Situation) -> StepPlan:
     if venvs or sit.venv_id not in facts.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     why = explain(sit, new)
-    return StepPlan("push", tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new)
+    return StepPlan(
+        "push", tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new, beside_packages=True
+    )
 
 
 LISTED = 20  # files a check run names, of each kind (new, changed, removed)

@@ -233,3 +233,17 @@ def test_a_sudo_user_deploys_a_fresh_server_and_tasks_name_their_prerequisite(sa
     result = fab(sandbox, "deploy", host=host)
     succeeded(result, sandbox.name, changed=0)
     sandbox.ssh("cmp /etc/nginx/sites-available/default /etc/nginx/sites-available/default.bak")
+
+
+def test_a_failed_package_install_fails_provision_with_apts_reason_and_switches_nothing(sandbox):
+    # provision installs in the background while push builds the release beside it; push awaits the
+    # install before it switches, so a failed install leaves no release live and no apt still running.
+    lab = sandbox.lab
+    sandbox.ssh(f"echo 'deb [trusted=yes] http://{lab.gateway}:9/ ./' > /etc/apt/sources.list")
+    result = fab(sandbox, "deploy")
+    assert result.code == 1, result
+    (failed,) = [x for x in result.stdout.splitlines() if x.startswith(f"{sandbox.name}  provision  failed")]
+    assert "installing the packages failed:" in failed and "Traceback" not in result.output, failed
+    assert f"{sandbox.name}  push  changed" not in result.stdout  # it stopped before switching
+    assert remote(sandbox, "readlink /srv/flaskdemo/current || echo none") == "none"
+    assert remote(sandbox, "pgrep -c -x 'apt-get|dpkg|http' || true") == "0"

@@ -291,3 +291,21 @@ def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_whe
         (),
         None,
     )
+
+
+def test_steps_after_provision_wait_for_its_packages_unless_they_run_beside_them(settings):
+    found = plans(settings, fresh_facts())
+    lines = apply_script(situation(settings, fresh_facts()), found, "deploy", True).lines
+    begins = [n for n, text in enumerate(lines) if text.startswith("begin_step ")]
+    waits = [n for n, text in enumerate(lines) if text == "await_packages"]
+    named = {lines[n].split()[1]: n for n in begins}
+    # push runs beside the install (it awaits it itself, before the switch); the next step waits first.
+    assert named["provision"] < named["push"] < waits[1] < named["backup_default"]
+    assert waits[0] < named["backup_default"] and len(waits) == 2
+    assert lines[named["backup_default"] - 1] == "await_packages"
+    # Nothing to install (a new release only): nothing to wait for.
+    converged = converged_facts(settings)
+    code_change = replace(converged, fingerprint="other")
+    again = plans(settings, code_change)
+    assert [p.name for p in again if p.acts] == ["push"]
+    assert "await_packages" not in apply_script(situation(settings, code_change), again, "deploy", True).lines

@@ -171,7 +171,7 @@ def certified(s, facts, domains=("app.test",), server=PEBBLE):
 def test_acme_installs_certbot_and_makes_the_webroot(settings):
     s = acme(settings)
     step = plan_one(s, converged_facts(settings), provision.STEP)
-    assert "install_packages certbot" in step.commands
+    assert "start_packages 0 certbot" in step.commands
     assert 'ensure_dir "$ACME_WEBROOT" root root 755' in step.commands
 
 

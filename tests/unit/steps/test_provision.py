@@ -18,9 +18,8 @@ from tests.unit.conftest import (
 
 def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings):
     step = plan_one(settings, fresh_facts(), provision.STEP)
-    assert step.commands[:3] == (
-        "update_package_lists",  # empty lists
-        "install_packages nginx supervisor",
+    assert step.commands[:2] == (
+        "start_packages 1 nginx supervisor",  # empty lists: updated first; in the background
         "ensure_app_user",
     )
     paths = paths_of(settings)
@@ -41,9 +40,9 @@ def test_apt_update_only_when_the_lists_are_older_than_the_cache_valid_time(sett
     converged = converged_facts(settings)
     probed = replace(converged, installed=converged.installed - {"supervisor"}, package_lists_age=60)
     step = plan_one(settings, probed, provision.STEP)
-    assert step.commands == ("install_packages supervisor",) and not step.touches
+    assert step.commands == ("start_packages 0 supervisor",) and not step.touches
     old = replace(probed, package_lists_age=settings.apt_cache_valid_time + 1)
-    assert "update_package_lists" in script_of(plan_one(settings, old, provision.STEP))
+    assert "start_packages 1 supervisor" in script_of(plan_one(settings, old, provision.STEP))
 
 
 def test_only_what_differs_is_changed_and_what_the_app_user_owned_is_taken_back(settings):

@@ -31,6 +31,7 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
         f"build_venv {sit.venv_id}",
         f"build_release {new} {sit.venv_id}",
         "check_release",  # imported as the app user before the switch
+        "await_packages",  # provision's install ran beside all that: supervisor is needed now
         "switch_to_built",
     )
     assert step.commands[1] == "note 'dependencies from requirements.txt'"
