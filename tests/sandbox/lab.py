@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,13 @@ def _kill_pid(pid: int | None) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Replace a file atomically: a reader sees the old text or the new, never a part."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 def _spawn(cmd: list[str], log: Path) -> int:
@@ -560,8 +568,9 @@ class Lab:
             )
             key = " ".join((s.dir / "ssh_host_ed25519_key.pub").read_text().split()[:2])
             known.append(f"{s.address},[{s.address}]:{PROXY_PORT} {key}\n")
-        self.ssh_config.write_text("\n".join(entries))
-        self.known_hosts.write_text("".join(known))
+        # Whole or not at all: sandboxes reset at once (threads) rewrite these while ssh and fab read them.
+        _write_whole(self.ssh_config, "\n".join(entries))
+        _write_whole(self.known_hosts, "".join(known))
 
     def save(self) -> None:
         data = {
