@@ -5,8 +5,8 @@
 #
 # Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY;
 #          LIVE_DIR and RELEASE (see switch.sh)
-# Defines: begin_apply, begin_step, end_step, changed, note, die, quiet, error_line, install_file, record,
-#          finish_run
+# Defines: begin_apply, begin_step, seconds_since, end_step, changed, note, die, quiet, error_line,
+#          install_file, record, finish_run
 # Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), STEP_START (when the step
 #          began: $EPOCHREALTIME), W (the files sent)
 # Output:  marker lines, the only thing the control machine reads, each as it happens:
@@ -33,14 +33,18 @@ begin_step() {  # NAME
     STEP=$1 CHANGED=0 STEP_START=${EPOCHREALTIME:-}
 }
 
-end_step() {  # its line, with the step's time on the server in seconds ($EPOCHREALTIME: bash 5)
-    local status=ok took="" start=${STEP_START:-} now=${EPOCHREALTIME:-} us
+seconds_since() {  # START (an $EPOCHREALTIME: bash 5): the seconds since, like 3.142; nothing without one
+    local now=${EPOCHREALTIME:-} us
+    [ -n "$1" ] && [ -n "$now" ] || return 0
+    us=$((${now/[.,]/} - ${1/[.,]/}))
+    printf '%d.%03d' $((us / 1000000)) $((us / 1000 % 1000))
+}
+
+end_step() {  # its line, with the step's time on the server in seconds
+    local status=ok took
     [ "$CHANGED" = 1 ] && status=changed
-    if [ -n "$start" ] && [ -n "$now" ]; then
-        us=$((${now/[.,]/} - ${start/[.,]/}))
-        printf -v took ' %d.%03d' $((us / 1000000)) $((us / 1000 % 1000))
-    fi
-    echo "::step $STEP $status$took"
+    took=$(seconds_since "${STEP_START:-}")
+    echo "::step $STEP $status${took:+ $took}"
 }
 
 changed() {  # this step changed the server (its line says `changed`, and the recap counts it)

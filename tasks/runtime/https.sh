@@ -48,15 +48,12 @@ certbot_reason() {  # CERTBOT_OUTPUT: its reason in one line: the CA's "Detail:"
 }
 
 obtain_certificate() {  # DOMAIN...: the app's lineage, for these domains, from ACME_DIRECTORY over HTTP-01
-    local out domain args=()
+    local out domain args=() trust=()
     for domain in "$@"; do args+=(-d "$domain"); done
-    [ -e "$ACME_CA_BUNDLE" ] && export REQUESTS_CA_BUNDLE="$ACME_CA_BUNDLE"
-    if ! out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email "$ACME_EMAIL" \
+    [ -e "$ACME_CA_BUNDLE" ] && trust=("REQUESTS_CA_BUNDLE=$ACME_CA_BUNDLE")
+    out=$(env "${trust[@]}" certbot certonly --non-interactive --agree-tos --no-eff-email --email "$ACME_EMAIL" \
         --server "$ACME_DIRECTORY" --cert-name "$APP" --webroot --webroot-path "$ACME_WEBROOT" \
-        --force-renewal --deploy-hook "nginx -t -q && systemctl reload $NGINX_UNIT" "${args[@]}" 2>&1); then
-        unset REQUESTS_CA_BUNDLE
-        die "certbot could not obtain a certificate for $* from $ACME_DIRECTORY: $(certbot_reason "$out"); the site serves as before"
-    fi
-    unset REQUESTS_CA_BUNDLE
+        --force-renewal --deploy-hook "nginx -t -q && systemctl reload $NGINX_UNIT" "${args[@]}" 2>&1) \
+        || die "certbot could not obtain a certificate for $* from $ACME_DIRECTORY: $(certbot_reason "$out"); the site serves as before"
     changed
 }

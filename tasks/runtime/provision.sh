@@ -21,7 +21,7 @@ start_packages() {  # UPDATE PACKAGE...: the package lists updated first when UP
 }
 
 await_packages() {  # the install start_packages began has ended, or the run fails with its reason
-    local pid=${PACKAGES_PID:-} took="" now us
+    local pid=${PACKAGES_PID:-} took
     [ -n "$pid" ] || return 0
     PACKAGES_PID=""
     if ! wait "$pid"; then
@@ -29,12 +29,8 @@ await_packages() {  # the install start_packages began has ended, or the run fai
         STEP=provision
         die "installing the packages failed: $(error_line "$(cat "$W/packages.log")")"
     fi
-    now=${EPOCHREALTIME:-}
-    if [ -n "$PACKAGES_STARTED" ] && [ -n "$now" ]; then
-        us=$((${now/[.,]/} - ${PACKAGES_STARTED/[.,]/}))
-        printf -v took ' in %d.%d s' $((us / 1000000)) $((us / 100000 % 10))
-    fi
-    echo "::note provision packages installed$took, beside the steps after it"
+    took=$(seconds_since "$PACKAGES_STARTED")
+    echo "::note provision packages installed${took:+ in ${took%??} s}, beside the steps after it"
 }
 
 ensure_app_user() {  # a system user (and group) named like the app, that cannot log in

@@ -657,18 +657,23 @@ def test_the_lock_holder_is_the_record_of_a_run_whose_connection_still_lives(ser
     assert lock_dir(server) == before  # looked at, not taken
 
 
+def dead_connection(how: str, other: int) -> str | None:
+    """A lock's connection record ("PID START") that names no live sshd, as `how` says; `other` is a
+    running process (named sleep for "no sshd"). None: no record ("no .conn", "none")."""
+    return {
+        "the process is gone": f"{no_such_pid()} 1",
+        "its start time differs (a reused PID)": f"{other} {int(start_time(other)) + 1}",
+        "no sshd": f"{other} {start_time(other)}",
+    }.get(how)
+
+
 @pytest.mark.parametrize(
     "how", ["the process is gone", "its start time differs (a reused PID)", "no sshd", "no .conn", "none"]
 )
 def test_a_lock_record_whose_connection_is_gone_is_no_holder(how, server, settings):
     name = "sleep" if how == "no sshd" else "sshd"
     with running(copy_of("/bin/sleep", server.root / "held" / name)) as other:
-        conn = {
-            "the process is gone": f"{no_such_pid()} 1",
-            "its start time differs (a reused PID)": f"{other} {int(start_time(other)) + 1}",
-            "no sshd": f"{other} {start_time(other)}",
-            "no .conn": None,
-        }.get(how)
+        conn = dead_connection(how, other)
         before = lock_records(server, conn) if how != "none" else {}
         assert server.facts(server.questions(settings))["lock"] is None
     assert (lock_dir(server) if server.locks.exists() else {}) == before
@@ -976,11 +981,8 @@ def test_the_probe_script_takes_over_a_lock_whose_connection_is_gone(how, server
     app = settings.name
     name = "sleep" if how == "no sshd" else "sshd"
     with running(copy_of("/bin/sleep", server.root / "held" / name)) as other:
-        conn = {
-            "its start time differs (a reused PID)": f"{other} {int(start_time(other)) + 1}",
-            "the process is gone": f"{no_such_pid()} 1",
-            "no sshd": f"{other} {start_time(other)}",
-        }[how]
+        conn = dead_connection(how, other)
+        assert conn is not None
         (lock_root / f"{app}.owner").write_text(OTHER_OWNER + "\n")
         (lock_root / f"{app}.conn").write_text(conn + "\n")
         questions = server.questions(settings)
