@@ -1,5 +1,9 @@
+import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from tasks import configs
 from tests.unit.conftest import PLATFORM, paths_of
@@ -14,6 +18,38 @@ def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
     assert 'control_socket = "/run/flaskdemo/gunicorn.ctl"' in text
     assert 'chdir = "/srv/flaskdemo/current"' in text
     compile(text, "gunicorn.conf.py", "exec")  # valid Python
+
+
+def master_runs(text: str, *path: Path) -> dict:
+    """What gunicorn's master holds after running the config, as it does at start and on each HUP (twice
+    here), with `path` where its venv's packages would be: the modules it imported, and how many objects
+    it froze for the garbage collector."""
+    run = (
+        "import gc, json, sys\n"
+        f"sys.path[:0] = {[str(p) for p in path]!r}\n"
+        "source = sys.stdin.read()\n"
+        "for _ in range(2):\n"
+        "    exec(compile(source, 'gunicorn.conf.py', 'exec'), {})\n"
+        "print(json.dumps({'imported': [m for m in ('flask', 'app') if m in sys.modules],"
+        " 'frozen': gc.get_freeze_count()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", run], input=text, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_gunicorn_s_master_imports_flask_but_never_the_app_and_freezes_before_it_forks(settings, tmp_path):
+    # Workers forked with Flask loaded import only the app; the app itself must stay out of the master,
+    # or a reload (HUP) would serve the old release.
+    (tmp_path / "flask").mkdir()
+    (tmp_path / "flask" / "__init__.py").write_text("")
+    (tmp_path / "app.py").write_text("raise SystemExit('the master imported the app')\n")
+    text = configs.gunicorn_conf(settings, paths_of(settings), cpu_count=2)
+    held = master_runs(text, tmp_path)
+    assert held["imported"] == ["flask"]
+    assert held["frozen"] > 0
+    # An app on no Flask at all: the config still loads.
+    assert master_runs(text, tmp_path / "elsewhere")["imported"] == []
 
 
 def test_explicit_workers_win(settings):
