@@ -2,8 +2,8 @@
 
 Its parts, each its own runtime code, are put together here: taking the deploy lock (for runs that
 change the server: runtime/lock.sh), the facts (runtime/probe.py), and the health check through nginx
-(runtime/health.py) for runs that end with the health gate. It prints JSON lines (the facts, the
-health), merged and parsed into Facts, or a lock's `::fail lock` marker.
+(runtime/health.py, run by probe.py in its interpreter) for runs that end with the health gate. It
+prints a JSON line (the facts, the health), parsed into Facts, or a lock's `::fail lock` marker.
 """
 
 from __future__ import annotations
@@ -92,13 +92,13 @@ def script(
         values |= lock.values(paths.lock_root, paths.app, holder, action)
         includes.append("lock.sh")
         lines.append(line("take_lock"))
-    if health:
+    probed = [Var("PY_PROBE"), Var("PROBE_QUESTIONS")]
+    if health:  # one try, run by probe.py itself: one python3 less
         values |= {"HEALTH_URL": health_url(s), "HEALTH_HOST": health_host(s), "HEALTH_RULE": health_rule(s)}
         includes.append("health.py")
-        check = (Var("HEALTH_URL"), Var("HEALTH_HOST"), 0, Var("HEALTH_RULE"), "--json")  # timeout 0: one try
-        lines.append(line("run_py", Var("PY_HEALTH"), *check))
+        probed += [Var("PY_HEALTH"), Var("HEALTH_URL"), Var("HEALTH_HOST"), Var("HEALTH_RULE")]
     # Last: its exit code is the probe's.
-    lines.append(line("run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS")))
+    lines.append(line("run_py", *probed))
     return Script(f"probe for {action or 'a look'}", values, includes, lines)
 
 

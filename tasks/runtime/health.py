@@ -8,17 +8,16 @@ It retries (every 0.25 s) only while waiting can change the answer: no answer ye
 502, 503 or 504 while gunicorn starts. Any other answer that does not pass (a 500: the app fails; a 404
 under `2xx`: no such route) is final at once.
 
-    health.py URL HOST TIMEOUT RULE [--json]
+    health.py URL HOST TIMEOUT RULE
 
 Prints the final status ("200", "500", "no answer (reason)"), followed by the rule in parentheses when
-it fails, and exits 0 when it passes, 1 when not; with --json, a report for the probe: the line
-{"health": STATUS, "healthy": true|false, "health_ms": MS}, exit 0, MS being how long the final request
+it fails, and exits 0 when it passes, 1 when not. The probe runs `report` instead, one try, in its own
+interpreter: {"health": STATUS, "healthy": true|false, "health_ms": MS}, MS being how long the request
 took, in milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed,
 and speaks HTTP/1.1 over a socket itself: urllib would triple the time it takes to start (every probe
 of a deploy or `status` runs it).
 """
 
-import json
 import socket
 import sys
 import time
@@ -61,10 +60,9 @@ def passes(status, rule):
     return status.isdigit() and RULES[rule][0](int(status))
 
 
-def main(url, host, timeout, rule, as_json=False):
-    if rule not in RULES:
-        print(f"health.py: no such rule {rule!r} (one of: {', '.join(RULES)})", file=sys.stderr)
-        return 2
+def check(url, host, timeout, rule):
+    """(status, passed, how long the final request took in ms): GET until it passes the rule, or until
+    waiting cannot change the answer or TIMEOUT has passed."""
     deadline = time.monotonic() + float(timeout)
     while True:
         started = time.monotonic()
@@ -73,15 +71,26 @@ def main(url, host, timeout, rule, as_json=False):
         passed = passes(status, rule)
         waiting_helps = status in RETRY or status.startswith("no answer")
         if passed or not waiting_helps or time.monotonic() >= deadline:
-            if as_json:
-                print(json.dumps({"health": status, "healthy": passed, "health_ms": elapsed_ms}))
-                return 0
-            print(status if passed else f"{status} ({RULES[rule][1]})")
-            return 0 if passed else 1
+            return status, passed, elapsed_ms
         time.sleep(0.25)
 
 
+def report(url, host, rule):
+    """One try, as the probe reports it (runtime/probe.py runs this in its own interpreter)."""
+    status, passed, elapsed_ms = check(url, host, 0, rule)
+    return {"health": status, "healthy": passed, "health_ms": elapsed_ms}
+
+
+def main(url, host, timeout, rule):
+    if rule not in RULES:
+        print(f"health.py: no such rule {rule!r} (one of: {', '.join(RULES)})", file=sys.stderr)
+        return 2
+    status, passed, _ = check(url, host, timeout, rule)
+    print(status if passed else f"{status} ({RULES[rule][1]})")
+    return 0 if passed else 1
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 5:
-        sys.exit("usage: health.py URL HOST TIMEOUT RULE [--json]")
-    sys.exit(main(*sys.argv[1:5], as_json="--json" in sys.argv[5:]))
+    if len(sys.argv) != 5:
+        sys.exit("usage: health.py URL HOST TIMEOUT RULE")
+    sys.exit(main(*sys.argv[1:5]))

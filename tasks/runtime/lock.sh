@@ -13,8 +13,9 @@
 #
 # Reads:   LOCK_ROOT, APP, LOCK_HOLDER ("alice@laptop (deploy)"), SSHD_PROCESS_NAMES (array)
 # Defines: take_lock, hold_lock, drop_lock; lock_fail, process, is_connection, connection_id, lock_root,
-#          write_lock_file (their helpers)
-# Sets:    CONN (this run's connection: "PID START"), LOCK_WATCHDOG
+#          read_lock_file, write_lock_file (their helpers)
+# Sets:    CONN (this run's connection: "PID START"), LOCK_WATCHDOG; PROC_START, PROC_PARENT, PROC_SSHD
+#          (process)
 
 LOCKED_EXIT=75  # EX_TEMPFAIL: try again later
 
@@ -23,34 +24,40 @@ lock_fail() {  # CODE MESSAGE: the run ends here, before anything changed (75: l
     exit "$1"
 }
 
-process() {  # PID: "START PARENT SSHD" of a running process (SSHD: 1 when it is an sshd process)
-    local comm stat name sshd=0
-    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+process() {  # PID: PROC_START PROC_PARENT PROC_SSHD of a running process (PROC_SSHD: 1 when it is an sshd
+    # process); 1 when there is none. Builtins only: the watchdog asks five times a second.
+    local comm stat name
+    read -r comm 2>/dev/null <"/proc/$1/comm" || return 1
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
     stat=${stat##*) }  # the fields after the command name, which may hold spaces: state is field 3
     # shellcheck disable=SC2086  # split into the numbered fields of /proc/PID/stat
     set -- $stat
+    PROC_SSHD=0
     for name in "${SSHD_PROCESS_NAMES[@]}"; do
-        [ "$comm" = "$name" ] && sshd=1
+        [ "$comm" = "$name" ] && PROC_SSHD=1
     done
-    echo "${20} $2 $sshd"  # field 22: the start time (a reused PID is another process); 4: the parent
+    PROC_START=${20} PROC_PARENT=$2  # field 22: the start time (a reused PID is another process); 4: the parent
 }
 
 is_connection() {  # "PID START": whether that sshd process (an SSH connection) still runs
-    local start parent sshd
-    read -r start parent sshd <<<"$(process "${1%% *}")"
-    [ "$sshd" = 1 ] && [ "$start" = "${1#* }" ]
+    process "${1%% *}" && [ "$PROC_SSHD" = 1 ] && [ "$PROC_START" = "${1#* }" ]
 }
 
 connection_id() {  # "PID START" of the nearest sshd process above this one ("" when there is none)
-    local pid=$$ start parent sshd
-    while [ "$pid" -gt 1 ] && read -r start parent sshd <<<"$(process "$pid")" && [ -n "$start" ]; do
-        if [ "$sshd" = 1 ]; then
-            echo "$pid $start"
+    local pid=$$
+    while [ "$pid" -gt 1 ] && process "$pid" && [ -n "$PROC_START" ]; do
+        if [ "$PROC_SSHD" = 1 ]; then
+            echo "$pid $PROC_START"
             return 0
         fi
-        pid=$parent
+        pid=$PROC_PARENT
     done
+}
+
+read_lock_file() {  # NAME: the first line of $LOCK_ROOT/APP.NAME ("" when there is none)
+    local text=""
+    read -r text 2>/dev/null <"$LOCK_ROOT/$APP.$1"
+    printf '%s' "$text"
 }
 
 lock_root() {  # make $LOCK_ROOT if it is missing; refuse it unless it is a directory only root may use
@@ -71,15 +78,15 @@ take_lock() {  # take the lock for this connection, or say who has it and exit 7
     [ -n "$CONN" ] || lock_fail 1 "no SSH connection above this run (no sshd process): the lock is not taken"
     exec 8<"$LOCK_ROOT"
     flock -w 10 8 || lock_fail "$LOCKED_EXIT" "the lock of $APP stays busy: try again"
-    held=$(cat "$LOCK_ROOT/$APP.conn" 2>/dev/null)
+    held=$(read_lock_file conn)
     if [ -n "$held" ] && [ "$held" != "$CONN" ] && is_connection "$held"; then
-        lock_fail "$LOCKED_EXIT" "locked by $(cat "$LOCK_ROOT/$APP.owner" 2>/dev/null): wait for that run to finish"
+        lock_fail "$LOCKED_EXIT" "locked by $(read_lock_file owner): wait for that run to finish"
     fi
     if [ -e "$LOCK_ROOT/$APP.run" ] && ! flock -n "$LOCK_ROOT/$APP.run" true; then
         lock_fail "$LOCKED_EXIT" "a run of $APP whose connection is gone is still stopping: try again"
     fi
     if [ "$held" != "$CONN" ]; then  # free, or stale: ours now
-        write_lock_file owner "$LOCK_HOLDER since $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        write_lock_file owner "$LOCK_HOLDER since $(TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T')"
         write_lock_file conn "$CONN"
     fi
     exec 8>&-
@@ -100,7 +107,7 @@ drop_lock() {  # for the EXIT trap: stop the watchdog, release the lock if this 
     [ -n "${CONN:-}" ] || return 0
     exec 8<"$LOCK_ROOT"
     flock -w 10 8 || return 0
-    if [ "$(cat "$LOCK_ROOT/$APP.conn" 2>/dev/null)" = "$CONN" ]; then
+    if [ "$(read_lock_file conn)" = "$CONN" ]; then
         rm -f "$LOCK_ROOT/$APP.conn" "$LOCK_ROOT/$APP.owner"
     fi
     exec 8>&- 9>&-

@@ -1,6 +1,6 @@
 """What the steps need to know about a server, in one run: printed as one line of JSON.
 
-    probe.py QUESTIONS_JSON
+    probe.py QUESTIONS_JSON [HEALTH_SOURCE URL HOST RULE]
 
 QUESTIONS_JSON (built by tasks/probe.py) holds the platform table's entries and the app's paths. The
 probe picks the first entry whose `match` fits /etc/os-release and answers that entry's questions; the
@@ -432,5 +432,16 @@ def probe(questions):
     return facts
 
 
+def health(source, url, host, rule):
+    """The health check (runtime/health.py, from its source), one try, run in this interpreter rather
+    than a python3 of its own: its report, for the facts."""
+    module = {"__name__": "health"}
+    exec(compile(source, "health.py", "exec"), module)
+    return module["report"](url, host, rule)
+
+
 if __name__ == "__main__":
-    print(json.dumps(probe(json.loads(sys.argv[1]))))
+    # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the check runs first, and its
+    # report is part of the facts.
+    checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
+    print(json.dumps({**checked, **probe(json.loads(sys.argv[1]))}))

@@ -128,7 +128,7 @@ as_app() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app 
     (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
         PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
         PYTHONPATH="$release/$META/site" \
-        /usr/bin/python3 -I - "$META/env.json" "$@" <<<"$PY_WITH_ENV" 8>&- 9>&-)
+        /usr/bin/python3 -I -S - "$META/env.json" "$@" <<<"$PY_WITH_ENV" 8>&- 9>&-)
 }
 
 check_release() {  # the release this run built imports, as the app user: else it fails

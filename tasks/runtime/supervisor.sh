@@ -18,10 +18,18 @@ program_state() {  # RUNNING, STARTING, BACKOFF, FATAL, ... ("" when supervisor 
     supervisorctl status "$APP" 2>/dev/null | awk '{print $2}'
 }
 
-port_listeners() {  # "PID USER COMMAND" of each process listening on the app's port
-    local pid
-    for pid in $(ss -Hltnp "sport = :$APP_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
-        echo "$pid $(stat -c %U "/proc/$pid" 2>/dev/null) $(cat "/proc/$pid/comm" 2>/dev/null)"
+port_listeners() {  # "PID USER COMMAND" of each process listening on the app's port (a health gate asks)
+    local out pid user comm
+    local -A seen=()
+    out=$(ss -Hltnp "sport = :$APP_PORT" 2>/dev/null)
+    while [[ $out =~ pid=([0-9]+) ]]; do
+        seen[/proc/${BASH_REMATCH[1]}]=1
+        out=${out#*"${BASH_REMATCH[0]}"}
+    done
+    [ ${#seen[@]} -gt 0 ] || return 0
+    stat -c '%n %U' "${!seen[@]}" 2>/dev/null | while read -r pid user; do
+        read -r comm 2>/dev/null <"$pid/comm"
+        echo "${pid#/proc/} $user $comm"
     done
 }
 

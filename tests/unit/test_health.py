@@ -1,8 +1,8 @@
 """tasks/runtime/health.py, the health check run on servers, as a program against a local HTTP server:
 the status it prints, its exit code under each rule (`2xx`: app.health_path is set; `answered`: GET /
-with no health path), the Host header it sends, its retries until TIMEOUT, and --json."""
+with no health path), the Host header it sends, its retries until TIMEOUT; and `report`, the one try
+the probe makes in its own interpreter."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -141,42 +141,35 @@ def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port)
     assert "refused" in line.lower()
 
 
-def test_json_reports_a_healthy_status_as_one_json_line(app):
-    done = health(f"{app.base}/ok", "app.example.org", 0, "2xx", "--json")
-    assert done.returncode == 0, done.stderr
-    (line,) = done.stdout.splitlines()
-    report = json.loads(line)
-    assert 0 <= report.pop("health_ms") < 5000  # how long the request took
-    assert report == {"health": "200", "healthy": True}
+def report(url: str, host: str, rule: str = "2xx") -> dict:
+    """health.report as runtime/probe.py runs it: from the file's source, in this interpreter."""
+    module: dict = {"__name__": "health"}
+    exec(compile(HEALTH.read_text(), "health.py", "exec"), module)
+    return module["report"](url, host, rule)
 
 
-def test_json_reports_how_long_the_final_request_took_in_ms(app):
-    done = health(f"{app.base}/slow", "app.example.org", 0, "2xx", "--json")
-    assert done.returncode == 0, done.stderr
-    assert SLOW * 1000 <= json.loads(done.stdout)["health_ms"] < SLOW * 1000 + 2000
-    later = health(f"{app.base}/later", "app.example.org", 30, "2xx", "--json")  # 503, 503, then 200
-    assert json.loads(later.stdout)["health_ms"] < 500  # the last request alone, not the retries
+def test_the_report_of_a_healthy_status(app):
+    found = report(f"{app.base}/ok", "app.example.org")
+    assert 0 <= found.pop("health_ms") < 5000  # how long the request took
+    assert found == {"health": "200", "healthy": True}
+    assert app.hits("/ok") == ["app.example.org"]
 
 
-def test_json_reports_an_unhealthy_status_and_still_exits_0(app, closed_port):
-    sick = health(f"{app.base}/sick", "app.example.org", 0, "answered", "--json")
-    assert sick.returncode == 0, sick.stderr
-    assert [json.loads(line) for line in sick.stdout.splitlines()] == [
-        {"health": "500", "healthy": False, "health_ms": json.loads(sick.stdout)["health_ms"]}
-    ]
-    gone = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0, "answered", "--json")
-    assert gone.returncode == 0, gone.stderr
-    (report,) = [json.loads(line) for line in gone.stdout.splitlines()]
-    assert report["health"].startswith("no answer (") and report["healthy"] is False
+def test_the_report_says_how_long_the_request_took_in_ms_and_tries_once(app):
+    assert SLOW * 1000 <= report(f"{app.base}/slow", "app.example.org")["health_ms"] < SLOW * 1000 + 2000
+    assert report(f"{app.base}/later", "app.example.org")["health"] == "503"  # no retry: one try
+    assert len(app.hits("/later")) == 1
 
 
-def test_json_tells_whether_the_status_passed_its_rule(app):
+def test_the_report_of_an_unhealthy_status_under_its_rule(app, closed_port):
+    sick = report(f"{app.base}/sick", "app.example.org", "answered")
+    assert (sick["health"], sick["healthy"]) == ("500", False)
     # The control side reads `healthy`: a 404 is healthy with no health path, not with one.
     for rule, healthy in (("answered", True), ("2xx", False)):
-        done = health(f"{app.base}/missing", "app.example.org", 0, rule, "--json")
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
-        assert (report["health"], report["healthy"]) == ("404", healthy)
+        missing = report(f"{app.base}/missing", "app.example.org", rule)
+        assert (missing["health"], missing["healthy"]) == ("404", healthy)
+    gone = report(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", "answered")
+    assert gone["health"].startswith("no answer (") and gone["healthy"] is False
 
 
 # ---- no app.health_path: GET / passes when the app answered (any status below 500) -------------------------
