@@ -141,6 +141,11 @@ class Sandbox:
         return f"fdsb{self.lab.number}-{self.index}"
 
     @property
+    def veth(self) -> str:
+        """Its end of the link to the lab's bridge (eth0 is the other, in its namespace)."""
+        return f"fdsb{self.lab.number}v{self.index}"
+
+    @property
     def cgroup(self) -> str:
         return f"flaskdeploy-sandbox-{self.lab.number}-{self.index}"
 
@@ -160,11 +165,10 @@ class Sandbox:
         if not hostkey.exists():
             _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(hostkey))
         _sh("ip", "netns", "add", self.netns)
-        veth = f"fdsb{self.lab.number}v{self.index}"
-        _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
         mac = f"02:fd:00:{self.lab.number:02x}:00:{self.index:02x}"
         _sh("ip", "-n", self.netns, "link", "set", "eth0", "address", mac)
-        _sh("ip", "link", "set", veth, "master", self.lab.bridge, "up")
+        _sh("ip", "link", "set", self.veth, "master", self.lab.bridge, "up")
         _sh("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
         _sh("ip", "-n", self.netns, "link", "set", "eth0", "up")
         _sh("ip", "-n", self.netns, "link", "set", "lo", "up")
@@ -271,10 +275,13 @@ class Sandbox:
             raise SandboxError(f"{self.name}: processes left after {HALT_TIMEOUT} s: {left}")
 
     def destroy(self) -> None:
-        """Halt, then remove the network namespace (and with it the veth) and all files."""
+        """Halt, then remove the veth, the network namespace and all files. The veth goes first, by
+        name: the kernel keeps a namespace (and a veth in it) while a socket of it lingers (FIN_WAIT2
+        for up to a minute after a run under load), and a new lab with this number needs the name."""
         try:
             self.halt()
         finally:
+            _sh("ip", "link", "del", self.veth, check=False)
             _sh("ip", "netns", "del", self.netns, check=False)
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -340,6 +347,13 @@ class Sandbox:
             except OSError:
                 continue
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time every process of the sandbox has used since it booted (its cgroup's cpu.stat)."""
+        for line in (CGROUP_ROOTS[0] / self.cgroup / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
+        raise SandboxError(f"{self.name}: no usage_usec in its cgroup's cpu.stat")
 
 
 def _cgroup_pids(cgroup: Path) -> list[int]:
