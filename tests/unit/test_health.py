@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tasks.runtime import HERE
+from tasks.runtime import probe as runtime_probe
 
 HEALTH = HERE / "health.py"
 LATER_FAILURES = 2  # /later answers 503 this many times, then 200
@@ -142,10 +143,8 @@ def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port)
 
 
 def report(url: str, host: str, rule: str = "2xx") -> dict:
-    """health.report as runtime/probe.py runs it: from the file's source, in this interpreter."""
-    module: dict = {"__name__": "health"}
-    exec(compile(HEALTH.read_text(), "health.py", "exec"), module)
-    return module["report"](url, host, rule)
+    """health.report as the probe runs it: runtime/probe.py's `health`, given health.py's source."""
+    return runtime_probe.health(HEALTH.read_text(), url, host, rule)
 
 
 def test_the_report_of_a_healthy_status(app):
