@@ -69,7 +69,7 @@ class User:
 
 @dataclass(frozen=True)
 class Listener:
-    """A process listening on the app's port."""
+    """A process of another user than the app's listening on the app's port."""
 
     pid: int
     user: str
@@ -111,7 +111,7 @@ class Facts:
     installed: frozenset[str] = frozenset()  # of the packages the kit needs
     package_lists_age: int | None = None  # seconds since the package lists were updated; None: none
     app_user: User | None = None  # None when there is no such user
-    listeners: tuple[Listener, ...] = ()  # on the app's port
+    listeners: tuple[Listener, ...] = ()  # of other users, on the app's port
     paths: Mapping[str, PathState] = field(default_factory=dict)
     releases: tuple[Release, ...] = ()  # oldest first
     fingerprint: str = ""  # what shaped the live release (see steps/push.py); "" when unknown

@@ -317,8 +317,39 @@ def app_user(name):
     return {"home": user.pw_dir, "shell": user.pw_shell, "comment": user.pw_gecos}
 
 
-def listeners(port):
-    """Who listens on the app's port: [{"pid", "user", "command"}], from `ss` (none when it is missing)."""
+def listening_uids(port):
+    """The owners (uids) of the TCP sockets listening on port, IPv4 and IPv6, from the kernel's tables
+    (None when they cannot be read). They list listening sockets first: reading stops after them, so a
+    busy server's connections cost nothing."""
+    uids = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)  # the header
+                for line in lines:
+                    fields = line.split()  # sl local_address rem_address st ... uid (7) ...
+                    if fields[3] != "0A":  # TCP_LISTEN
+                        break
+                    if int(fields[1].rpartition(":")[2], 16) == port:
+                        uids.add(int(fields[7]))
+        except FileNotFoundError:  # no IPv6
+            continue
+        except (OSError, ValueError, IndexError):
+            return None
+    return uids
+
+
+def listeners(port, app):
+    """Who else listens on the app's port: [{"pid", "user", "command"}] of the processes of users other
+    than the app's. Only when the kernel's tables show another owner does `ss` name the processes (none
+    when it is missing)."""
+    try:
+        app_uid = pwd.getpwnam(app).pw_uid
+    except KeyError:
+        app_uid = None
+    uids = listening_uids(port)
+    if uids is not None and uids <= {app_uid}:
+        return []
     try:
         done = subprocess.run(
             ["ss", "-Hltnp", f"sport = :{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -328,11 +359,12 @@ def listeners(port):
     found = []
     for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", done.stdout)}):
         try:
-            owner = name_of(pwd.getpwuid, os.stat(f"/proc/{pid}").st_uid)
+            owner = os.stat(f"/proc/{pid}").st_uid
             command = read_text(f"/proc/{pid}/comm").strip()
         except OSError:
             continue
-        found.append({"pid": pid, "user": owner, "command": command})
+        if owner != app_uid:
+            found.append({"pid": pid, "user": name_of(pwd.getpwuid, owner), "command": command})
     return found
 
 
@@ -406,7 +438,7 @@ def probe(questions):
     if not platform:
         return facts
     facts["app_user"] = app_user(app["name"])
-    facts["listeners"] = listeners(app["port"])
+    facts["listeners"] = listeners(app["port"], app["name"])
     status = packages(platform)
     venvs_dir = platform["venvs_dir"]
     venvs = entries(venvs_dir)

@@ -2,7 +2,8 @@
 # supervisor: the app's program and gunicorn config in place, the program running.
 #
 # Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
-# Defines: wait_for_supervisord, program_state, port_listeners, port_taken_by_others, listens,
+# Sets:    PORT_UIDS (port_uids)
+# Defines: wait_for_supervisord, program_state, port_uids, port_listeners, port_taken_by_others, listens,
 #          ensure_running, supervisor_update, restart_program
 
 wait_for_supervisord() {  # supervisord may still be opening its socket right after a start: up to 10 s
@@ -18,7 +19,22 @@ program_state() {  # RUNNING, STARTING, BACKOFF, FATAL, ... ("" when supervisor 
     supervisorctl status "$APP" 2>/dev/null | awk '{print $2}'
 }
 
-port_listeners() {  # "PID USER COMMAND" of each process listening on the app's port (a health gate asks)
+port_uids() {  # PORT_UIDS: the owners (uids) of the sockets listening on the app's port, IPv4 and IPv6,
+    # from the kernel's tables (they list listening sockets first: reading stops after them); 1 when they
+    # cannot be read
+    local table port _ address state uid
+    PORT_UIDS=()
+    printf -v port ':%04X' "$APP_PORT"
+    for table in /proc/net/tcp /proc/net/tcp6; do
+        [ -e "$table" ] || continue  # no IPv6
+        { read -r _ && while read -r _ address _ state _ _ _ uid _; do
+            [ "$state" = 0A ] || break  # TCP_LISTEN
+            [ "${address: -5}" = "$port" ] && PORT_UIDS+=("$uid")
+        done; } 2>/dev/null <"$table" || return 1
+    done
+}
+
+port_listeners() {  # "PID USER COMMAND" of each process listening on the app's port (from ss)
     local out pid user comm
     local -A seen=()
     out=$(ss -Hltnp "sport = :$APP_PORT" 2>/dev/null)
@@ -33,15 +49,26 @@ port_listeners() {  # "PID USER COMMAND" of each process listening on the app's 
     done
 }
 
-port_taken_by_others() {  # who else listens on the app's port (true when someone does)
-    local others
+port_taken_by_others() {  # who else listens on the app's port (true when someone does): ss names them
+    # only when the kernel's tables show a socket of another user than the app's
+    local others="" uid app_uid
+    if port_uids && app_uid=$(id -u "$APP" 2>/dev/null); then
+        for uid in "${PORT_UIDS[@]}"; do
+            [ "$uid" = "$app_uid" ] || others=1
+        done
+        [ -n "$others" ] || return 1
+    fi
     others=$(port_listeners | awk -v app="$APP" '$2 != app { printf "%s%s (pid %s, user %s)", sep, $3, $1, $2; sep = ", " }')
     [ -n "$others" ] && echo "$others"
 }
 
-listens() {  # whether the app's gunicorn listens on its port (always true where ss is missing: no way to tell)
-    command -v ss >/dev/null || return 0
-    port_listeners | awk -v app="$APP" '$2 == app { found = 1 } END { exit !found }'
+listens() {  # whether the app's user listens on its port (true when the kernel's tables cannot be read)
+    local uid app_uid
+    port_uids && app_uid=$(id -u "$APP" 2>/dev/null) || return 0
+    for uid in "${PORT_UIDS[@]}"; do
+        [ "$uid" = "$app_uid" ] && return 0
+    done
+    return 1
 }
 
 ensure_running() {  # wait out STARTING, start the program unless it runs, wait until it listens on its

@@ -28,11 +28,10 @@ def refusals(sit: Situation) -> list[str]:
                 f"app.name: {taken[0]} exists but the server has no user {paths.app}: it belongs to something"
                 " else; choose another app.name"
             )
-    for listener in facts.listeners:
-        if listener.user != paths.app:
-            who = f"{listener.command} (pid {listener.pid}, user {listener.user})"
-            found.append(f"app.port: {s.port} is taken by {who}: choose another app.port")
-            break
+    if facts.listeners:  # processes of other users than the app's
+        listener = facts.listeners[0]
+        who = f"{listener.command} (pid {listener.pid}, user {listener.user})"
+        found.append(f"app.port: {s.port} is taken by {who}: choose another app.port")
     if not sit.runs("provision"):
         # As earlier versions left them, the app's user could plant links there for root: provision
         # takes them back first.

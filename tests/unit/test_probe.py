@@ -285,8 +285,8 @@ def test_a_debian_12_server_gets_the_debian_12_entry_and_its_facts(server, setti
     assert facts["cpus"] == len(os.sched_getaffinity(0))
     assert facts["app_user"] is None  # no such user
     assert "app_user_shell" not in facts  # app_user holds it now
-    assert facts["listeners"] == []  # ss lists nobody on the port
-    assert server.ss_asked() == ["-Hltnp", f"sport = :{settings.port}"]
+    assert facts["listeners"] == []  # nobody listens on the port
+    assert server.ss_asked() is None  # the kernel's tables say so: ss is not asked
     assert facts["program"] is None  # no supervisord socket
     assert facts["units"] == {
         "nginx": {"active": "active", "enabled": "enabled"},
@@ -410,20 +410,60 @@ LISTENING = (  # ss -Hltnp as it lists a gunicorn master and worker on the port,
 )
 
 
+@contextlib.contextmanager
+def listening_on(port: int, host: str = "127.0.0.1", user: int | None = None) -> Iterator[None]:
+    """A real socket listening on host:port, of this test's process or of a process of `user`'s."""
+    if user is None:
+        with socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET):
+            yield
+        return
+    code = (
+        "import socket, sys, time\n"
+        "s = socket.create_server((sys.argv[1], int(sys.argv[2])))\n"
+        "print(1, flush=True)\n"
+        "time.sleep(60)"
+    )
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-c", code, host, str(port)], user=user, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "1\n", "the listener did not start"
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not ROOT, reason="needs root: starts a process as nobody")
-def test_listeners_are_the_processes_ss_lists_on_the_app_s_port_with_user_and_command_from_proc(
-    server, settings, tmp_path
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_listeners_are_the_processes_of_other_users_ss_lists_on_the_port_with_user_and_command_from_proc(
+    server, settings, tmp_path, host
 ):
+    if host == "::1" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
     s = replace(settings, port=8123)
     nobody = pwd.getpwnam("nobody").pw_uid
     with (
         running(copy_of("/bin/sleep", tmp_path / "fd-listener")) as first,
         running(Path("/bin/sleep"), user=nobody) as second,
+        running(Path("/bin/sleep"), user=nobody) as app_s,
+        listening_on(8123, host),  # another user (root) listens: ss is asked who
     ):
         # ss names them "gunicorn"; /proc has their own command names and owners
         server.listening(LISTENING.format(port=8123, first=first, second=second, gone=no_such_pid()))
         facts = server.facts(server.questions(s))
-    assert server.ss_asked() == ["-Hltnp", "sport = :8123"]  # the app's port
+        listed = server.ss_asked()
+        server.listening(LISTENING.format(port=8123, first=first, second=app_s, gone=no_such_pid()))
+        app_nobody = server.facts(server.questions(s, name="nobody"))
+    assert listed == ["-Hltnp", "sport = :8123"]  # the app's port
     listening = [
         {"pid": first, "user": pwd.getpwuid(os.geteuid()).pw_name, "command": "fd-listener"},
         {"pid": second, "user": "nobody", "command": "sleep"},
@@ -431,13 +471,26 @@ def test_listeners_are_the_processes_ss_lists_on_the_app_s_port_with_user_and_co
     expected = sorted(listening, key=lambda listener: listener["pid"])
     assert facts["listeners"] == expected  # each once, by PID; one gone since ss looked is left out
     assert probe.parse(json.dumps(facts)).listeners == tuple(Listener(**listener) for listener in expected)
+    assert app_nobody["listeners"] == [listening[0]]  # the app's user's own processes are left out
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root: starts a process as nobody")
+def test_a_port_only_the_app_s_user_listens_on_has_no_listeners_and_asks_ss_nothing(server, settings):
+    s = replace(settings, port=8124)
+    with listening_on(8124, user=pwd.getpwnam("nobody").pw_uid):
+        ours = server.facts(server.questions(s, name="nobody"))
+        assert server.ss_asked() is None  # the kernel's tables show the app's user only
+        server.facts(server.questions(s))  # an app of another name: the port is another user's
+        assert server.ss_asked() == ["-Hltnp", "sport = :8124"]
+    assert ours["listeners"] == []
 
 
 def test_listeners_are_none_when_ss_is_missing(server, settings):
     (server.bin / "ss").unlink()
     path = str(server.bin)  # the fake systemctl, no ss
     assert shutil.which("ss", path=path) is None
-    facts = server.facts(server.questions(settings), path=path)
+    with listening_on(settings.port):  # another user than the app's listens: ss would be asked
+        facts = server.facts(server.questions(settings), path=path)
     assert facts["listeners"] == []
     assert facts["units"]["nginx"] == {"active": "active", "enabled": "enabled"}  # the rest still answered
 

@@ -5,6 +5,7 @@ they differ."""
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,3 +164,39 @@ def test_install_file_replaces_a_file_only_when_its_content_differs(tmp_path):
     assert run_functions({}, ["begin_step t", check]).stdout == "1\n"
     assert dest.read_text() == "other\n" and oct(dest.stat().st_mode & 0o777) == "0o640"
     assert not (tmp_path / "live.conf.tmp").exists()
+
+
+def port_questions(root: Path, app: str, port: int) -> tuple[str, str]:
+    """What supervisor.sh's port_taken_by_others and listens answer for `app` on `port`, with an `ss` of
+    this test's on PATH that says when it is asked."""
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "bin" / "ss").write_text(f'#!/bin/sh\necho asked >>"{root}/ss.asked"\nexec /usr/bin/ss "$@"\n')
+    (root / "bin" / "ss").chmod(0o755)
+    values = scratch_values(root) | {"APP": app, "APP_PORT": port}
+    done = run_functions(values, [
+        f'PATH="{root}/bin:$PATH"',
+        'if others=$(port_taken_by_others); then echo "taken by $others"; else echo "not taken"; fi',
+        'if listens; then echo "listens"; else echo "does not listen"; fi',
+    ])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    asked = (root / "ss.asked").read_text() if (root / "ss.asked").exists() else ""
+    return done.stdout, asked
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a process listens as nobody")
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_port_questions_read_the_kernel_s_tables_and_ask_ss_only_who_else_listens(tmp_path, host):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        ours = socket.create_server((host, 0), family=family)
+    except OSError:
+        pytest.skip(f"cannot listen on {host} here")
+    with ours:  # root's: the app's when APP is root
+        port = ours.getsockname()[1]
+        assert port_questions(tmp_path, "root", port) == ("not taken\nlistens\n", "")
+        taken, asked = port_questions(tmp_path, "nobody", port)
+    assert taken == f"taken by python (pid {os.getpid()}, user root)\ndoes not listen\n".replace(
+        "python", Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    )
+    assert asked == "asked\n"  # once: to name who else listens
+    assert port_questions(tmp_path / "none", "nobody", port) == ("not taken\ndoes not listen\n", "")

@@ -32,9 +32,8 @@ def test_the_apps_paths_held_by_something_else(settings):
 
 def test_a_port_another_user_listens_on(settings):
     converged = converged_facts(settings)
-    ours = replace(converged, listeners=(Listener(427, "flaskdemo", "gunicorn"),))
-    assert refusals(situation(settings, ours)) == []
-    theirs = replace(converged, listeners=(Listener(99, "postgres", "postgres"),))
+    assert refusals(situation(settings, converged)) == []
+    theirs = replace(converged, listeners=(Listener(99, "postgres", "postgres"), Listener(7, "root", "nc")))
     assert refusals(situation(settings, theirs)) == [
         "app.port: 8080 is taken by postgres (pid 99, user postgres): choose another app.port"
     ]
