@@ -98,7 +98,12 @@ hold_lock() {  # take_lock for a run's apply command, and hold APP.run until it 
     take_lock
     exec 9>>"$LOCK_ROOT/$APP.run"
     flock -n 9 || lock_fail "$LOCKED_EXIT" "another run of $APP is applying: wait for it to finish"
-    ( exec 9>&-; while is_connection "$CONN"; do sleep 0.2; done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &
+    # It waits with read's timeout on a pipe nobody writes to (its own): no sleep to start every time.
+    (
+        exec 9>&- 7<> <(:)
+        while is_connection "$CONN"; do read -r -t 0.2 -u 7 _; done
+        kill -TERM 0
+    ) </dev/null >/dev/null 2>&1 &
     LOCK_WATCHDOG=$!
 }
 
