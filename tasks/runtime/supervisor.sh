@@ -2,7 +2,7 @@
 # supervisor: the app's program and gunicorn config in place, the program running.
 #
 # Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
-# Sets:    PORT_UIDS (port_uids)
+# Sets:    PORT_TABLES; PORT_UIDS (port_uids)
 # Defines: wait_for_supervisord, program_state, port_uids, port_listeners, port_taken_by_others, listens,
 #          ensure_running, supervisor_update, restart_program
 
@@ -19,17 +19,18 @@ program_state() {  # RUNNING, STARTING, BACKOFF, FATAL, ... ("" when supervisor 
     supervisorctl status "$APP" 2>/dev/null | awk '{print $2}'
 }
 
-port_uids() {  # PORT_UIDS: the owners (uids) of the sockets listening on the app's port, IPv4 and IPv6,
-    # from the kernel's tables (they list listening sockets first: reading stops after them); 1 when they
-    # cannot be read
+PORT_TABLES=(/proc/net/tcp /proc/net/tcp6)  # the kernel's tables of TCP sockets, IPv4 and IPv6
+
+port_uids() {  # PORT_UIDS: the owners (uids) of the sockets listening on the app's port, from PORT_TABLES
+    # (they list listening sockets first: reading stops after them); 1 when they cannot be read
     local table port _ address state uid
     PORT_UIDS=()
     printf -v port ':%04X' "$APP_PORT"
-    for table in /proc/net/tcp /proc/net/tcp6; do
+    for table in "${PORT_TABLES[@]}"; do
         [ -e "$table" ] || continue  # no IPv6
         { read -r _ && while read -r _ address _ state _ _ _ uid _; do
             [ "$state" = 0A ] || break  # TCP_LISTEN
-            [ "${address: -5}" = "$port" ] && PORT_UIDS+=("$uid")
+            if [ "${address: -5}" = "$port" ]; then PORT_UIDS+=("$uid"); fi
         done; } 2>/dev/null <"$table" || return 1
     done
 }

@@ -200,3 +200,40 @@ def test_the_port_questions_read_the_kernel_s_tables_and_ask_ss_only_who_else_li
     )
     assert asked == "asked\n"  # once: to name who else listens
     assert port_questions(tmp_path / "none", "nobody", port) == ("not taken\ndoes not listen\n", "")
+
+
+TCP_HEADER = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+)
+
+
+def tcp_line(address: str, port: int, state: str, uid: int) -> str:
+    """A line of /proc/net/tcp as the kernel writes it (the fields the table's header names)."""
+    fields = f"{address}:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000 00000000 {uid:5d} 0 1"
+    return f"   0: {fields}\n"
+
+
+@pytest.mark.parametrize(
+    ("lines", "uids"),
+    [
+        ([], ""),  # nothing listens
+        ([("0100007F", 8000, "0A", 998)], "998"),
+        ([("0100007F", 8000, "0A", 998), ("00000000", 22, "0A", 0)], "998"),  # the last listens elsewhere
+        ([("00000000", 8000, "0A", 0), ("0100007F", 8000, "0A", 998)], "0 998"),
+        # a connection to the port ends the listening sockets: what follows is not read
+        ([("00000000", 22, "0A", 0), ("0100007F", 8000, "01", 5), ("0100007F", 8000, "0A", 7)], ""),
+    ],
+)
+def test_port_uids_reads_the_listening_sockets_of_the_port_from_the_kernel_s_table(tmp_path, lines, uids):
+    table = tmp_path / "tcp"
+    table.write_text(TCP_HEADER + "".join(tcp_line(*line) for line in lines))
+    values = scratch_values(tmp_path) | {"APP_PORT": 8000}
+    done = run_functions(values, [f'PORT_TABLES=("{table}")', 'port_uids && echo "ok ${PORT_UIDS[*]}"'])
+    assert done.stdout == f"ok {uids}\n", done.stderr
+
+
+def test_port_uids_fails_on_a_table_it_cannot_read(tmp_path):
+    values = scratch_values(tmp_path) | {"APP_PORT": 8000}
+    unreadable = tmp_path  # a directory
+    done = run_functions(values, [f'PORT_TABLES=("{unreadable}")', 'port_uids || echo "cannot tell"'])
+    assert done.stdout == "cannot tell\n", done.stderr
