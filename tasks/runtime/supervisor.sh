@@ -2,9 +2,9 @@
 # supervisor: the app's program and gunicorn config in place, the program running.
 #
 # Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
-# Sets:    PORT_TABLES; PORT_UIDS (port_uids)
-# Defines: wait_for_supervisord, program_state, port_uids, port_listeners, port_taken_by_others, listens,
-#          ensure_running, supervisor_update, restart_program
+# Sets:    PORT_TABLES; PORT_UIDS (port_uids); PORT_OURS, PORT_OTHERS (port_owners)
+# Defines: wait_for_supervisord, program_state, port_uids, port_owners, port_listeners,
+#          port_taken_by_others, listens, ensure_running, supervisor_update, restart_program
 
 wait_for_supervisord() {  # supervisord may still be opening its socket right after a start: up to 10 s
     local _
@@ -50,26 +50,27 @@ port_listeners() {  # "PID USER COMMAND" of each process listening on the app's 
     done
 }
 
+port_owners() {  # PORT_OURS, PORT_OTHERS: 1 when the app's user, another user listens on the app's port;
+    # 1 when the kernel's tables cannot be read or the app's user is unknown
+    local uid app_uid
+    PORT_OURS="" PORT_OTHERS=""
+    port_uids && app_uid=$(id -u "$APP" 2>/dev/null) || return 1
+    for uid in "${PORT_UIDS[@]}"; do
+        if [ "$uid" = "$app_uid" ]; then PORT_OURS=1; else PORT_OTHERS=1; fi
+    done
+}
+
 port_taken_by_others() {  # who else listens on the app's port (true when someone does): ss names them
     # only when the kernel's tables show a socket of another user than the app's
-    local others="" uid app_uid
-    if port_uids && app_uid=$(id -u "$APP" 2>/dev/null); then
-        for uid in "${PORT_UIDS[@]}"; do
-            [ "$uid" = "$app_uid" ] || others=1
-        done
-        [ -n "$others" ] || return 1
-    fi
+    local others
+    if port_owners && [ -z "$PORT_OTHERS" ]; then return 1; fi
     others=$(port_listeners | awk -v app="$APP" '$2 != app { printf "%s%s (pid %s, user %s)", sep, $3, $1, $2; sep = ", " }')
     [ -n "$others" ] && echo "$others"
 }
 
-listens() {  # whether the app's user listens on its port (true when the kernel's tables cannot be read)
-    local uid app_uid
-    port_uids && app_uid=$(id -u "$APP" 2>/dev/null) || return 0
-    for uid in "${PORT_UIDS[@]}"; do
-        [ "$uid" = "$app_uid" ] && return 0
-    done
-    return 1
+listens() {  # whether the app's user listens on its port (true when the kernel's tables cannot tell)
+    port_owners || return 0
+    [ -n "$PORT_OURS" ]
 }
 
 ensure_running() {  # wait out STARTING, start the program unless it runs, wait until it listens on its
