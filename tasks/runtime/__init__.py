@@ -9,6 +9,7 @@ the one command of a run. The values the files read come from the script's assig
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from tasks.shell import Value
 
 HERE = Path(__file__).resolve().parent
-PYTHON_END = "FLASKDEPLOY_PY"
 
 # What each kind of script includes, in order (a file may use what an earlier one defines).
 APPLY = (
@@ -51,13 +51,9 @@ def include(name: str) -> str:
     text = (HERE / name).read_text()
     if name.endswith(".sh"):
         return f"# ---- tasks/runtime/{name}\n{text.rstrip()}"
-    if PYTHON_END in text:
-        raise ValueError(f"tasks/runtime/{name} holds {PYTHON_END}, which ends it in a script")
+    # A quoted assignment, not `read` from a here-document: bash reads a pipe one byte per system call.
     variable = python_variable(name)
-    return (
-        f'# ---- tasks/runtime/{name}: run_py "${variable}" ARG...\n'
-        f"IFS= read -r -d '' {variable} <<'{PYTHON_END}' || true\n{text.rstrip()}\n{PYTHON_END}"
-    )
+    return f'# ---- tasks/runtime/{name}: run_py "${variable}" ARG...\n{variable}={shlex.quote(text)}'
 
 
 def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Value]:
