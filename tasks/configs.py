@@ -6,6 +6,7 @@ Templates see `s` (the settings), `paths` (the layout on the server) and a few c
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import jinja2
@@ -24,6 +25,9 @@ _env = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+# Hosts render at once: the first compiles a template, the others wait and find it in _env's cache (Jinja
+# compiles it again for every thread that misses the cache at the same time).
+_compiling = threading.Lock()
 
 
 def workers(s: Settings, cpu_count: int) -> int:
@@ -33,7 +37,9 @@ def workers(s: Settings, cpu_count: int) -> int:
 
 def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1, **values: object) -> str:
     """A template rendered; `values` are what only this template needs."""
-    return _env.get_template(template).render(
+    with _compiling:
+        compiled = _env.get_template(template)
+    return compiled.render(
         **values,
         s=s,
         paths=paths,

@@ -2,6 +2,9 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,3 +104,24 @@ def test_tmpfiles_recreates_the_runtime_dir_at_boot(settings):
         configs.tmpfiles(settings, paths_of(settings)).splitlines()[-1]
         == "d /run/flaskdemo 0755 flaskdemo flaskdemo -"
     )
+
+
+def test_hosts_rendering_at_once_compile_each_template_once(settings, monkeypatch):
+    compiled, compile_source = [], configs._env.compile
+
+    def slow_compile(source, name=None, *args, **kwargs):  # a wide window for every thread to miss the cache
+        compiled.append(name)
+        time.sleep(0.05)
+        return compile_source(source, name, *args, **kwargs)
+
+    monkeypatch.setattr(configs._env, "compile", slow_compile)
+    configs._env.cache.clear()
+    start = threading.Barrier(8)
+
+    def render(_: int) -> str:
+        start.wait()
+        return configs.gunicorn_conf(settings, paths_of(settings), cpu_count=2)
+
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(render, range(8)))
+    assert compiled == ["gunicorn.conf.py.j2"] and len(set(texts)) == 1
