@@ -16,6 +16,7 @@ import re
 import shlex
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -317,31 +318,58 @@ def app_user(name):
     return {"home": user.pw_dir, "shell": user.pw_shell, "comment": user.pw_gecos}
 
 
+# Netlink's socket diagnostics (linux/inet_diag.h, linux/sock_diag.h), as `ss` asks them.
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLMSG_ERROR, NLMSG_DONE = 4, 20, 2, 3
+NLM_F_REQUEST_DUMP = 0x301
+TCPF_LISTEN = 1 << 10
+NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+# inet_diag_req_v2: family, protocol, extensions, pad, states; the socket id: source port (big-endian),
+# destination port, addresses and interface (none: zero), cookie (none: all ones)
+DIAG_REQUEST = struct.Struct("=BBBxI2s38x8s")
+DIAG_PORT, DIAG_UID = struct.Struct(">H"), struct.Struct("=I")  # in inet_diag_msg, at bytes 4 and 64
+
+
 def listening_uids(port):
-    """The owners (uids) of the TCP sockets listening on port, IPv4 and IPv6, from the kernel's tables
-    (None when they cannot be read). They list listening sockets first: reading stops after them, so a
-    busy server's connections cost nothing."""
+    """The owners (uids) of the TCP sockets listening on port, IPv4 and IPv6, as the kernel's socket
+    diagnostics list them (None when they cannot be asked). Asked for listening sockets only, the kernel
+    never walks its table of connections: reading /proc/net/tcp does, wherever one stops reading."""
     uids = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as lines:
-                next(lines, None)  # the header
-                for line in lines:
-                    fields = line.split()  # sl local_address rem_address st ... uid (7) ...
-                    if fields[3] != "0A":  # TCP_LISTEN
-                        break
-                    if int(fields[1].rpartition(":")[2], 16) == port:
-                        uids.add(int(fields[7]))
-        except FileNotFoundError:  # no IPv6
-            continue
-        except (OSError, ValueError, IndexError):
-            return None
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for message in listening_sockets(family, port):
+                if DIAG_PORT.unpack_from(message, 4)[0] == port:
+                    uids.add(DIAG_UID.unpack_from(message, 64)[0])
+    except (OSError, struct.error):
+        return None
     return uids
+
+
+def listening_sockets(family, port):
+    """The kernel's inet_diag_msg of each TCP socket of family listening on port (the kernel filters by
+    port where it can: check each); OSError when it refuses to answer."""
+    request = DIAG_REQUEST.pack(
+        family, socket.IPPROTO_TCP, 0, TCPF_LISTEN, port.to_bytes(2, "big"), b"\xff" * 8
+    )
+    size = NLMSG_HEADER.size + len(request)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as diag:
+        diag.settimeout(5)
+        diag.sendall(NLMSG_HEADER.pack(size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, 1, 0) + request)
+        while data := diag.recv(1 << 16):
+            offset = 0
+            while offset < len(data):
+                length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR or length < NLMSG_HEADER.size:
+                    raise OSError("the kernel refused the socket diagnostics request")
+                yield data[offset + NLMSG_HEADER.size : offset + length]
+                offset += (length + 3) & ~3  # messages are aligned to 4 bytes
+    raise OSError("the socket diagnostics ended without their last message")
 
 
 def listeners(port, app):
     """Who else listens on the app's port: [{"pid", "user", "command"}] of the processes of users other
-    than the app's. Only when the kernel's tables show another owner does `ss` name the processes (none
+    than the app's. Only when the kernel shows a socket of another owner does `ss` name the processes (none
     when it is missing)."""
     try:
         app_uid = pwd.getpwnam(app).pw_uid

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pwd
+import runpy
 import shlex
 import shutil
 import signal
@@ -483,6 +484,69 @@ def test_a_port_only_the_app_s_user_listens_on_has_no_listeners_and_asks_ss_noth
         server.facts(server.questions(s))  # an app of another name: the port is another user's
         assert server.ss_asked() == ["-Hltnp", "sport = :8124"]
     assert ours["listeners"] == []
+
+
+class KernelAnswers:
+    """A netlink socket as the probe's listening_uids opens it, answering with `replies` (bytes each)."""
+
+    def __init__(self, *replies: bytes) -> None:
+        self.replies = list(replies)
+
+    def __call__(self, family: int, kind: int, protocol: int) -> KernelAnswers:
+        assert (family, kind, protocol) == (socket.AF_NETLINK, socket.SOCK_RAW, 4)  # NETLINK_SOCK_DIAG
+        return self
+
+    def __enter__(self) -> KernelAnswers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def settimeout(self, _: float) -> None:
+        return None
+
+    def sendall(self, request: bytes) -> None:
+        self.asked = request
+
+    def recv(self, _: int) -> bytes:
+        return self.replies.pop(0) if self.replies else b""
+
+
+def diag_message(port: int, uid: int) -> bytes:
+    """A netlink message holding the inet_diag_msg of a socket listening on port, owned by uid."""
+    body = (
+        bytes([socket.AF_INET, 10, 0, 0])
+        + port.to_bytes(2, "big")
+        + bytes(58)
+        + uid.to_bytes(4, sys.byteorder)
+    )
+    body += bytes(4)  # the inode
+    return (16 + len(body)).to_bytes(4, sys.byteorder) + (20).to_bytes(2, sys.byteorder) + bytes(10) + body
+
+
+def netlink_done() -> bytes:
+    return (20).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + bytes(14)
+
+
+@pytest.mark.parametrize(
+    ("replies", "uids"),
+    [
+        ([diag_message(8080, 999) + diag_message(8081, 5), netlink_done()], {999}),  # another port's left out
+        ([diag_message(8080, 999) + netlink_done()], {999}),
+        ([(20).to_bytes(4, sys.byteorder) + (2).to_bytes(2, sys.byteorder) + bytes(14)], None),  # an error
+        ([diag_message(8080, 999)], None),  # the answer ends before its last message
+    ],
+)
+def test_the_kernel_s_socket_diagnostics_are_read_to_their_last_message_or_give_no_answer(
+    monkeypatch, replies, uids
+):
+    listening_uids = runpy.run_path(str(PROBE), run_name="probe")["listening_uids"]
+    kernel = KernelAnswers(*replies, *replies)  # the same for IPv4 and IPv6
+    names = ("AF_INET", "AF_INET6", "AF_NETLINK", "SOCK_RAW", "IPPROTO_TCP")
+    fake = SimpleNamespace(**{name: getattr(socket, name) for name in names}, socket=kernel)
+    monkeypatch.setitem(listening_uids.__globals__, "socket", fake)
+    assert listening_uids(8080) == uids
+    assert kernel.asked[16 + 8 : 16 + 10] == (8080).to_bytes(2, "big")  # the port, as the kernel filters it
 
 
 def test_listeners_are_none_when_ss_is_missing(server, settings):
