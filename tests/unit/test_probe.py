@@ -287,7 +287,7 @@ def test_a_debian_12_server_gets_the_debian_12_entry_and_its_facts(server, setti
     assert facts["app_user"] is None  # no such user
     assert "app_user_shell" not in facts  # app_user holds it now
     assert facts["listeners"] == []  # nobody listens on the port
-    assert server.ss_asked() is None  # the kernel's tables say so: ss is not asked
+    assert server.ss_asked() is None  # the kernel says so: ss is not asked
     assert facts["program"] is None  # no supervisord socket
     assert facts["units"] == {
         "nginx": {"active": "active", "enabled": "enabled"},
@@ -480,7 +480,7 @@ def test_a_port_only_the_app_s_user_listens_on_has_no_listeners_and_asks_ss_noth
     s = replace(settings, port=8124)
     with listening_on(8124, user=pwd.getpwnam("nobody").pw_uid):
         ours = server.facts(server.questions(s, name="nobody"))
-        assert server.ss_asked() is None  # the kernel's tables show the app's user only
+        assert server.ss_asked() is None  # the kernel shows the app's user only
         server.facts(server.questions(s))  # an app of another name: the port is another user's
         assert server.ss_asked() == ["-Hltnp", "sport = :8124"]
     assert ours["listeners"] == []
@@ -512,28 +512,25 @@ class KernelAnswers:
         return self.replies.pop(0) if self.replies else b""
 
 
+def netlink(kind: int, body: bytes = bytes(4)) -> bytes:
+    """A netlink message of that type (2: an error, 3: the last one, 20: a socket's diagnostics)."""
+    return (16 + len(body)).to_bytes(4, sys.byteorder) + kind.to_bytes(2, sys.byteorder) + bytes(10) + body
+
+
 def diag_message(port: int, uid: int) -> bytes:
-    """A netlink message holding the inet_diag_msg of a socket listening on port, owned by uid."""
-    body = (
-        bytes([socket.AF_INET, 10, 0, 0])
-        + port.to_bytes(2, "big")
-        + bytes(58)
-        + uid.to_bytes(4, sys.byteorder)
+    """The inet_diag_msg of a socket listening on port, owned by uid, in its netlink message."""
+    family_state = bytes([socket.AF_INET, 10, 0, 0])
+    return netlink(
+        20, family_state + port.to_bytes(2, "big") + bytes(58) + uid.to_bytes(4, sys.byteorder) + bytes(4)
     )
-    body += bytes(4)  # the inode
-    return (16 + len(body)).to_bytes(4, sys.byteorder) + (20).to_bytes(2, sys.byteorder) + bytes(10) + body
-
-
-def netlink_done() -> bytes:
-    return (20).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + bytes(14)
 
 
 @pytest.mark.parametrize(
     ("replies", "uids"),
     [
-        ([diag_message(8080, 999) + diag_message(8081, 5), netlink_done()], {999}),  # another port's left out
-        ([diag_message(8080, 999) + netlink_done()], {999}),
-        ([(20).to_bytes(4, sys.byteorder) + (2).to_bytes(2, sys.byteorder) + bytes(14)], None),  # an error
+        ([diag_message(8080, 999) + diag_message(8081, 5), netlink(3)], {999}),  # another port's left out
+        ([diag_message(8080, 999) + netlink(3)], {999}),
+        ([netlink(2)], None),  # an error
         ([diag_message(8080, 999)], None),  # the answer ends before its last message
     ],
 )
