@@ -8,9 +8,9 @@
 #
 # Reads:   RELEASES_DIR, VENVS_DIR, WHEELS_DIR, TOOLS_DIR, UV_VERSION, SHARED_DIR, SHARED_DIRS (array),
 #          SUPERVISOR_CONF, META, APP, BASE_DIR, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
-#          PY_WITH_ENV; W (apply.sh), LIVE_DIR (switch.sh)
-# Defines: install_uv, uv, build_venv, prune_wheels, no_link_below, shared_dir, build_release, as_app,
-#          check_release, run_release_command, switch_to_built, prune
+#          PY_WITH_ENV, PY_IMPORT_CHECK; W (apply.sh), LIVE_DIR (switch.sh)
+# Defines: install_uv, uv, build_venv, prune_wheels, no_link_below, shared_dir, build_release,
+#          in_release, as_app, check_release, run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
 install_uv() {  # uv ($TOOLS_DIR/uv-$UV_VERSION), taken out of its wheel ($W/tools/uv.whl): it builds the venvs
@@ -120,21 +120,25 @@ build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases
     BUILT=$release
 }
 
-as_app() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app user, with app.env (read
-    # from the release's env.json: never on a command line, where `ps` shows it) and its venv on PATH
+in_release() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app user, with its venv
+    # on PATH and nothing of root's environment
     local release=$1
     shift
     # Without the lock's descriptors: a process the app leaves behind must not hold the lock.
     (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
         PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
-        PYTHONPATH="$release/$META/site" \
-        /usr/bin/python3 -I -S - "$META/env.json" "$@" <<<"$PY_WITH_ENV" 8>&- 9>&-)
+        PYTHONPATH="$release/$META/site" "$@" 8>&- 9>&-)
+}
+
+as_app() {  # RELEASE_DIR COMMAND ARG...: in_release, with app.env (read from the release's env.json:
+    # never on a command line, where `ps` shows it)
+    in_release "$1" /usr/bin/python3 -I -S - "$META/env.json" "${@:2}" <<<"$PY_WITH_ENV"
 }
 
 check_release() {  # the release this run built imports, as the app user: else it fails
     local out
-    out=$(as_app "$BUILT" gunicorn --check-config --chdir "$BUILT" "$APP_MODULE" 2>&1) \
-        || fail_release "it does not load: $(error_line "$out")"
+    out=$(in_release "$BUILT" "$BUILT/.venv/bin/python" - "$META/env.json" "$APP_MODULE" \
+        <<<"$PY_IMPORT_CHECK" 2>&1) || fail_release "it does not load: $(error_line "$out")"
 }
 
 run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT

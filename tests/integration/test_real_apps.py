@@ -178,6 +178,12 @@ def test_requirements_without_gunicorn_get_the_kits_and_markers_are_the_servers(
         six==1.17.0 ; python_full_version > "{server_python}"
         """,
     )
+    # A gunicorn config of the app's own (for its Docker image, say), for a package not in its
+    # requirements: the kit's master never reads it, and neither does the kit's import check.
+    (src / "gunicorn.conf.py").write_text(
+        'bind = "0.0.0.0:8000"\n'
+        "from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics\n"
+    )
     # Beside flaskdemo (nginx's default server), under a name of its own.
     config = server.config(name="plainapp", port=8094, server_name="plain.test", src=src, module="app:app")
     run = server.fab(config, "deploy")
