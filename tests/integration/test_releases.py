@@ -167,6 +167,7 @@ def release_time(release_id: str) -> datetime:
 def test_deploy_under_load_drops_no_request_and_serves_only_the_new_version_after(site: Site, versions):
     v1, v2 = versions.make("zd-v1"), versions.make("zd-v2")
     site.deploy(v1)
+    v1_workers = worker_pids(site)
 
     with Load(site.url, clients=20) as load:
         load.wait_for(lambda r: r.body == v1.page)
@@ -177,6 +178,9 @@ def test_deploy_under_load_drops_no_request_and_serves_only_the_new_version_afte
     assert run.code == 0, str(run)
     assert_nothing_failed(load)
     assert bodies_between(load, done) == {v2.page}, "a request sent after deploy returned got another version"
+    # The old workers left without Python's teardown (configs/gunicorn.conf.py.j2), but ran the app's atexit.
+    exits = set(site.ssh(f"cat {BASE}/shared/instance/exits.log").splitlines())
+    assert {f"zd-v1 {pid}" for pid in v1_workers} <= exits, (v1_workers, exits)
 
 
 def test_rollback_and_restart_under_load_drop_no_request(site: Site, versions):

@@ -125,3 +125,35 @@ def test_hosts_rendering_at_once_compile_each_template_once(settings, monkeypatc
     with ThreadPoolExecutor(8) as pool:
         texts = list(pool.map(render, range(8)))
     assert compiled == ["gunicorn.conf.py.j2"] and len(set(texts)) == 1
+
+
+def test_a_worker_leaves_without_teardown_but_with_its_status_threads_atexit_and_output(settings, tmp_path):
+    # gunicorn calls worker_exit while the worker's SystemExit unwinds (arbiter.spawn_worker's finally):
+    # here a forked child does the same, with a thread still running, an atexit handler and unflushed
+    # output. Its exit status must be the one it raised (3: a boot error, on which the master halts).
+    text = configs.gunicorn_conf(settings, paths_of(settings), cpu_count=2)
+    log = tmp_path / "log"
+    run = (
+        "import atexit, os, sys, threading, time\n"
+        "hooks = {}\n"
+        "exec(compile(sys.stdin.read(), 'gunicorn.conf.py', 'exec'), hooks)\n"
+        "def worker(code):\n"
+        "    pid = os.fork()\n"
+        "    if pid:\n"
+        "        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+        f"    note = lambda text: open({str(log)!r}, 'a').write(text + ' ')\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.2), note('thread'))).start()\n"
+        "    atexit.register(note, 'atexit')\n"
+        "    print('output', code, end=';')\n"
+        "    try:\n"
+        "        sys.exit(code)\n"
+        "    finally:\n"
+        "        hooks['worker_exit'](None, None)\n"
+        "        note('teardown skipped')  # never: the hook does not return\n"
+        "sys.stdout.flush()\n"
+        "print(*(worker(code) for code in (0, 3, None)), end=';')\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", run], input=text, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "output 0;output 3;output None;0 3 0;"
+    assert log.read_text() == "thread atexit " * 3

@@ -3,8 +3,10 @@
 Routes: `/` the version's page, `/health` "ok" (or 500, or 503 until instance/health.go exists, as the
 version asks), `/pid` the worker's PID (to tell old workers from new),
 `/count` a counter in SQLite under Flask's instance folder (data that must survive every release).
+Each process that imported it notes its exit in instance/exits.log (an atexit handler).
 """
 
+import atexit
 import json
 import os
 import sqlite3
@@ -18,6 +20,14 @@ if RELEASE["broken"]:
     raise RuntimeError(f"release {RELEASE['version']} is broken on purpose: it raises at import")
 
 app = Flask(__name__)
+
+
+@atexit.register
+def note_exit() -> None:
+    """'VERSION PID' in instance/exits.log: gunicorn's workers must still run an app's atexit handlers."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    with open(os.path.join(app.instance_path, "exits.log"), "a") as log:
+        log.write(f"{RELEASE['version']} {os.getpid()}\n")
 
 
 @app.get("/")
