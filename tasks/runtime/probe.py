@@ -17,7 +17,6 @@ import shlex
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import time
 
@@ -117,17 +116,30 @@ def releases(releases_dir, meta):
     return found
 
 
+def output(argv):
+    """What the command argv prints (its errors dropped; "" when it cannot start). os.posix_spawn rather
+    than the subprocess module, which costs a probe more to import than its commands cost to run."""
+    read_end, write_end = os.pipe()
+    try:
+        with open(os.devnull, "wb") as devnull:
+            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, write_end, 1), (os.POSIX_SPAWN_DUP2, devnull.fileno(), 2),
+            ])  # fmt: skip
+    except OSError:
+        os.close(read_end)
+        return ""
+    finally:
+        os.close(write_end)
+    with open(read_end, encoding="utf-8", errors="replace") as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    return text
+
+
 def packages(platform):
     """Package name -> its status in the package manager, for the packages the kit needs."""
-    try:
-        done = subprocess.run(
-            platform["package_query"] + platform["packages"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-    except OSError:
-        return {}
     found = {}
-    for line in done.stdout.splitlines():
+    for line in output(platform["package_query"] + platform["packages"]).splitlines():
         name, _, status = line.partition("\t")
         found[name] = status
     return found
@@ -149,15 +161,11 @@ def package_lists_age(directory):
 def units(names):
     """Unit -> {"active": ActiveState, "enabled": UnitFileState}, from one `systemctl show`."""
     found = {name: {"active": "", "enabled": ""} for name in names}
-    try:
-        done = subprocess.run(
-            ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"]
-            + [name if "." in name else name + ".service" for name in names],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-    except OSError:
-        return found
-    for block in done.stdout.strip().split("\n\n"):
+    shown = output(
+        ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"]
+        + [name if "." in name else name + ".service" for name in names]
+    )
+    for block in shown.strip().split("\n\n"):
         fields = dict(line.partition("=")[::2] for line in block.splitlines())
         name = fields.get("Id", "")
         name = name[: -len(".service")] if name.endswith(".service") else name
@@ -378,14 +386,9 @@ def listeners(port, app):
     uids = listening_uids(port)
     if uids is not None and uids <= {app_uid}:
         return []
-    try:
-        done = subprocess.run(
-            ["ss", "-Hltnp", f"sport = :{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-    except OSError:
-        return []
+    named = output(["ss", "-Hltnp", f"sport = :{port}"])
     found = []
-    for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", done.stdout)}):
+    for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", named)}):
         try:
             owner = os.stat(f"/proc/{pid}").st_uid
             command = read_text(f"/proc/{pid}/comm").strip()
