@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+import fabric
 import fabric.executor
 import yaml
 from fabric import Connection, task
@@ -170,8 +171,18 @@ class Executor(fabric.executor.Executor):
         size = fleet.batch_size(kwargs.get(BATCH) if rolling else "", len(calls))
         allowed = fleet.max_failures(kwargs.get(MAX_FAILURES) if rolling else 0)
         # Each host's Connection, made here: its own, on its own copy of the config.
-        runs = [(call, call.make_context(self.config.clone())) for call in calls]
+        configs = copies(self.config, len(calls))
+        runs = [(call, call.make_context(config)) for call, config in zip(calls, configs, strict=True)]
         return roll(runs, size, workers, allowed)
+
+
+def copies(config: fabric.Config, count: int) -> list[fabric.Config]:
+    """`count` copies of config, one a host: copies of one copy. Fabric's Config.clone() parses the SSH
+    config files again into the config it copies, unless that one was given them as an object, as a copy
+    is: `count` copies of `config` itself would grow it by the whole files each time (each copy, and each
+    host's lookups in it, slower than the one before: quadratic in the hosts)."""
+    first = config.clone()
+    return [first.clone() for _ in range(count)]
 
 
 def roll(runs: list[tuple[Any, Connection]], size: int, workers: int, allowed: int) -> Any:

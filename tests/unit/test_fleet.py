@@ -12,6 +12,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import fabric
 import pytest
 from invoke.exceptions import Exit
 
@@ -339,3 +340,23 @@ def test_without_h_the_settings_hosts_else_the_group_and_h_wins(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     done, _ = fab(tmp_path, "-H", "root@127.0.0.4:1", "deploy", "--batch", "0")
     assert done.returncode == 2 and "--batch: must be a number of hosts" in done.stderr
+
+
+def test_each_host_gets_its_own_copy_of_the_config_and_no_copy_makes_the_next_bigger(tmp_path):
+    # Fabric's Config.clone() parses the SSH config files again into the config it copies: copying the
+    # run's config once a host grew it by the whole file each time (3, 6, 9, ... Host entries here), and
+    # every later copy and lookup with it.
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        "".join(f"Host web{i}\n  HostName 198.18.0.{i}\n  Port 220{i}\n" for i in (1, 2, 3))
+    )
+    config = fabric.Config(runtime_ssh_path=str(ssh_config))
+    one_read = len(config.base_ssh_config._config)  # paramiko's parsed entries: no public count
+    hosts = cli.copies(config, 12)
+    assert [len(c.base_ssh_config._config) for c in hosts] == [one_read] * 12
+    assert len(config.base_ssh_config._config) <= 2 * one_read  # read again once, for the first copy
+    assert [c.base_ssh_config.lookup(f"web{i % 3 + 1}")["port"] for i, c in enumerate(hosts)] == [
+        f"220{i % 3 + 1}" for i in range(12)
+    ]
+    hosts[0].connect_kwargs["key_filename"] = "/only/this/host"  # a copy each: nothing shared
+    assert all("key_filename" not in c.connect_kwargs for c in hosts[1:])
