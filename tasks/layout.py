@@ -40,7 +40,7 @@ class AppPaths:
     history_file: str
     log_dir: str
     error_log: str
-    run_dir: str  # gunicorn's control socket, recreated at boot by tmpfiles.d
+    run_dir: str  # the app user's runtime directory (its sockets, PID files), recreated at boot by tmpfiles.d
     lock_root: str  # the deploy locks (runtime/lock.sh): a directory only root may use, gone at reboot
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str

@@ -102,6 +102,10 @@ def test_deploy_serves_the_app_through_nginx_and_gunicorn_only_on_loopback(deplo
     assert refused(sandbox.address, 8080)
     assert remote(sandbox, "curl -s http://127.0.0.1:8080/") == "flask index page"
     assert remote(sandbox, "ss -Hltn 'sport = :8080' | awk '{print $4}'") == "127.0.0.1:8080"
+    # The master forks its workers with no other thread running: no control socket server (gunicornc).
+    master = gunicorn_master(sandbox)
+    assert remote(sandbox, f"awk '/^Threads:/ {{print $2}}' /proc/{master}/status") == "1"
+    assert remote(sandbox, "ls -A /run/flaskdemo") == ""
 
 
 def test_default_site_backup_is_the_stock_file(deployed):
