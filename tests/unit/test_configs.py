@@ -23,6 +23,13 @@ def test_gunicorn_binds_loopback_with_workers_from_the_servers_cpus(settings):
     compile(text, "gunicorn.conf.py", "exec")  # valid Python
 
 
+def python_with(config: str, program: str) -> str:
+    """What `program` prints, run by a Python of its own with the rendered gunicorn config on its stdin."""
+    done = subprocess.run([sys.executable, "-I", "-c", program], input=config, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def master_runs(text: str, *path: Path) -> dict:
     """What gunicorn's master holds after running the config, as it does at start and on each HUP (twice
     here), with `path` where its venv's packages would be: the modules it imported, and how many objects
@@ -36,9 +43,7 @@ def master_runs(text: str, *path: Path) -> dict:
         "print(json.dumps({'imported': [m for m in ('flask', 'app') if m in sys.modules],"
         " 'frozen': gc.get_freeze_count()}))\n"
     )
-    done = subprocess.run([sys.executable, "-I", "-c", run], input=text, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return json.loads(python_with(text, run))
 
 
 def test_gunicorn_s_master_imports_flask_but_never_the_app_and_freezes_before_it_forks(settings, tmp_path):
@@ -153,7 +158,5 @@ def test_a_worker_leaves_without_teardown_but_with_its_status_threads_atexit_and
         "sys.stdout.flush()\n"
         "print(*(worker(code) for code in (0, 3, None)), end=';')\n"
     )
-    done = subprocess.run([sys.executable, "-I", "-c", run], input=text, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "output 0;output 3;output None;0 3 0;"
+    assert python_with(text, run) == "output 0;output 3;output None;0 3 0;"
     assert log.read_text() == "thread atexit " * 3
