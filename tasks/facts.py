@@ -5,6 +5,7 @@ Read-only answers and the questions steps ask of them; tests build Facts directl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +153,12 @@ class Facts:
             listeners=tuple(Listener(**listener) for listener in doc.get("listeners", ())),
             paths={path: PathState(**state) for path, state in doc.get("paths", {}).items()},
             releases=tuple(
-                Release(r["id"], target_name(r.get("venv")) or "", r.get("record") or {}, r.get("failed", ""))
+                Release(
+                    r["id"],
+                    target_name(r.get("venv")) or "",
+                    release_record(r.get("record")),
+                    r.get("failed", ""),
+                )
                 for r in sorted(doc.get("releases", ()), key=lambda r: r["id"])
             ),
             fingerprint=doc.get("fingerprint", ""),
@@ -244,6 +250,16 @@ class Facts:
 
     def enabled(self, unit: str) -> bool:
         return unit in self.units and self.units[unit].enabled == "enabled"
+
+
+def release_record(text: str | None) -> Mapping[str, Any]:
+    """A release's record from its release.json, as the probe sends it (its text); {} when it has none,
+    or none that reads as a JSON object (the app's user may write there: it is no code)."""
+    try:
+        parsed = json.loads(text or "{}")
+    except (ValueError, RecursionError):  # not JSON; nested past what the parser follows
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def target_name(target: str | None) -> str | None:

@@ -9,6 +9,7 @@ prints a JSON line (the facts, the health), parsed into Facts, or a lock's `::fa
 from __future__ import annotations
 
 import json
+import marshal
 from dataclasses import dataclass
 
 from fabric import Connection
@@ -80,12 +81,18 @@ def questions(s: Settings, salt: str = "") -> dict:
     return {**asked, "salt": salt} if salt else asked
 
 
+def encoded(asked: dict) -> str:
+    """The questions as runtime/probe.py reads them: marshal's format, in hex. Version 2 writes the
+    plain data the questions are made of as every Python 3 reads it, whatever the server's version."""
+    return marshal.dumps(asked, 2).hex()
+
+
 def script(
     s: Settings, *, holder: str = "", action: str = "", health: bool = False, salt: str = ""
 ) -> Script:
     """The probe; with a holder it first takes the app's deploy lock for `action` (exit 75 if held); with
     a salt, it also answers what a check run shows (see `questions`)."""
-    values: dict = {"PROBE_QUESTIONS": json.dumps(questions(s, salt))}
+    values: dict = {"PROBE_QUESTIONS": encoded(questions(s, salt))}
     includes, lines = ["python.sh", "probe.py"], []
     if holder:
         paths = app_paths(s)

@@ -15,13 +15,14 @@ it fails, and exits 0 when it passes, 1 when not. The probe runs `report` instea
 interpreter: {"health": STATUS, "healthy": true|false, "health_ms": MS}, MS being how long the request
 took, in milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed,
 and speaks HTTP/1.1 over a socket itself: urllib would triple the time it takes to start (every probe
-of a deploy or `status` runs it).
+of a deploy or `status` runs it). For the same reason it takes sockets from _socket, the socket
+module's C half (socket.py's enums cost more to import than the check takes), and splits the URL the
+kit made itself (urllib.parse imports re).
 """
 
-import socket
+import _socket
 import sys
 import time
-import urllib.parse
 
 # nginx's answers while gunicorn is not (yet) there: waiting may help.
 RETRY = ("502", "503", "504")
@@ -32,21 +33,52 @@ RULES = {
 }
 
 
+def split_url(url):
+    """(host, port, target) of an http:// URL such as tasks/layout.py's health_url makes: the host
+    (an IPv6 address without its brackets), the port (80 when it has none), the path and query."""
+    authority, slash, target = url.partition("://")[2].partition("/")
+    target = (slash + target).partition("#")[0] or "/"
+    host, colon, port = authority.rpartition(":")
+    if not colon or (host.startswith("[") and not host.endswith("]")):  # no port (an IPv6 address's colon)
+        host, port = authority, ""
+    return host.strip("[]"), int(port or 80), target
+
+
+def connect(host, port, timeout):
+    """A TCP connection to host:port (its first address that answers), as socket.create_connection."""
+    error = OSError(f"no address for {host}")
+    # An ASCII name as bytes: getaddrinfo passes a str through the idna codec, and importing it (re,
+    # unicodedata) takes longer than the whole check.
+    name = host.encode() if host.isascii() else host
+    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        conn = _socket.socket(family, kind, proto)
+        conn.settimeout(timeout)
+        try:
+            conn.connect(address)
+            return conn
+        except OSError as failed:
+            conn.close()
+            error = failed
+    raise error
+
+
 def status_of(url, host):
     """The status of GET url with this Host header (a redirect is the answer: it is not followed)."""
-    parts = urllib.parse.urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    hostname, port, target = split_url(url)
     headers = f"Host: {host}\r\nUser-Agent: flaskdeploy-health\r\nConnection: close\r\n"
     request = f"GET {target} HTTP/1.1\r\n{headers}\r\n"
     answer = b""
     try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout=5) as conn:
+        conn = connect(hostname, port, 5)
+        try:
             conn.sendall(request.encode("latin-1"))
             while len(answer) < 1 << 16:  # the whole answer (a short page), then the connection closes
                 chunk = conn.recv(1 << 14)
                 if not chunk:
                     break
                 answer += chunk
+        finally:
+            conn.close()
     except OSError as error:
         if not answer:
             return f"no answer ({error})"

@@ -1,24 +1,41 @@
 """What the steps need to know about a server, in one run: printed as one line of JSON.
 
-    probe.py QUESTIONS_JSON [HEALTH_SOURCE URL HOST RULE]
+    probe.py QUESTIONS [HEALTH_SOURCE URL HOST RULE]
 
-QUESTIONS_JSON (built by tasks/probe.py) holds the platform table's entries and the app's paths. The
-probe picks the first entry whose `match` fits /etc/os-release and answers that entry's questions; the
-control machine parses the answers into tasks.facts.Facts. Read-only: it changes nothing on the server.
+QUESTIONS (built by tasks/probe.py: marshal's data, in hex) holds the platform table's entries and the
+app's paths. The probe picks the first entry whose `match` fits /etc/os-release and answers that
+entry's questions; the control machine parses the answers into tasks.facts.Facts. Read-only: it
+changes nothing on the server.
+
+Every deploy and `status` starts it, on every host at once: it imports only modules built into
+python3 or written in C. json, re, socket, hashlib and shlex, in their Python halves, would take as
+long to import as the rest of the probe takes to run (the Python start included). So the questions
+come in marshal's format (data only: dicts, lists, strings, numbers, booleans, None), JSON goes out
+through json's C half, release records travel as the text they are (the control machine parses them),
+and re, shlex and json are imported where a rare case needs them.
 """
 
+import _socket
 import grp
-import hashlib
-import json
+import marshal
 import os
 import pwd
-import re
-import shlex
-import socket
 import stat
 import struct
 import sys
 import time
+
+try:
+    from _json import encode_basestring_ascii as json_string  # the json module's C half
+except ImportError:  # a python3 built without it
+    from json.encoder import encode_basestring_ascii as json_string
+try:
+    from _sha2 import sha256  # Python 3.12 and later: hashlib's own, without loading OpenSSL
+except ImportError:
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        from hashlib import sha256
 
 
 def os_release(path):
@@ -33,10 +50,26 @@ def os_release(path):
         key, sep, value = line.strip().partition("=")
         if sep and not key.startswith("#"):
             try:
-                fields[key] = " ".join(shlex.split(value))
+                fields[key] = shell_value(value)
             except ValueError:  # an unbalanced quote: this line only
                 continue
     return fields
+
+
+SHELL_SPECIAL = frozenset("\"'\\$`")
+
+
+def shell_value(value):
+    """An os-release value as the shell reads it (words joined by a space): a quoted value without
+    escapes, or a bare word, read here; anything else by shlex."""
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+    if quoted and SHELL_SPECIAL.isdisjoint(value[1:-1]):
+        return value[1:-1]
+    if not quoted and value.isprintable() and SHELL_SPECIAL.union(" ;&|<>()").isdisjoint(value):
+        return value
+    import shlex  # here: it imports re, and os-release values are seldom more than quoted words
+
+    return " ".join(shlex.split(value))
 
 
 def matches(match, release):
@@ -65,7 +98,7 @@ def describe(path):
     if stat.S_ISLNK(info.st_mode):
         return {"kind": "link", "target": os.readlink(path)}
     if stat.S_ISREG(info.st_mode):
-        digest = hashlib.sha256()
+        digest = sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 16), b""):
                 digest.update(block)
@@ -97,7 +130,8 @@ def entries(directory):
 
 
 def releases(releases_dir, meta):
-    """Each release with the venv it runs on, its record (release.json) and why it failed, if it did."""
+    """Each release with the venv it runs on, its record (release.json's text: the control machine
+    parses it) and why it failed, if it did."""
     found = []
     for name in entries(releases_dir):
         path = os.path.join(releases_dir, name)
@@ -107,10 +141,7 @@ def releases(releases_dir, meta):
             venv = os.readlink(os.path.join(path, ".venv"))
         except OSError:
             venv = ""
-        try:
-            record = json.loads(read_text(os.path.join(path, meta, "release.json")))
-        except ValueError:
-            record = None
+        record = read_text(os.path.join(path, meta, "release.json"))
         failed = read_text(os.path.join(path, meta, "failed")).split("\n")[0]
         found.append({"id": name, "venv": venv, "record": record, "failed": failed})
     return found
@@ -183,9 +214,7 @@ RPC_CALL = (
     '<?xml version="1.0"?><methodCall><methodName>supervisor.getProcessInfo</methodName>'
     "<params><param><value><string>{}</string></value></param></params></methodCall>"
 )
-RPC_MEMBER = re.compile(
-    r"<member>\s*<name>([^<]*)</name>\s*<value>\s*(?:<(string|int|i4|boolean)>([^<]*)</\2>|([^<]*))\s*</value>"
-)
+RPC_NUMBERS, RPC_TYPES = ("int", "i4", "boolean"), ("string", "int", "i4", "boolean")
 XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
 
 
@@ -195,21 +224,36 @@ def rpc_process_info(socket_path, name):
     body = RPC_CALL.format(escaped).encode()
     head = f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
     answer = b""
-    with socket.socket(socket.AF_UNIX) as conn:
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         conn.settimeout(5)
         conn.connect(socket_path)
         conn.sendall(head.encode() + body)
         while chunk := conn.recv(1 << 16):
             answer += chunk
+    finally:
+        conn.close()
     status, _, rest = answer.decode(errors="replace").partition("\r\n\r\n")
     if " 200 " not in status.split("\r\n", 1)[0] or "<fault>" in rest:
         return None
+    return rpc_struct(rest)
+
+
+def rpc_struct(text):
+    """The members of the XML-RPC struct in text whose values are strings or ints (booleans as ints):
+    name -> value. Members of other types are left out; getProcessInfo's answer has none."""
     info = {}
-    for key, kind, typed, bare in RPC_MEMBER.findall(rest):
-        text = typed if kind else bare
+    for member in text.split("<member>")[1:]:
+        key = member.partition("<name>")[2].partition("</name>")[0]
+        value = member.partition("<value>")[2].partition("</value>")[0].strip()
+        kind = value[1:].partition(">")[0] if value.startswith("<") else ""
+        if kind:  # <int>42</int>: typed; with no type it is a string
+            if kind not in RPC_TYPES or not value.endswith(f"</{kind}>"):
+                continue
+            value = value[len(kind) + 2 : -len(kind) - 3]
         for entity, char in XML_ENTITIES:
-            text = text.replace(entity, char)
-        info[key] = int(text) if kind in ("int", "i4", "boolean") else text
+            value = value.replace(entity, char)
+        info[key] = int(value) if kind in RPC_NUMBERS else value
     return info
 
 
@@ -343,7 +387,7 @@ def listening_uids(port):
     never walks its table of connections: reading /proc/net/tcp does, wherever one stops reading."""
     uids = set()
     try:
-        for family in (socket.AF_INET, socket.AF_INET6):
+        for family in (_socket.AF_INET, _socket.AF_INET6):
             for message in listening_sockets(family, port):
                 if DIAG_PORT.unpack_from(message, 4)[0] == port:
                     uids.add(DIAG_UID.unpack_from(message, 64)[0])
@@ -356,10 +400,11 @@ def listening_sockets(family, port):
     """The kernel's inet_diag_msg of each TCP socket of family listening on port (the kernel filters by
     port where it can: check each); OSError when it refuses to answer."""
     request = DIAG_REQUEST.pack(
-        family, socket.IPPROTO_TCP, 0, TCPF_LISTEN, port.to_bytes(2, "big"), b"\xff" * 8
+        family, _socket.IPPROTO_TCP, 0, TCPF_LISTEN, port.to_bytes(2, "big"), b"\xff" * 8
     )
     size = NLMSG_HEADER.size + len(request)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as diag:
+    diag = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, NETLINK_SOCK_DIAG)
+    try:
         diag.settimeout(5)
         diag.sendall(NLMSG_HEADER.pack(size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, 1, 0) + request)
         while data := diag.recv(1 << 16):
@@ -372,7 +417,9 @@ def listening_sockets(family, port):
                     raise OSError("the kernel refused the socket diagnostics request")
                 yield data[offset + NLMSG_HEADER.size : offset + length]
                 offset += (length + 3) & ~3  # messages are aligned to 4 bytes
-    raise OSError("the socket diagnostics ended without their last message")
+        raise OSError("the socket diagnostics ended without their last message")
+    finally:
+        diag.close()
 
 
 def listeners(port, app):
@@ -386,6 +433,8 @@ def listeners(port, app):
     uids = listening_uids(port)
     if uids is not None and uids <= {app_uid}:
         return []
+    import re  # here: only when another user's socket is there to name
+
     named = output(["ss", "-Hltnp", f"sport = :{port}"])
     found = []
     for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", named)}):
@@ -434,6 +483,8 @@ def certificate(tls):
 def detail(platform, app, salt):
     """For a check run: the config files' text (None when absent), the live release's list of files (path
     -> sha256, None when it keeps none) and its app.env as salted digests: what changes, never a value."""
+    import json  # here: a check run reads JSON files on the server; other runs only write JSON
+
     live = os.path.join(platform["current"], app["meta"])
     try:
         files = json.loads(read_text(os.path.join(live, app["files"])))
@@ -443,9 +494,7 @@ def detail(platform, app, salt):
         env = json.loads(read_text(os.path.join(live, "env.json")))
     except ValueError:
         env = {}
-    digests = {
-        key: hashlib.sha256("\0".join((salt, key, value)).encode()).hexdigest() for key, value in env.items()
-    }
+    digests = {key: sha256("\0".join((salt, key, value)).encode()).hexdigest() for key, value in env.items()}
     return {
         "configs": {path: read_text(path) if os.path.isfile(path) else None for path in platform["configs"]},
         "release_files": files,
@@ -495,6 +544,21 @@ def probe(questions):
     return facts
 
 
+def to_json(value):
+    """value (facts: dicts, lists, strings, numbers, booleans, None) as json.dumps writes it."""
+    if isinstance(value, str):
+        return json_string(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json_string(str(k))}: {to_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(to_json(item) for item in value) + "]"
+    raise TypeError(f"no JSON for {type(value).__name__}")
+
+
 def health(source, url, host, rule):
     """The health check (runtime/health.py, from its source), one try, run in this interpreter rather
     than a python3 of its own: its report, for the facts."""
@@ -507,4 +571,4 @@ if __name__ == "__main__":
     # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the check runs first, and its
     # report is part of the facts.
     checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
-    print(json.dumps({**checked, **probe(json.loads(sys.argv[1]))}))
+    print(to_json({**checked, **probe(marshal.loads(bytes.fromhex(sys.argv[1])))}))

@@ -3,11 +3,13 @@ the status it prints, its exit code under each rule (`2xx`: app.health_path is s
 with no health path), the Host header it sends, its retries until TIMEOUT; and `report`, the one try
 the probe makes in its own interpreter."""
 
+import runpy
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,8 +25,9 @@ SLOW = 0.3  # seconds /slow takes to answer
 class App(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host: str = "127.0.0.1"):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, 0), Handler)
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str | None]] = []  # (path, Host header)
 
@@ -74,9 +77,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def app():
-    server = App()
+@pytest.fixture(params=["127.0.0.1"])
+def app(request):
+    server = App(request.param)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -223,3 +226,29 @@ def test_an_unknown_rule_is_an_error_that_asks_nothing(app):
     done = health(f"{app.base}/ok", "app.example.org", 0, "200")
     assert done.returncode == 2 and "no such rule '200'" in done.stderr
     assert app.hits("/ok") == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:80/",
+        "http://127.0.0.1/healthz",
+        "http://127.0.0.1:8080/up?full=1",
+        "http://localhost:81/a/b",
+        "http://[::1]:8080/up",
+        "http://[::1]/",
+        "http://127.0.0.1:80",
+    ],
+)
+def test_the_url_splits_as_urllib_splits_it(url):
+    split_url = runpy.run_path(str(HEALTH), run_name="health")["split_url"]
+    parts = urllib.parse.urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    assert split_url(url) == (parts.hostname, parts.port or 80, target)
+
+
+@pytest.mark.parametrize("app", ["::1"], indirect=True)
+def test_an_ipv6_address_is_asked_over_ipv6(app):
+    done = health(f"http://[::1]:{app.server_address[1]}/ok", "app.example.org", 0)
+    assert (done.returncode, done.stdout) == (0, "200\n")
+    assert app.hits("/ok") == ["app.example.org"]

@@ -16,6 +16,7 @@ import fcntl
 import grp
 import hashlib
 import json
+import marshal
 import os
 import pwd
 import runpy
@@ -163,7 +164,7 @@ class Server:
         self.guard(questions)
         environment = {**os.environ, "PATH": path or f"{self.bin}:{os.environ['PATH']}"}
         return subprocess.run(
-            [sys.executable, "-I", str(PROBE), json.dumps(questions)],
+            [sys.executable, "-I", str(PROBE), probe.encoded(questions)],
             capture_output=True, text=True, env=environment, timeout=10,
         )  # fmt: skip
 
@@ -491,16 +492,14 @@ class KernelAnswers:
 
     def __init__(self, *replies: bytes) -> None:
         self.replies = list(replies)
+        self.closed = False
 
     def __call__(self, family: int, kind: int, protocol: int) -> KernelAnswers:
         assert (family, kind, protocol) == (socket.AF_NETLINK, socket.SOCK_RAW, 4)  # NETLINK_SOCK_DIAG
         return self
 
-    def __enter__(self) -> KernelAnswers:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
+    def close(self) -> None:
+        self.closed = True
 
     def settimeout(self, _: float) -> None:
         return None
@@ -541,8 +540,9 @@ def test_the_kernel_s_socket_diagnostics_are_read_to_their_last_message_or_give_
     kernel = KernelAnswers(*replies, *replies)  # the same for IPv4 and IPv6
     names = ("AF_INET", "AF_INET6", "AF_NETLINK", "SOCK_RAW", "IPPROTO_TCP")
     fake = SimpleNamespace(**{name: getattr(socket, name) for name in names}, socket=kernel)
-    monkeypatch.setitem(listening_uids.__globals__, "socket", fake)
+    monkeypatch.setitem(listening_uids.__globals__, "_socket", fake)
     assert listening_uids(8080) == uids
+    assert kernel.closed
     assert kernel.asked[16 + 8 : 16 + 10] == (8080).to_bytes(2, "big")  # the port, as the kernel filters it
 
 
@@ -581,12 +581,15 @@ def test_a_check_run_is_told_the_configs_the_live_releases_files_and_app_env_as_
 def test_releases_venvs_and_fingerprint(server, settings):
     fill(server)
     facts = server.facts(server.questions(settings))
-    assert facts["releases"] == [  # sorted, hidden .partial-* and files left out
-        {"id": BARE, "venv": "", "record": None, "failed": ""},
-        {"id": OLD, "venv": str(server.venvs / "v1"), "record": {"id": OLD, "venv": "v1", "user": "alice"},
-         "failed": ""},
-        {"id": FAILED, "venv": f"{server.venvs}/v2/", "record": None, "failed": "health: 502 after 30 s"},
+    record = json.dumps({"id": OLD, "venv": "v1", "user": "alice"})
+    assert facts["releases"] == [  # sorted, hidden .partial-* and files left out; records as their text
+        {"id": BARE, "venv": "", "record": "", "failed": ""},
+        {"id": OLD, "venv": str(server.venvs / "v1"), "record": record, "failed": ""},
+        {"id": FAILED, "venv": f"{server.venvs}/v2/", "record": "{not json",
+         "failed": "health: 502 after 30 s"},
     ]  # fmt: skip
+    # The control machine parses them: no record where the text is none, or no JSON object
+    assert [r.record for r in Facts.from_json(facts).releases] == [{}, json.loads(record), {}]
     assert (facts["venv_dirs"], facts["venvs"]) == (["v1", "v2"], ["v1"])
     assert facts["fingerprint"] == "f1ng3rpr1nt"
     # The wheels and tools kept: names in wheels/ and tools/, hidden ones (unfinished) left out.
@@ -886,7 +889,7 @@ def test_the_probe_script_includes_the_lock_and_the_health_check_only_when_asked
     )  # fmt: skip
     plain = probe.script(settings)
     assert (list(plain.includes), list(plain.lines)) == (["python.sh", "probe.py"], [last])
-    assert json.loads(plain.values["PROBE_QUESTIONS"]) == probe.questions(settings)
+    assert marshal.loads(bytes.fromhex(plain.values["PROBE_QUESTIONS"])) == probe.questions(settings)
     assert not {"LOCK_ROOT", "APP", "LOCK_HOLDER", "HEALTH_URL"} & set(plain.values)
     locked = probe.script(settings, holder="alice@laptop", action="deploy")
     assert list(locked.includes) == ["python.sh", "probe.py", "lock.sh"]
@@ -965,7 +968,7 @@ def lock_root(tmp_path) -> Path:
 def local_script(s: Settings, server: Server, questions: dict, url: str, lock_root: Path) -> Script:
     """The probe script for a deploy, its values pointed at the scratch server."""
     sent = probe.script(s, holder="alice@laptop", action="deploy", health=True)
-    pointed = {"PROBE_QUESTIONS": json.dumps(questions), "LOCK_ROOT": str(lock_root), "HEALTH_URL": url}
+    pointed = {"PROBE_QUESTIONS": probe.encoded(questions), "LOCK_ROOT": str(lock_root), "HEALTH_URL": url}
     script = replace(sent, values={**sent.values, **pointed})
     server.guard(dict(script.values))
     server.guard(questions)
@@ -1109,7 +1112,9 @@ def test_the_probe_script_takes_over_a_lock_whose_connection_is_gone(how, server
 
 def test_the_probe_script_of_a_look_takes_no_lock_and_needs_no_sshd(server, settings):
     sent = probe.script(settings)
-    script = replace(sent, values={**sent.values, "PROBE_QUESTIONS": json.dumps(server.questions(settings))})
+    script = replace(
+        sent, values={**sent.values, "PROBE_QUESTIONS": probe.encoded(server.questions(settings))}
+    )
     server.guard(dict(script.values))
     done = run_script(server, script, sshd=False)
     assert done.returncode == 0, done.stderr
@@ -1244,3 +1249,66 @@ def test_look_finds_nothing_on_a_host_it_cannot_reach(connection, fake_remote, p
     fake_remote.recorded = RemoteError("cannot connect to h-probe port 22: refused")
     assert probe.look(connection, "status") is None
     assert printed() == [f"{HOST}  connect  failed: cannot connect to h-probe port 22: refused"]
+
+
+def probe_functions() -> dict:
+    return runpy.run_path(str(PROBE), run_name="probe")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, -2, 3.5, True, False, None], "b": {"c": "", "d": []}, "e": {}},
+        ['quote " backslash \\ tab \t newline \n nul \0 bell \x07', "é ü 中 \U0001f600", "\ud800"],
+        {'k"ey': 2**70, "": [[], [{}]]},
+    ],
+)
+def test_the_facts_print_as_json_dumps_prints_them(value):
+    assert probe_functions()["to_json"](value) == json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"Debian GNU/Linux 12 (bookworm)"', "debian", "'single quoted'", '"a  b"', '"with \\"escaped\\" quotes"',
+     '"a $dollar"', "two words", "'it'\\''s'", '"back\\\\slash"', "12", '""', "a;b"],
+)  # fmt: skip
+def test_os_release_values_read_as_the_shell_reads_them(value):
+    assert probe_functions()["shell_value"](value) == " ".join(shlex.split(value))
+
+
+def test_the_probe_imports_none_of_the_modules_that_cost_it_its_start(server, settings):
+    """json, re, socket, hashlib, shlex, urllib, the idna codec: each costs a probe more to import than
+    what it is used for takes to run. The health check included (a port nothing listens on)."""
+    server.listening("")
+    questions = server.questions(settings)
+    server.guard(questions)
+    health = [(runtime.HERE / "health.py").read_text(), "http://127.0.0.1:9/", "localhost", "answered"]
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", str(PROBE), probe.encoded(questions), *health],
+        capture_output=True, text=True, timeout=10, env={**os.environ, "PATH": f"{server.bin}:/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert {"struct", "_socket"} <= imported  # the list is there to read
+    costly = {"json", "re", "socket", "hashlib", "shlex", "urllib.parse", "enum", "ssl", "encodings.idna"}
+    assert not imported & costly
+    facts = json.loads(done.stdout)
+    assert (facts["platform"], facts["healthy"]) == ("debian-12", False)
+    assert facts["health"].startswith("no answer")
+
+
+def test_supervisor_s_answer_reads_as_xmlrpc_client_reads_it():
+    info = {
+        "name": "a<b>&'\"c",
+        "pid": 427,
+        "exitstatus": -1,
+        "spawnerr": "",
+        "description": "pid 427, uptime 0:01:00",
+    }
+    answer = xmlrpc.client.dumps(({**info, "running": True, "ratio": 0.5},), methodresponse=True)
+    assert probe_functions()["rpc_struct"](answer) == {**info, "running": 1}  # a double left out
+    assert probe_functions()["rpc_struct"](
+        "<struct><member><name>bare</name><value>text</value></member>"
+    ) == {
+        "bare": "text"  # a value with no type is a string
+    }
