@@ -168,9 +168,9 @@ def test_install_file_replaces_a_file_only_when_its_content_differs(tmp_path):
 
 def port_questions(root: Path, app: str, port: int) -> tuple[str, str]:
     """What supervisor.sh's port_taken_by_others and listens answer for `app` on `port`, with an `ss` of
-    this test's on PATH that says when it is asked."""
+    this test's on PATH that notes the options it is asked with."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
-    (root / "bin" / "ss").write_text(f'#!/bin/sh\necho asked >>"{root}/ss.asked"\nexec /usr/bin/ss "$@"\n')
+    (root / "bin" / "ss").write_text(f'#!/bin/sh\necho "$1" >>"{root}/ss.asked"\nexec /usr/bin/ss "$@"\n')
     (root / "bin" / "ss").chmod(0o755)
     values = scratch_values(root) | {"APP": app, "APP_PORT": port}
     done = run_functions(values, [
@@ -185,7 +185,7 @@ def port_questions(root: Path, app: str, port: int) -> tuple[str, str]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a process listens as nobody")
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_the_port_questions_read_the_kernel_s_tables_and_ask_ss_only_who_else_listens(tmp_path, host):
+def test_the_port_questions_ask_ss_for_the_owners_and_to_name_processes_only_of_another_user(tmp_path, host):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         ours = socket.create_server((host, 0), family=family)
@@ -193,47 +193,50 @@ def test_the_port_questions_read_the_kernel_s_tables_and_ask_ss_only_who_else_li
         pytest.skip(f"cannot listen on {host} here")
     with ours:  # root's: the app's when APP is root
         port = ours.getsockname()[1]
-        assert port_questions(tmp_path, "root", port) == ("not taken\nlistens\n", "")
-        taken, asked = port_questions(tmp_path, "nobody", port)
+        owners = "-Hltne\n"  # who owns the port's listening sockets (port_uids): one question each
+        assert port_questions(tmp_path, "root", port) == ("not taken\nlistens\n", owners * 2)
+        taken, asked = port_questions(tmp_path / "other", "nobody", port)
     assert taken == f"taken by python (pid {os.getpid()}, user root)\ndoes not listen\n".replace(
         "python", Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     )
-    assert asked == "asked\n"  # once: to name who else listens
-    assert port_questions(tmp_path / "none", "nobody", port) == ("not taken\ndoes not listen\n", "")
+    assert asked == owners + "-Hltnp\n" + owners  # and once to name who else listens
+    assert port_questions(tmp_path / "none", "nobody", port) == ("not taken\ndoes not listen\n", owners * 2)
 
 
-TCP_HEADER = (
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+def fake_ss(root: Path, output: str, code: int = 0) -> str:
+    """An `ss` on PATH that notes its arguments and prints `output`: the PATH line for run_functions."""
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "ss.out").write_text(output)
+    script = f'#!/bin/sh\nprintf "%s|" "$@" >"{root}/ss.asked"\ncat "{root}/ss.out"\nexit {code}\n'
+    (root / "bin" / "ss").write_text(script)
+    (root / "bin" / "ss").chmod(0o755)
+    return f'PATH="{root}/bin:$PATH"'
+
+
+ROOTS = (
+    "LISTEN 0      511          0.0.0.0:8000      0.0.0.0:* ino:4472470 sk:143 cgroup:/system.slice/x <->\n"
 )
-
-
-def tcp_line(address: str, port: int, state: str, uid: int) -> str:
-    """A line of /proc/net/tcp as the kernel writes it (the fields the table's header names)."""
-    fields = f"{address}:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000 00000000 {uid:5d} 0 1"
-    return f"   0: {fields}\n"
+APPS = "LISTEN 0      2048       127.0.0.1:8000      0.0.0.0:* uid:998 ino:4478351 sk:1158 <->\n"
+V6 = "LISTEN 0      511             [::]:8000         [::]:* uid:7 ino:4472471 sk:144 v6only:1 <->\n"
 
 
 @pytest.mark.parametrize(
-    ("lines", "uids"),
+    ("output", "uids"),
     [
-        ([], ""),  # nothing listens
-        ([("0100007F", 8000, "0A", 998)], "998"),
-        ([("0100007F", 8000, "0A", 998), ("00000000", 22, "0A", 0)], "998"),  # the last listens elsewhere
-        ([("00000000", 8000, "0A", 0), ("0100007F", 8000, "0A", 998)], "0 998"),
-        # a connection to the port ends the listening sockets: what follows is not read
-        ([("00000000", 22, "0A", 0), ("0100007F", 8000, "01", 5), ("0100007F", 8000, "0A", 7)], ""),
+        ("", ""),  # nothing listens
+        (APPS, "998"),
+        (ROOTS + APPS, "0 998"),  # root's sockets: ss shows no uid
+        (APPS + V6, "998 7"),
     ],
 )
-def test_port_uids_reads_the_listening_sockets_of_the_port_from_the_kernel_s_table(tmp_path, lines, uids):
-    table = tmp_path / "tcp"
-    table.write_text(TCP_HEADER + "".join(tcp_line(*line) for line in lines))
+def test_port_uids_are_the_owners_of_the_port_s_listening_sockets_as_ss_shows_them(tmp_path, output, uids):
     values = scratch_values(tmp_path) | {"APP_PORT": 8000}
-    done = run_functions(values, [f'PORT_TABLES=("{table}")', 'port_uids && echo "ok ${PORT_UIDS[*]}"'])
+    done = run_functions(values, [fake_ss(tmp_path, output), 'port_uids && echo "ok ${PORT_UIDS[*]}"'])
     assert done.stdout == f"ok {uids}\n", done.stderr
+    assert (tmp_path / "ss.asked").read_text() == "-Hltne|sport = :8000|"  # listening TCP sockets, the port's
 
 
-def test_port_uids_fails_on_a_table_it_cannot_read(tmp_path):
+def test_port_uids_fails_when_ss_cannot_tell(tmp_path):
     values = scratch_values(tmp_path) | {"APP_PORT": 8000}
-    unreadable = tmp_path  # a directory
-    done = run_functions(values, [f'PORT_TABLES=("{unreadable}")', 'port_uids || echo "cannot tell"'])
+    done = run_functions(values, [fake_ss(tmp_path, "", code=1), 'port_uids || echo "cannot tell"'])
     assert done.stdout == "cannot tell\n", done.stderr
