@@ -29,9 +29,9 @@ def test_appended_entries_parse_back_in_order(tmp_path):
 
 def test_fields_with_quotes_and_tabs_stay_one_field_each(tmp_path):
     log = tmp_path / "history.log"
-    append(log, "o'brien", "r1", "deploy", "ok", 'tab\there "$(touch pwned)"')
+    append(log, "o'brién", "r1", "deploy", "ok", 'tab\there "$(touch pwned)"')
     (entry,) = history.parse(log.read_text())
-    assert entry.user == "o'brien"
+    assert entry.user == "o'brién"
     assert entry.detail == 'tab here "$(touch pwned)"'
     assert not (tmp_path / "pwned").exists()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import io
 import re
+import subprocess
+import sys
 import tokenize
 from dataclasses import replace
 from pathlib import Path
@@ -138,3 +140,40 @@ def test_server_code_lives_in_runtime_files_not_in_python_strings():
         for line in string_lines(path)
     ]  # fmt: skip
     assert found == []
+
+
+# What each deploy's python3 runs would import at a cost: more time than the program takes to run (the
+# modules' Python halves; runtime/probe.py's test checks the probe).
+COSTLY_IMPORTS = {
+    "json",
+    "re",
+    "socket",
+    "signal",
+    "hashlib",
+    "shlex",
+    "urllib.parse",
+    "enum",
+    "encodings.idna",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("health.py", ["http://127.0.0.1:9/", "localhost", "0", "answered"]),  # no answer: exits 1
+        ("reload.py", ["{tmp}/no-supervisord.pid", "{tmp}/gunicorn.conf.py", "1", "nobody"]),  # no master: 3
+        ("history.py", ["{tmp}/history.log", "alice", "r1", "deploy", "ok", "-"]),
+    ],
+)
+def test_the_programs_a_deploy_runs_after_a_reload_import_none_of_the_costly_modules(
+    tmp_path, name, arguments
+):
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", str(runtime.HERE / name)]
+        + [a.format(tmp=tmp_path) for a in arguments],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert done.returncode in (0, 1, 3), done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "encodings" in imported  # the list is there to read
+    assert not imported & COSTLY_IMPORTS
