@@ -2,10 +2,10 @@
 
     probe.py QUESTIONS [HEALTH_SOURCE URL HOST RULE]
 
-QUESTIONS (built by tasks/probe.py: marshal's data, in hex) holds the platform table's entries and the
-app's paths. The probe picks the first entry whose `match` fits /etc/os-release and answers that
-entry's questions; the control machine parses the answers into tasks.facts.Facts. Read-only: it
-changes nothing on the server.
+QUESTIONS (built by tasks/probe.py: marshal's data, compressed, in base64) holds the platform
+table's entries and the app's paths. The probe picks the first entry whose `match` fits
+/etc/os-release and answers that entry's questions; the control machine parses the answers into
+tasks.facts.Facts. Read-only: it changes nothing on the server.
 
 Every deploy and `status` starts it, on every host at once: it imports only modules built into
 python3 or written in C. json, re, socket, hashlib and shlex, in their Python halves, would take as
@@ -16,6 +16,7 @@ and re, shlex and json are imported where a rare case needs them.
 """
 
 import _socket
+import binascii
 import grp
 import marshal
 import os
@@ -24,6 +25,7 @@ import stat
 import struct
 import sys
 import time
+import zlib
 
 try:
     from _json import encode_basestring_ascii as json_string  # the json module's C half
@@ -571,4 +573,4 @@ if __name__ == "__main__":
     # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the check runs first, and its
     # report is part of the facts.
     checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
-    print(to_json({**checked, **probe(marshal.loads(bytes.fromhex(sys.argv[1])))}))
+    print(to_json({**checked, **probe(marshal.loads(zlib.decompress(binascii.a2b_base64(sys.argv[1]))))}))
