@@ -200,7 +200,8 @@ def test_the_port_questions_ask_ss_for_the_owners_and_to_name_processes_only_of_
         "python", Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     )
     assert asked == owners + "-Hltnp\n" + owners  # and once to name who else listens
-    assert port_questions(tmp_path / "none", "nobody", port) == ("not taken\ndoes not listen\n", owners * 2)
+    # (No socket at all: the ss stand-in's tests below. The port just closed here may be any process's
+    # again by the time ss looks: the whole suite's runner held another socket on it once.)
 
 
 def fake_ss(root: Path, output: str, code: int = 0) -> str:
