@@ -52,3 +52,21 @@ def shellcheck(text: str) -> str:
         input=text, capture_output=True, text=True,
     )  # fmt: skip
     return done.stdout + done.stderr
+
+
+# What the python3 programs a deploy runs on every host would import at a cost: the modules' Python
+# halves, each taking longer to import than the program takes to run.
+COSTLY_IMPORTS = frozenset(
+    {"json", "re", "socket", "signal", "hashlib", "shlex", "urllib.parse", "enum", "ssl", "encodings.idna"}
+)
+
+
+def run_importing(
+    program: Path, *arguments: str, timeout: float = 20, **options
+) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """A runtime program run as the server runs it (python3 -I -S), and the modules it imported."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", str(program), *arguments],
+        capture_output=True, text=True, timeout=timeout, **options,
+    )  # fmt: skip
+    return done, {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}

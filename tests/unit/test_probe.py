@@ -50,7 +50,7 @@ from tasks.shell import Script, Var, line
 from tasks.steps import push
 from tests.polling import wait_until
 from tests.unit.conftest import default_config
-from tests.unit.serverside import run_bash
+from tests.unit.serverside import COSTLY_IMPORTS, run_bash, run_importing
 
 PROBE = runtime.HERE / "probe.py"
 APP = "fd-test-nobody"  # the app's name: no such user on this machine (checked below)
@@ -1286,15 +1286,11 @@ def test_the_probe_imports_none_of_the_modules_that_cost_it_its_start(server, se
     questions = server.questions(settings)
     server.guard(questions)
     health = [(runtime.HERE / "health.py").read_text(), "http://127.0.0.1:9/", "localhost", "answered"]
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-X", "importtime", str(PROBE), probe.encoded(questions), *health],
-        capture_output=True, text=True, timeout=10, env={**os.environ, "PATH": f"{server.bin}:/usr/bin:/bin"},
-    )  # fmt: skip
+    environment = {**os.environ, "PATH": f"{server.bin}:/usr/bin:/bin"}
+    done, imported = run_importing(PROBE, probe.encoded(questions), *health, timeout=10, env=environment)
     assert done.returncode == 0, done.stderr
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert {"struct", "_socket"} <= imported  # the list is there to read
-    costly = {"json", "re", "socket", "hashlib", "shlex", "urllib.parse", "enum", "ssl", "encodings.idna"}
-    assert not imported & costly
+    assert not imported & COSTLY_IMPORTS
     facts = json.loads(done.stdout)
     assert (facts["platform"], facts["healthy"]) == ("debian-12", False)
     assert facts["health"].startswith("no answer")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import io
 import re
-import subprocess
-import sys
 import tokenize
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +22,7 @@ from tasks.settings import PROJECT_ROOT
 from tasks.shell import Script, line
 from tasks.steps import restart, rollback
 from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plans, situation
-from tests.unit.serverside import run_bash, shellcheck
+from tests.unit.serverside import COSTLY_IMPORTS, run_bash, run_importing, shellcheck
 
 SHELL_FILES = [p for p in runtime.files() if p.suffix == ".sh"]
 PYTHON_FILES = [p for p in runtime.files() if p.suffix == ".py"]
@@ -142,21 +140,6 @@ def test_server_code_lives_in_runtime_files_not_in_python_strings():
     assert found == []
 
 
-# What each deploy's python3 runs would import at a cost: more time than the program takes to run (the
-# modules' Python halves; runtime/probe.py's test checks the probe).
-COSTLY_IMPORTS = {
-    "json",
-    "re",
-    "socket",
-    "signal",
-    "hashlib",
-    "shlex",
-    "urllib.parse",
-    "enum",
-    "encodings.idna",
-}
-
-
 @pytest.mark.parametrize(
     ("name", "arguments"),
     [
@@ -168,12 +151,7 @@ COSTLY_IMPORTS = {
 def test_the_programs_a_deploy_runs_after_a_reload_import_none_of_the_costly_modules(
     tmp_path, name, arguments
 ):
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-X", "importtime", str(runtime.HERE / name)]
-        + [a.format(tmp=tmp_path) for a in arguments],
-        capture_output=True, text=True, timeout=20,
-    )  # fmt: skip
+    done, imported = run_importing(runtime.HERE / name, *(a.format(tmp=tmp_path) for a in arguments))
     assert done.returncode in (0, 1, 3), done.stderr
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert "encodings" in imported  # the list is there to read
     assert not imported & COSTLY_IMPORTS
