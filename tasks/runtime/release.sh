@@ -8,9 +8,9 @@
 #
 # Reads:   RELEASES_DIR, VENVS_DIR, WHEELS_DIR, TOOLS_DIR, UV_VERSION, SHARED_DIR, SHARED_DIRS (array),
 #          SUPERVISOR_CONF, META, APP, BASE_DIR, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
-#          PY_WITH_ENV, PY_IMPORT_CHECK; W (apply.sh), LIVE_DIR (switch.sh)
+#          PY_WITH_ENV, PY_IMPORT_CHECK, SUPERVISORD_PIDFILE, CHECK_DIR; W (apply.sh), LIVE_DIR (switch.sh)
 # Defines: install_uv, uv, build_venv, prune_wheels, no_link_below, shared_dir, build_release,
-#          in_release, as_app, check_release, run_release_command, switch_to_built, prune
+#          in_release, as_app, check_release, forked_check, run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
 install_uv() {  # uv ($TOOLS_DIR/uv-$UV_VERSION), taken out of its wheel ($W/tools/uv.whl): it builds the venvs
@@ -137,8 +137,53 @@ as_app() {  # RELEASE_DIR COMMAND ARG...: in_release, with app.env (read from th
 
 check_release() {  # the release this run built imports, as the app user: else it fails
     local out
+    forked_check && return 0
     out=$(in_release "$BUILT" "$BUILT/.venv/bin/python" - "$META/env.json" "$APP_MODULE" \
         <<<"$PY_IMPORT_CHECK" 2>&1) || fail_release "it does not load: $(error_line "$out")"
+}
+
+# The check forked from the live gunicorn master, Flask imported already (configs/gunicorn.conf.py.j2 says
+# how), when that master runs the venv of the release this run built and has the handler; else (no master,
+# another venv, a master from an older config, no start within 10 s) it returns 1 and check_release runs
+# the check apart.
+forked_check() {
+    local supervisord master key mask fd line child="" result="" token="$$-$EPOCHREALTIME" asked limit=10
+    [ -n "$LIVE_DIR" ] && [ "$(readlink "$LIVE_DIR/.venv")" = "$(readlink "$BUILT/.venv")" ] || return 1
+    read -r supervisord _ <"$SUPERVISORD_PIDFILE" 2>/dev/null || return 1
+    master=$(pgrep -P "$supervisord" -u "$APP") && [[ $master =~ ^[0-9]+$ ]] || return 1
+    { while read -r key mask; do [ "$key" = SigCgt: ] && break; done <"/proc/$master/status"; } 2>/dev/null
+    [ "$key" = SigCgt: ] && ((0x$mask & 1 << 22)) || return 1 # it catches SIGURG (23)
+    if [ ! -d "$CHECK_DIR" ]; then mkdir -m 710 "$CHECK_DIR" && chgrp "$APP" "$CHECK_DIR" || return 1; fi
+    if [ ! -p "$CHECK_DIR/result" ]; then  # the request readable, the FIFO writable, by the app's group
+        : >"$CHECK_DIR/request" && mkfifo -m 620 "$CHECK_DIR/result" \
+            && chgrp "$APP" "$CHECK_DIR/request" "$CHECK_DIR/result" || return 1
+    fi
+    printf '%s\n' "$token" "$BUILT" "$APP_MODULE" "$RELEASE_TIMEOUT" >"$CHECK_DIR/request" || return 1
+    exec {fd}<>"$CHECK_DIR/result" # read and write: the open never waits for a writer
+    kill -URG "$master" || { exec {fd}<&-; return 1; }
+    asked=$SECONDS
+    # A second at a time: the child may die without a word (its alarm at deploy.release_timeout, a crash).
+    # What it writes is the app's: a PID is taken as digits only, never evaluated (bash arithmetic would
+    # run a command substitution in an array subscript).
+    while [ -z "$result" ] && ((SECONDS - asked < limit)); do
+        if read -r -t 1 -u "$fd" key line; then
+            [ "$key" = "$token" ] || continue # a line of an earlier check, late
+            if [ -z "$child" ] && [[ $line =~ ^started\ ([0-9]{1,9})$ ]]; then
+                child=${BASH_REMATCH[1]} limit=$((RELEASE_TIMEOUT + 5))
+            else
+                result=$line
+            fi
+        elif [ -n "$child" ] && [ ! -e "/proc/$child/status" ]; then
+            break
+        fi
+    done
+    exec {fd}<&-
+    if [ -z "$result" ]; then
+        [ -z "$child" ] && return 1
+        fail_release "it did not load: the check ended without an answer after $((SECONDS - asked)) s\
+ (deploy.release_timeout: $RELEASE_TIMEOUT s); $(app_errors)"
+    fi
+    [ "$result" = ok ] || fail_release "it does not load: $result"
 }
 
 run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT

@@ -281,6 +281,39 @@ def test_a_release_failing_its_health_gate_is_switched_back_and_named(site: Site
     assert failed_id in site.fab("history").stdout
 
 
+def test_a_release_that_does_not_import_fails_before_its_switch_under_load(site: Site, versions):
+    # On the live venv, the import check is a child of the live gunicorn master (Flask imported already);
+    # on a venv of its own, a python of its own. Either way the broken release never goes live.
+    good = versions.make("import-v1")
+    same_venv = versions.make("import-v2", broken=True)
+    own_venv = versions.make("import-v3", broken=True, requirements_note="import check apart")
+    good_id = site.deploy(good)
+    master = site.ssh(f"supervisorctl pid {APP}").strip()
+
+    with Load(site.url, clients=20, max_seconds=300) as load:
+        load.wait_for(lambda r: r.body == good.page)
+        runs = [site.fab("deploy", version=v, timeout=600) for v in (same_venv, own_venv)]
+        done = time.monotonic()
+        keep_loading(load, after=done)
+
+    for run, version in zip(runs, (same_venv, own_venv), strict=True):
+        assert run.code == 1, str(run)
+        why = f"it does not load: RuntimeError: release {version.label} is broken on purpose"
+        assert why in run.output and f"live: {good_id}" in run.output, str(run)
+    assert_nothing_failed(load)
+    assert bodies_between(load, done) == {good.page}
+    assert [r["id"] for r in site.releases() if r["current"]] == [good_id]
+    importers: dict[str, set[tuple[str, str]]] = {}  # version -> (PID, parent PID) of each importer
+    for line in site.ssh(f"cat {INSTANCE}/imports.log").splitlines():
+        label, pid, parent = line.split()
+        importers.setdefault(label, set()).add((pid, parent))
+    assert {parent for _, parent in importers[same_venv.label]} == {master}, importers
+    assert master not in {parent for _, parent in importers[own_venv.label]}, importers
+    checks = " ".join(pid for pid, _ in importers[same_venv.label])
+    assert site.ssh(f"ps -o pid= -p {checks}", check=False).strip() == "", "the check's child is left"
+    assert site.ssh(f"supervisorctl pid {APP}").strip() == master, "the master was restarted"
+
+
 def test_a_release_failing_the_health_check_is_switched_back_under_load(site: Site, versions):
     good, sick = versions.make("sick-v1"), versions.make("sick-v2", unhealthy=True)
     good_id = site.deploy(good)

@@ -107,7 +107,7 @@ def test_every_global_the_runtime_reads_is_provided(settings):
     made = scripts(settings)
     given = set(made["deploy"].values) | set(made["probe"].values) | set(made["exec"].values)
     python = {runtime.python_variable(p.name) for p in PYTHON_FILES}
-    bash = {"EPOCHREALTIME", "BASH_REMATCH"}  # bash's own (EPOCHREALTIME: 5.0 and later)
+    bash = {"EPOCHREALTIME", "BASH_REMATCH", "SECONDS"}  # bash's own (EPOCHREALTIME: 5.0 and later)
     assert read - assigned - given - python - bash == set()
 
 

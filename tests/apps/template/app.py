@@ -3,7 +3,8 @@
 Routes: `/` the version's page, `/health` "ok" (or 500, or 503 until instance/health.go exists, as the
 version asks), `/pid` the worker's PID (to tell old workers from new),
 `/count` a counter in SQLite under Flask's instance folder (data that must survive every release).
-Each process that imported it notes its exit in instance/exits.log (an atexit handler).
+Each process that imports it notes the import in instance/imports.log, and its exit in instance/exits.log
+(an atexit handler).
 """
 
 import atexit
@@ -16,6 +17,9 @@ from pathlib import Path
 from flask import Flask
 
 RELEASE = json.loads(Path(__file__).with_name("release.json").read_text())
+# 'VERSION PID PPID' in instance/imports.log: which process imported which release (the import check too).
+with open(Path(__file__).with_name("instance") / "imports.log", "a") as imports:
+    imports.write(f"{RELEASE['version']} {os.getpid()} {os.getppid()}\n")
 if RELEASE["broken"]:
     raise RuntimeError(f"release {RELEASE['version']} is broken on purpose: it raises at import")
 
