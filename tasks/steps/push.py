@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from tasks import configs, https, static
@@ -27,9 +27,12 @@ from tasks.steps.provision import PROVISIONED
 SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
 
 
-def release_id(content_hash: str, now: datetime) -> str:
-    """Sorts by time and names the content: 20261126T101500Z-0123456789ab."""
-    return f"{now:%Y%m%dT%H%M%SZ}-{content_hash[:12]}"
+def release_id(content_hash: str, now: datetime, taken: Collection[str] = ()) -> str:
+    """Sorts by time and names the content: 20261126T101500Z-0123456789ab. A second later than now when
+    the server has that id already: the same files deployed again within a second, app.env changed."""
+    while (new := f"{now:%Y%m%dT%H%M%SZ}-{content_hash[:12]}") in taken:
+        now += timedelta(seconds=1)
+    return new
 
 
 def snapshot(s: Settings, paths: Layout, platform: Platform, cpu_count: int) -> dict[str, str]:
@@ -109,7 +112,7 @@ def plan(sit: Situation) -> StepPlan:
         commands.insert(0, line("install_uv"))
     if sit.app_wheel is not None:  # installed into the release (build_release)
         files[f"app/{sit.app_wheel.name}"] = sit.app_wheel
-    new = release_id(app.content_hash, sit.now)
+    new = release_id(app.content_hash, sit.now, facts.release_ids)
     files.update({f"release/{name}": app.root / name for name in app.files})
     record = {
         "id": new, "time": f"{sit.now:%Y-%m-%dT%H:%M:%SZ}", "user": sit.user, "host": sit.control_host,

@@ -169,3 +169,20 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
         "prune_wheels",  # after the venvs: the wheels none of those left was built from
     )
     assert not any(c.startswith("prune") for c in step.commands)  # only once the whole run succeeded
+
+
+def test_the_same_files_again_within_the_same_second_get_the_next_second_for_their_id(settings):
+    # Deployed at NOW, then app.env changed and deployed again before the clock moved on: the id of the
+    # same files at the same second is the live release's, which build_release refuses to replace.
+    converged = converged_facts(settings)
+    (live,) = converged.releases
+    step = plan_one(settings, replace(converged, fingerprint="app.env changed"), push.STEP)
+    sit = situation(settings, converged, ("push",))
+    new = push.release_id(sit.app.content_hash, NOW + timedelta(seconds=1))
+    assert new != live.id and new > live.id  # the newer still sorts last
+    assert f"build_release {new} {sit.venv_id}" in step.commands and step.switches_to == new
+    assert not any(live.id in c for c in step.cleanup)  # the live one is kept: it was live before
+    taken = [push.release_id(sit.app.content_hash, NOW + timedelta(seconds=n)) for n in range(3)]
+    assert push.release_id(sit.app.content_hash, NOW, taken) == push.release_id(
+        sit.app.content_hash, NOW + timedelta(seconds=3)
+    )
