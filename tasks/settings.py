@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fabric
 from invoke.exceptions import Exit
 
 from tasks import https
@@ -83,9 +86,15 @@ def _optional(check: Callable[[Any], int]) -> Callable[[Any], int | None]:
     return optional
 
 
+def _fullmatch(pattern: str, value: str) -> bool:
+    """Whether all of value matches pattern, its word characters and digits ASCII only: other letters and
+    digits would reach nginx, supervisor, the shell and the health check's HTTP request."""
+    return re.fullmatch(pattern, value, re.ASCII) is not None
+
+
 def _matching(pattern: str, what: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        if not isinstance(value, str) or not _fullmatch(pattern, value):
             raise SettingError(f"must be {what}")
         return value
 
@@ -119,7 +128,7 @@ _HOST = rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?(?:\.\*)?"
 
 def _server_name(value: Any) -> str:
     if not isinstance(value, str) or not all(
-        name == "_" or re.fullmatch(_HOST, name) for name in value.split(" ")
+        name == "_" or _fullmatch(_HOST, name) for name in value.split(" ")
     ):
         raise SettingError("must be host names separated by spaces (like example.org *.example.org), or '_'")
     return value
@@ -131,7 +140,7 @@ def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise SettingError("must be a mapping of environment variable names to strings")
     for key, text in value.items():
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        if not isinstance(key, str) or not _fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise SettingError(f"{key!r} is no environment variable name (letters, digits, _)")
         if not isinstance(text, str) or "\0" in text:
             raise SettingError(f"the value of {key} must be a string (quote it in YAML)")
@@ -147,7 +156,7 @@ def _shared_dirs(value: Any) -> tuple[str, ...]:
         raise SettingError("must be a list of directories relative to the app, like [instance]")
     for d in value:
         parts = d.split("/")
-        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", d) or {".", ".."} & set(parts) or parts[0] in _RESERVED:
+        if not _fullmatch(r"[\w.-]+(/[\w.-]+)*", d) or {".", ".."} & set(parts) or parts[0] in _RESERVED:
             raise SettingError(f"{d!r} is no plain relative directory (like uploads or data/files)")
     for d in value:
         for other in value:
@@ -161,6 +170,10 @@ def _optional_command(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or "\n" in value.strip():
         raise SettingError("must be one shell command line, or null")
+    # A NUL cuts the line short where the shell reads it; other control characters hide what it runs.
+    control = next((c for c in value.strip() if c != "\t" and unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise SettingError(f"holds the control character U+{ord(control):04X}: write the command without it")
     return value.strip()
 
 
@@ -179,7 +192,11 @@ def _source_dir(value: Any) -> Path:
 def _optional_path(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
         return None
-    path = _matching(r"/[\w.~/?&=%:+-]*", "a URL path starting with '/', or null (GET / answering below 500)")
+    path = _matching(
+        r"/[\w.~/?&=%:+-]*",
+        "a URL path starting with '/' (ASCII: percent-encode other characters), or null (GET / answering"
+        " below 500)",
+    )
     return path(value)
 
 
@@ -187,10 +204,10 @@ def _static(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise SettingError("must map URL prefixes to directories of the app, like {/static/: static}")
     for prefix, directory in value.items():
-        if not isinstance(prefix, str) or not re.fullmatch(r"/([\w.~-]+/)*", prefix):
+        if not isinstance(prefix, str) or not _fullmatch(r"/([\w.~-]+/)*", prefix):
             raise SettingError(f"{prefix!r} is no URL prefix like /static/ (starts and ends with /)")
         parts = directory.split("/") if isinstance(directory, str) else []
-        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", directory or "") or {".", ".."} & set(parts):
+        if not parts or not _fullmatch(r"[\w.-]+(/[\w.-]+)*", directory) or {".", ".."} & set(parts):
             raise SettingError(f"{directory!r} is no plain relative directory of the app (like static)")
         if parts[0] in _RESERVED:
             raise SettingError(f"{directory!r} is the kit's own: name a directory of the app")
@@ -201,7 +218,8 @@ def _static(value: Any) -> dict[str, str]:
 # or an IPv6 one in brackets.
 _HOST_ENTRY = re.compile(
     r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,31}@)?(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]+\])"
-    r"(?::(?P<port>\d{1,5}))?"
+    r"(?::(?P<port>\d{1,5}))?",
+    re.ASCII,
 )
 
 
@@ -223,7 +241,7 @@ def _groups(value: Any) -> dict[str, tuple[str, ...]]:
         raise SettingError("must map group names to lists of hosts, like {web: [web1, web2]}")
     groups = {}
     for name, hosts in value.items():
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][\w.-]*", name):
+        if not isinstance(name, str) or not _fullmatch(r"[A-Za-z0-9_][\w.-]*", name):
             raise SettingError(f"{name!r} is no group name (letters, digits, _ . -)")
         if not isinstance(hosts, list | tuple) or not hosts:
             raise SettingError(f"group {name!r} must be a non-empty list of hosts")
@@ -264,7 +282,7 @@ def _domains(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise SettingError("must be a list of domain names, like [example.org, www.example.org]")
     for name in value:
-        if not isinstance(name, str) or not re.fullmatch(_DOMAIN, name):
+        if not isinstance(name, str) or not _fullmatch(_DOMAIN, name):
             raise SettingError(f"{name!r} is no domain name like www.example.org (no wildcards, no IPs)")
     return tuple(dict.fromkeys(name.lower() for name in value))
 
@@ -359,10 +377,24 @@ SCHEMA: dict[str, Key] = {
     "command_timeout": Key("timeouts", "command", _integer(1, 86400), 1800),
 }
 SECTIONS = ("app", "deploy", "https", "timeouts")
+# The other top-level keys a config may hold: Fabric's and Invoke's own (run, sudo, tasks, connect_kwargs,
+# ...). Any other is a typo the kit would pass over without a word (`htps:` deploying an HTTP-only site).
+FABRIC_KEYS = frozenset(fabric.Config.global_defaults())
+
+
+def _unknown_section(name: Any) -> str:
+    """Why a top-level key is refused: the key of a section it belongs in, else the closest known name."""
+    owners = [k.name for k in SCHEMA.values() if k.key == name]
+    known = difflib.get_close_matches(str(name), [*SECTIONS, *sorted(FABRIC_KEYS)], n=1)
+    hint = f"did you mean {(owners or known)[0]}? " if owners or known else ""
+    return f"{name}: unknown section ({hint}the kit's: {', '.join(SECTIONS)}) {WHERE}"
 
 
 def parse(config: Mapping[str, Any]) -> Settings:
-    """Validate the `app` and `deploy` sections of a config; raise SettingError naming the first bad key."""
+    """Validate the kit's sections of a config; raise SettingError naming the first bad key."""
+    for name in config:
+        if name not in SECTIONS and name not in FABRIC_KEYS:
+            raise SettingError(_unknown_section(name))
     for section in SECTIONS:
         known = sorted(k.key for k in SCHEMA.values() if k.section == section)
         if not isinstance(config.get(section) or {}, Mapping):

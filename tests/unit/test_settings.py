@@ -1,6 +1,7 @@
 from dataclasses import replace
 from types import SimpleNamespace
 
+import fabric
 import pytest
 from invoke.exceptions import Exit
 
@@ -71,8 +72,26 @@ def test_invoke_yaml_shows_every_setting_with_its_default():
         ("deploy", "hosts", ["web 1"], "deploy.hosts: 'web 1' is no host like web1"),
         ("deploy", "groups", {"web": []}, "deploy.groups: group 'web' must be a non-empty list of hosts"),
         ("deploy", "group", "web", "deploy.group: no group 'web' in deploy.groups (known: none)"),
+        # ASCII only: a Unicode letter or digit passed `\w` and `\d`, then broke what reads the value
+        ("app", "health_path", "/\u5065\u5eb7", "app.health_path: must be a URL path starting with '/' (A"),
+        ("deploy", "shared_dirs", ["d\u00e4ta"], "deploy.shared_dirs: 'd\u00e4ta' is no plain relative"),
+        ("app", "static", {"/st\u00e4tic/": "static"}, "app.static: '/st\u00e4tic/' is no URL prefix"),
+        ("app", "static", {"/static/": "st\u00e4tic"}, "app.static: 'st\u00e4tic' is no plain relative"),
+        ("app", "module", "app\u00e4:app", "app.module: must be a WSGI entry point"),
+        ("app", "gunicorn", "\uff12\uff17.0.1", "app.gunicorn: must be a gunicorn version"),
+        ("deploy", "groups", {"w\u00e9b": ["web1"]}, "deploy.groups: 'w\u00e9b' is no group name"),
+        ("deploy", "hosts", ["web1:\uff12\uff12"], "deploy.hosts: 'web1:\uff12\uff12' is no host"),
+        ("https", "directory", "https://ca.example.org/d\u00efr", "https.directory: must be an https:// URL"),
+        # a directory that is no string was a traceback
+        ("app", "static", {"/static/": 1}, "app.static: 1 is no plain relative directory of the app"),
+        ("app", "static", {"/static/": None}, "app.static: None is no plain relative directory"),
+        ("deploy", "release_command", "flask\0db upgrade", "deploy.release_command: holds the control"
+         " character U+0000: write the command without it"),
+        ("deploy", "release_command", "echo \x1b[2Jdone", "deploy.release_command: holds the control"),
+        ("deploy", "release_command", "a\rb", "deploy.release_command: holds the control character U+000D"),
+        ("deploy", "release_command", "a\x85b", "deploy.release_command: holds the control character U+0085"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
     with pytest.raises(SettingError) as error:
         parse(with_value(section, key, value))
@@ -104,6 +123,39 @@ def test_the_ssh_login_user_is_no_app_name():
 def test_string_numbers_from_env_vars_are_accepted():
     assert parse(with_value("app", "port", "8081")).port == 8081
     assert parse(with_value("app", "workers", "auto")).workers is None
+
+
+def test_a_release_command_may_hold_a_tab_and_end_with_a_newline():
+    assert parse(with_value("deploy", "release_command", "flask\tdb upgrade\n")).release_command == (
+        "flask\tdb upgrade"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("htps", "htps: unknown section (did you mean https? the kit's: app, deploy, https, timeouts)"),
+        ("ap", "ap: unknown section (did you mean app? the kit's:"),
+        ("conect_kwargs", "conect_kwargs: unknown section (did you mean connect_kwargs? the kit's:"),
+        ("hosts", "hosts: unknown section (did you mean deploy.hosts? the kit's:"),  # a key of a section
+        ("zzz", "zzz: unknown section (the kit's: app, deploy, https, timeouts) (invoke.yaml or -f FILE)"),
+        (1, "1: unknown section (the kit's:"),
+    ],
+)
+def test_an_unknown_top_level_section_is_refused_naming_the_closest_known_one(name, message):
+    # A misspelt section was passed over without a word: `htps: {mode: acme}` deployed an HTTP-only site.
+    config = default_config() | {name: {"mode": "acme"}}
+    with pytest.raises(SettingError) as error:
+        parse(config)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_the_top_level_keys_of_fabric_and_invoke_are_no_unknown_sections():
+    config = fabric.Config()  # every key Fabric and Invoke read, as a `fab` run's config holds them
+    config.load_collection(default_config())
+    config.load_overrides({"connect_kwargs": {"key_filename": ["/k"]}, "run": {"echo": True}})
+    assert parse(config) == parse(default_config())
+    assert {"run", "sudo", "tasks", "timeouts", "connect_kwargs", "user", "port"} <= set(config)
 
 
 def test_unknown_keys_are_named_and_missing_ones_take_their_default():
