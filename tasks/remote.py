@@ -81,35 +81,81 @@ def host_name(c: Connection) -> str:
 
 def trust_new_host_key(c: Connection) -> None:
     """Let this connection record an unknown host's key instead of refusing it (--trust-new-host-key)."""
-    c.trust_new_host_key = True
+    # c's own attribute: `c.name = value` would set a key of its config, which the settings refuse.
+    c._set(trust_new_host_key=True)
 
 
 def connect(c: Connection) -> str:
-    """Open c's connection with its host key checked; say so when it recorded a new host's key."""
+    """Open c's connection, after those of its jump hosts (ProxyJump), each host's key checked against the
+    known_hosts of its own SSH config entry; say which new host keys it recorded, if it did."""
+    if c.is_connected:
+        return ""
+    trust = getattr(c, "trust_new_host_key", False)
+    hops = jump_hosts(c)
+    try:
+        # Each hop opened here, checked, before c's open() would open it: Fabric's own accepts any key.
+        recorded = [opened(hop, trust, f"jump host {host_name(hop)}: ") for hop in hops]
+        recorded.append(opened(c, trust))
+    except RemoteError:
+        for each in (c, *hops):
+            each.client.close()  # a refused server is not kept waiting on a half-open connection
+        raise
+    return "; ".join(filter(None, recorded))
+
+
+def jump_hosts(c: Connection) -> list[Connection]:
+    """The jump hosts c is reached through, in the order they are connected to: the first directly (or
+    through jump hosts of its own), each next one through the one before it, c through the last.
+
+    A ProxyCommand is no jump host: it is a program of the user's (say `ssh -W %h:%p bastion`, which
+    checks the bastion's key itself); only c's key is checked here then."""
+    gateway = c.gateway
+    if not isinstance(gateway, Connection):
+        return []
+    names = c.ssh_config.get("proxyjump", "").split(",")
+    if len(names) > 1:
+        gateway = c.gateway = jump_chain(names, c)
+    hops = [gateway]
+    for _ in names[1:]:
+        hops.insert(0, hops[0].gateway)
+    return [*jump_hosts(hops[0]), *hops]
+
+
+def jump_chain(names: list[str], c: Connection) -> Connection:
+    """c's gateway for `ProxyJump a,b`, nested as OpenSSH goes: a (as its own SSH config entry says), then
+    b through a. Fabric nests the list the other way round: it would go to b first, directly."""
+    gateway = None  # for the first: its own, from its entry
+    for name in names:
+        gateway = Connection(name.strip(), config=c.config.clone(), gateway=gateway)
+    return gateway
+
+
+def opened(c: Connection, trust: bool, hop: str = "") -> str:
+    """Open c's connection alone (its jump host, if any, is open), its host key checked; what new key it
+    recorded, if it did. `hop` leads what it says about a jump host."""
     if c.is_connected:
         return ""
     if "timeout" in c.connect_kwargs:  # fab -t SECONDS puts it there; Fabric refuses it twice
         c.connect_timeout = int(c.connect_kwargs.pop("timeout"))
-    trust = getattr(c, "trust_new_host_key", False)
     policy = hostkeys.prepare(c.client, c.ssh_config, c.host, c.port, trust)
     try:
         c.open()
     except BadHostKeyException as error:
-        raise RemoteError(str(policy.changed(error.key))) from None
+        raise RemoteError(hop + str(policy.refused(error.key))) from None
     except HostKeyError as error:
-        raise RemoteError(str(error)) from None
+        raise RemoteError(hop + str(error)) from None
     except TimeoutError:
         raise RemoteError(
-            f"no answer from {c.host} port {c.port} within {c.connect_timeout} s (the connect timeout:"
-            " fab -t SECONDS)"
+            f"{hop}no answer from {c.host} port {c.port} within {c.connect_timeout} s (the connect"
+            " timeout: fab -t SECONDS)"
         ) from None
     except (OSError, EOFError, SSHException) as error:
         raise RemoteError(
-            f"cannot connect to {c.host} port {c.port} (connect timeout {c.connect_timeout} s):"
+            f"{hop}cannot connect to {c.host} port {c.port} (connect timeout {c.connect_timeout} s):"
             f" {error or type(error).__name__}"
         ) from None
     c.transport.set_keepalive(KEEPALIVE)
-    return policy.recorded
+    return hop + policy.recorded if policy.recorded else ""
 
 
 def command_line(script: str, user: str) -> str:

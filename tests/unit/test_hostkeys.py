@@ -1,6 +1,6 @@
 """Host keys checked as OpenSSH checks them: known_hosts files from the SSH config, plain, hashed,
-[host]:port and HostKeyAlias entries, unknown keys refused or (when asked) recorded, changed keys
-refused naming the line to check."""
+[host]:port, HostKeyAlias and wildcard entries, unknown keys refused or (when asked) recorded, changed and
+revoked keys refused naming the line to check, lines that cannot be read skipped one by one."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ def test_an_unknown_key_is_recorded_when_trusting_it_was_asked_for(tmp_path, key
     assert [k.key for k in KnownHosts.from_ssh_config(options(tmp_path)).entries("10.0.0.9")] == [key]
 
 
+def test_a_key_met_by_several_hosts_runs_at_once_is_recorded_once(tmp_path, keys):
+    # A fleet behind one jump host: each host's thread meets the jump host's new key.
+    key, _ = keys
+    policies = [connect_policy(tmp_path, key, trust=True) for _ in range(2)]
+    for client, policy in policies:
+        policy.missing_host_key(client, "10.0.0.9", key)
+    assert (tmp_path / "known_hosts").read_text() == line("10.0.0.9", key)
+
+
 def test_a_recorded_key_is_hashed_when_the_config_says_so(tmp_path, keys):
     key, _ = keys
     client, policy = connect_policy(tmp_path, key, trust=True, hashknownhosts="yes")
@@ -108,9 +117,91 @@ def test_a_changed_key_is_refused_naming_the_line_to_check(tmp_path, keys):
     key, other = keys
     (tmp_path / "known_hosts").write_text("# first\n" + line("10.0.0.9", key))
     client = SSHClient()
-    message = str(prepare(client, options(tmp_path), "10.0.0.9", 22, trust_new=True).changed(other))
+    message = str(prepare(client, options(tmp_path), "10.0.0.9", 22, trust_new=True).refused(other))
     assert message.startswith(
         f"HOST KEY CHANGED for 10.0.0.9: the server offers ECDSA key {other.fingerprint}"
     )
     assert f"known_hosts has {key.fingerprint} ({tmp_path / 'known_hosts'}:2)" in message
     assert "ssh-keygen -R 10.0.0.9" in message and "\n" not in message
+
+
+def test_patterns_match_as_openssh_matches_them(tmp_path, keys):
+    key, _ = keys
+    (tmp_path / "known_hosts").write_text(line("*.example.org,!bad.example.org", key) + line("10.0.0.?", key))
+    known = KnownHosts.from_ssh_config(options(tmp_path))
+    assert [k.line for k in known.entries("web.example.org")] == [1]
+    assert [k.line for k in known.entries("WEB.Example.org")] == [1]  # names are not case-sensitive
+    assert known.entries("bad.example.org") == []  # a negated pattern wins
+    assert [k.line for k in known.entries("10.0.0.5")] == [2]
+    assert known.entries("10.0.0.55") == [] and known.entries("example.org") == []
+
+
+def test_fields_apart_by_more_than_one_space_are_read(tmp_path, keys):
+    key, _ = keys
+    (tmp_path / "known_hosts").write_text(f"web1  {key.get_name()}\t {key.get_base64()}   a comment\n")
+    assert [k.key for k in KnownHosts.from_ssh_config(options(tmp_path)).entries("web1")] == [key]
+
+
+def test_a_line_that_cannot_be_read_is_skipped_not_its_file(tmp_path, keys):
+    key, _ = keys
+    (tmp_path / "known_hosts").write_bytes(
+        b"caf\xe9.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n"  # Latin-1, not UTF-8
+        + b"10.0.0.9 ssh-ed25519 AAAA\n"  # base64, but no ed25519 key in it
+        + b"10.0.0.9 ssh-ed25519 not-base64!\n"
+        + b"|1|abc|def,|1|@@@|x ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n"  # hashed, with broken salts
+        + line("10.0.0.9", key).encode()
+    )
+    assert [k.line for k in KnownHosts.from_ssh_config(options(tmp_path)).entries("10.0.0.9")] == [5]
+
+
+def revoked(tmp_path, key, *, known: bool, trust: bool = False, **more):
+    """The policy for 10.0.0.9, with `key` revoked for every host (and also listed as 10.0.0.9's)."""
+    text = line("10.0.0.9", key) if known else ""
+    (tmp_path / "known_hosts").write_text(text + line("@revoked *", key))
+    client = SSHClient()
+    return client, prepare(client, options(tmp_path, **more), "10.0.0.9", 22, trust)
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["also known", "unknown"])
+@pytest.mark.parametrize("how", [{}, {"trust": True}, {"stricthostkeychecking": "accept-new"}])
+def test_a_revoked_key_is_refused_whatever_else_says_yes(tmp_path, keys, known, how):
+    key, _ = keys
+    client, policy = revoked(tmp_path, key, known=known, **how)
+    # paramiko accepts, without asking, a key it has for the host: a revoked one it never has.
+    assert client.get_host_keys().lookup("10.0.0.9") is None
+    with pytest.raises(HostKeyError) as refused:
+        policy.missing_host_key(client, "10.0.0.9", key)
+    message = str(refused.value)
+    assert message.startswith(
+        f"REVOKED HOST KEY for 10.0.0.9: the server offers ECDSA key {key.fingerprint}, revoked in"
+        f" {tmp_path / 'known_hosts'}:{2 if known else 1}"
+    )
+    assert "\n" not in message and policy.recorded == ""
+    assert (tmp_path / "known_hosts").read_text().count("\n") == (2 if known else 1)  # nothing recorded
+
+
+def test_a_revoked_key_offered_instead_of_the_known_one_is_refused_as_revoked(tmp_path, keys):
+    key, other = keys
+    (tmp_path / "known_hosts").write_text(line("10.0.0.9", key) + line("@revoked 10.0.0.*", other))
+    client = SSHClient()
+    policy = prepare(client, options(tmp_path), "10.0.0.9", 22, trust_new=False)
+    assert client.get_host_keys().lookup("10.0.0.9")[key.get_name()] == key  # the known one is accepted
+    assert str(policy.refused(other)).startswith("REVOKED HOST KEY for 10.0.0.9")
+    assert str(policy.refused(ECDSAKey.generate())).startswith("HOST KEY CHANGED for 10.0.0.9")
+
+
+def test_a_revoked_line_for_other_hosts_leaves_this_one_alone(tmp_path, keys):
+    key, _ = keys
+    (tmp_path / "known_hosts").write_text(line("10.0.0.9", key) + line("@revoked web1", key))
+    client = SSHClient()
+    prepare(client, options(tmp_path), "10.0.0.9", 22, trust_new=False)
+    assert client.get_host_keys().lookup("10.0.0.9")[key.get_name()] == key
+
+
+def test_a_host_known_only_through_a_certificate_authority_is_unknown(tmp_path, keys):
+    key, ca = keys
+    (tmp_path / "known_hosts").write_text(line("@cert-authority *", ca))
+    client, policy = connect_policy(tmp_path, key)
+    assert client.get_host_keys().lookup("10.0.0.9") is None
+    with pytest.raises(HostKeyError, match="^unknown host key"):
+        policy.missing_host_key(client, "10.0.0.9", key)
