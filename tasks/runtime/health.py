@@ -6,14 +6,16 @@ page or a 404 too). Redirects are not followed: the answer to URL is what counts
 
 It retries (every 0.25 s) only while waiting can change the answer: no answer yet, or nginx answering
 502, 503 or 504 while gunicorn starts. Any other answer that does not pass (a 500: the app fails; a 404
-under `2xx`: no such route) is final at once.
+under `2xx`: no such route) is final at once. All of it ends within TIMEOUT seconds, however slowly the
+app answers: an answer that has not ended by then (a route sending a byte now and then) fails.
 
     health.py URL HOST TIMEOUT RULE
 
-Prints the final status ("200", "500", "no answer (reason)"), followed by the rule in parentheses when
-it fails, and exits 0 when it passes, 1 when not. The probe runs `report` instead, one try, in its own
-interpreter: {"health": STATUS, "healthy": true|false, "health_ms": MS}, MS being how long the request
-took, in milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed,
+Prints the final status ("200", "500", "no answer (reason)", "no whole answer within 30 s"), followed by
+the rule in parentheses when it fails, and exits 0 when it passes, 1 when not. The probe runs `report`
+instead, one try within TRY_LIMIT seconds (so `status` answers within them), in its own interpreter:
+{"health": STATUS, "healthy": true|false, "health_ms": MS}, MS being how long the request took, in
+milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed,
 and speaks HTTP/1.1 over a socket itself: urllib would triple the time it takes to start (every probe
 of a deploy or `status` runs it). For the same reason it takes sockets from _socket, the socket
 module's C half (socket.py's enums cost more to import than the check takes), and splits the URL the
@@ -26,6 +28,8 @@ import time
 
 # nginx's answers while gunicorn is not (yet) there: waiting may help.
 RETRY = ("502", "503", "504")
+RETRY_PAUSE = 0.25  # seconds between tries
+TRY_LIMIT = 5  # seconds the probe's one try may take
 # Each rule: which statuses pass, and how a failure message words it.
 RULES = {
     "2xx": (lambda code: 200 <= code < 300, "app.health_path must answer 2xx"),
@@ -44,16 +48,26 @@ def split_url(url):
     return host.strip("[]"), int(port or 80), target
 
 
-def connect(host, port, timeout):
-    """A TCP connection to host:port (its first address that answers), as socket.create_connection."""
+def time_left(deadline):
+    """The seconds until deadline (a time.monotonic() time), as a socket's timeout; a timeout once it
+    has passed (a socket given 0 would not wait at all, rather than time out)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _socket.timeout("timed out")
+    return left
+
+
+def connect(host, port, deadline):
+    """A TCP connection to host:port (its first address that answers by deadline), as
+    socket.create_connection."""
     error = OSError(f"no address for {host}")
     # An ASCII name as bytes: getaddrinfo passes a str through the idna codec, and importing it (re,
     # unicodedata) takes longer than the whole check.
     name = host.encode() if host.isascii() else host
     for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
         conn = _socket.socket(family, kind, proto)
-        conn.settimeout(timeout)
         try:
+            conn.settimeout(time_left(deadline))
             conn.connect(address)
             return conn
         except OSError as failed:
@@ -62,23 +76,30 @@ def connect(host, port, timeout):
     raise error
 
 
-def status_of(url, host):
-    """The status of GET url with this Host header (a redirect is the answer: it is not followed)."""
+def status_of(url, host, deadline, seconds):
+    """The status of GET url with this Host header (a redirect is the answer: it is not followed), from
+    the whole answer read by deadline (a time.monotonic() time, `seconds` after the check began): when
+    the deadline comes first, "no answer within SECONDS s", or "no whole answer ..." once some came."""
     hostname, port, target = split_url(url)
     headers = f"Host: {host}\r\nUser-Agent: flaskdeploy-health\r\nConnection: close\r\n"
     request = f"GET {target} HTTP/1.1\r\n{headers}\r\n"
     answer = b""
     try:
-        conn = connect(hostname, port, 5)
+        conn = connect(hostname, port, deadline)
         try:
             conn.sendall(request.encode("latin-1"))
             while len(answer) < 1 << 16:  # the whole answer (a short page), then the connection closes
+                # Each wait only as long as the deadline leaves: a byte now and then must not keep the
+                # check (and the deploy or `status` waiting on it) going past it.
+                conn.settimeout(time_left(deadline))
                 chunk = conn.recv(1 << 14)
                 if not chunk:
                     break
                 answer += chunk
         finally:
             conn.close()
+    except _socket.timeout:
+        return f"no {'whole ' if answer else ''}answer within {seconds:g} s"
     except OSError as error:
         if not answer:
             return f"no answer ({error})"
@@ -93,31 +114,33 @@ def passes(status, rule):
 
 
 def check(url, host, timeout, rule):
-    """(status, passed, how long the final request took in ms): GET until it passes the rule, or until
-    waiting cannot change the answer or TIMEOUT has passed."""
-    deadline = time.monotonic() + float(timeout)
+    """(status, passed): GET until it passes the rule, or until waiting cannot change the answer; all of
+    it within TIMEOUT seconds."""
+    timeout = float(timeout)
+    deadline = time.monotonic() + timeout
     while True:
-        started = time.monotonic()
-        status = status_of(url, host)
-        elapsed_ms = round((time.monotonic() - started) * 1000)
+        status = status_of(url, host, deadline, timeout)
         passed = passes(status, rule)
         waiting_helps = status in RETRY or status.startswith("no answer")
-        if passed or not waiting_helps or time.monotonic() >= deadline:
-            return status, passed, elapsed_ms
-        time.sleep(0.25)
+        if passed or not waiting_helps or time.monotonic() + RETRY_PAUSE >= deadline:
+            return status, passed
+        time.sleep(RETRY_PAUSE)
 
 
 def report(url, host, rule):
-    """One try, as the probe reports it (runtime/probe.py runs this in its own interpreter)."""
-    status, passed, elapsed_ms = check(url, host, 0, rule)
-    return {"health": status, "healthy": passed, "health_ms": elapsed_ms}
+    """One try within TRY_LIMIT seconds, as the probe reports it (runtime/probe.py runs this in its own
+    interpreter)."""
+    started = time.monotonic()
+    status = status_of(url, host, started + TRY_LIMIT, TRY_LIMIT)
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    return {"health": status, "healthy": passes(status, rule), "health_ms": elapsed_ms}
 
 
 def main(url, host, timeout, rule):
     if rule not in RULES:
         print(f"health.py: no such rule {rule!r} (one of: {', '.join(RULES)})", file=sys.stderr)
         return 2
-    status, passed, _ = check(url, host, timeout, rule)
+    status, passed = check(url, host, timeout, rule)
     print(status if passed else f"{status} ({RULES[rule][1]})")
     return 0 if passed else 1
 

@@ -73,6 +73,7 @@ class AppVersions:
         requirements_note: str | None = None,
         release_timeout: int | None = None,
         health_waits: bool = False,
+        health_drips: bool = False,
     ) -> Version:
         """A new copy of the template app serving `page` (default "version LABEL") at /.
 
@@ -81,6 +82,8 @@ class AppVersions:
         release_command, keep_releases, release_timeout and env go into the override (deploy.*, app.env).
         requirements_note: a comment appended to requirements.txt, so the version needs a venv of its own.
         health_waits: /health answers 503 (still starting) until the test creates instance/health.go.
+        health_drips: /health answers 200 at once, then its body a byte every 2 s for a minute (the time
+        each such answer began: a line of instance/drips.log).
         """
         self.made += 1
         base = self.workdir / f"{self.made:02d}-{label}"
@@ -98,6 +101,7 @@ class AppVersions:
             "unhealthy": unhealthy,
             "migration_fails": migration_fails,
             "health_waits": health_waits,
+            "health_drips": health_drips,
             "nonce": uuid.uuid4().hex,
         }
         (src / "release.json").write_text(json.dumps(release, indent=2) + "\n")

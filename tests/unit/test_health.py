@@ -1,7 +1,7 @@
 """tasks/runtime/health.py, the health check run on servers, as a program against a local HTTP server:
 the status it prints, its exit code under each rule (`2xx`: app.health_path is set; `answered`: GET /
-with no health path), the Host header it sends, its retries until TIMEOUT; and `report`, the one try
-the probe makes in its own interpreter."""
+with no health path), the Host header it sends, its retries until TIMEOUT, its one deadline however
+slowly the app answers; and `report`, the one try the probe makes in its own interpreter."""
 
 import runpy
 import socket
@@ -10,16 +10,20 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tasks.runtime import HERE
+from tasks.runtime import health as runtime_health
 from tasks.runtime import probe as runtime_probe
 
 HEALTH = HERE / "health.py"
 LATER_FAILURES = 2  # /later answers 503 this many times, then 200
 SLOW = 0.3  # seconds /slow takes to answer
+SHORT = 1  # seconds: a check that gives up soon (a closed port's refusals are retried until then)
+DRIP = 0.5  # seconds between the bytes of a dripping answer: well within any one wait of the old check
 
 
 class App(ThreadingHTTPServer):
@@ -98,6 +102,58 @@ def closed_port():
         return probe.getsockname()[1]
 
 
+class Dripping:
+    """A server on 127.0.0.1 whose every answer starts as a healthy one ("200 OK" and its headers), then
+    comes a byte every DRIP seconds, DRIPS times (longer than any deadline here), and only then ends."""
+
+    DRIPS = 20
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/health"
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # shut down: the test is over
+                return
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(1 << 16)  # the request
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+                for _ in range(self.DRIPS):
+                    if self.stop.wait(DRIP):
+                        return
+                    conn.sendall(b".")
+            except OSError:  # the check hung up, as it should
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(), which close() alone would not
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def dripping() -> Iterator[Dripping]:
+    server = Dripping()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 TWO_XX = "app.health_path must answer 2xx"
 ANSWERED = "no app.health_path: any answer below 500 passes"
 
@@ -112,13 +168,13 @@ def health(
 
 
 def test_a_200_prints_200_and_exits_0_with_the_host_header_given(app):
-    done = health(f"{app.base}/ok", "app.example.org", 0)
+    done = health(f"{app.base}/ok", "app.example.org", SHORT)
     assert (done.stdout, done.returncode) == ("200\n", 0), done.stderr
     assert app.hits("/ok") == ["app.example.org"]
 
 
-def test_a_500_with_no_time_to_retry_prints_500_and_exits_1_after_one_try(app):
-    done = health(f"{app.base}/sick", "app.example.org", 0)
+def test_a_500_prints_500_and_exits_1_after_one_try(app):
+    done = health(f"{app.base}/sick", "app.example.org", SHORT)
     assert (done.stdout, done.returncode) == (f"500 ({TWO_XX})\n", 1), done.stderr
     assert app.hits("/sick") == ["app.example.org"]
 
@@ -138,11 +194,22 @@ def test_an_answer_that_waiting_cannot_change_is_final_at_once(app):
 
 
 def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port):
-    done = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", 0)
+    done = health(f"http://127.0.0.1:{closed_port}/ok", "app.example.org", SHORT)
     assert done.returncode == 1, done.stderr
     (line,) = done.stdout.splitlines()
     assert line.startswith("no answer (") and line.endswith(f") ({TWO_XX})")
     assert "refused" in line.lower()
+
+
+def test_an_answer_that_never_ends_fails_within_timeout_however_often_a_byte_comes(dripping):
+    # Every wait for the next byte ends with one, and the head says 200, yet the answer is not over by
+    # the deadline: the check ends there, and fails (the deploy's gate with it, in time).
+    started = time.monotonic()
+    done = health(dripping.url, "app.example.org", SHORT)
+    took = time.monotonic() - started
+    expected = f"no whole answer within {SHORT} s ({TWO_XX})\n"
+    assert (done.stdout, done.returncode) == (expected, 1), done.stderr
+    assert took < SHORT + 1, f"{took:.1f} s"  # the deadline, and python3's start
 
 
 def report(url: str, host: str, rule: str = "2xx") -> dict:
@@ -161,6 +228,14 @@ def test_the_report_says_how_long_the_request_took_in_ms_and_tries_once(app):
     assert SLOW * 1000 <= report(f"{app.base}/slow", "app.example.org")["health_ms"] < SLOW * 1000 + 2000
     assert report(f"{app.base}/later", "app.example.org")["health"] == "503"  # no retry: one try
     assert len(app.hits("/later")) == 1
+
+
+def test_the_report_s_one_try_ends_within_its_limit_however_often_a_byte_comes(dripping):
+    # What `fab status` shows, within the limit: it never waits on an answer that does not end.
+    limit = runtime_health.TRY_LIMIT
+    found = report(dripping.url, "app.example.org")
+    assert (found["health"], found["healthy"]) == (f"no whole answer within {limit} s", False)
+    assert limit * 1000 <= found["health_ms"] < (limit + 1) * 1000
 
 
 def test_the_report_of_an_unhealthy_status_under_its_rule(app, closed_port):
@@ -185,7 +260,7 @@ def test_with_no_health_path_any_answer_below_500_passes_at_once(app, path, stat
 
 
 def test_a_redirect_is_the_answer_not_followed(app):
-    done = health(f"{app.base}/login-first", "app.example.org", 0, "2xx")
+    done = health(f"{app.base}/login-first", "app.example.org", SHORT, "2xx")
     assert (done.stdout, done.returncode) == (f"302 ({TWO_XX})\n", 1), done.stderr
     assert app.hits("/ok") == []
 
@@ -203,7 +278,7 @@ def test_with_no_health_path_a_503_is_retried_until_the_app_answers(app):
 
 
 def test_with_no_health_path_no_answer_fails_naming_the_rule(closed_port):
-    done = health(f"http://127.0.0.1:{closed_port}/", "app.example.org", 0, "answered")
+    done = health(f"http://127.0.0.1:{closed_port}/", "app.example.org", SHORT, "answered")
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("no answer (") and done.stdout.endswith(f") ({ANSWERED})\n")
 
@@ -212,7 +287,7 @@ def test_with_no_health_path_no_answer_fails_naming_the_rule(closed_port):
 
 
 def test_with_a_health_path_any_2xx_passes(app):
-    done = health(f"{app.base}/empty", "app.example.org", 0, "2xx")
+    done = health(f"{app.base}/empty", "app.example.org", SHORT, "2xx")
     assert (done.stdout, done.returncode) == ("204\n", 0), done.stderr
 
 
@@ -223,7 +298,7 @@ def test_with_a_health_path_a_404_fails_at_once_naming_the_rule(app):
 
 
 def test_an_unknown_rule_is_an_error_that_asks_nothing(app):
-    done = health(f"{app.base}/ok", "app.example.org", 0, "200")
+    done = health(f"{app.base}/ok", "app.example.org", SHORT, "200")
     assert done.returncode == 2 and "no such rule '200'" in done.stderr
     assert app.hits("/ok") == []
 
@@ -249,6 +324,6 @@ def test_the_url_splits_as_urllib_splits_it(url):
 
 @pytest.mark.parametrize("app", ["::1"], indirect=True)
 def test_an_ipv6_address_is_asked_over_ipv6(app):
-    done = health(f"http://[::1]:{app.server_address[1]}/ok", "app.example.org", 0)
+    done = health(f"http://[::1]:{app.server_address[1]}/ok", "app.example.org", SHORT)
     assert (done.returncode, done.stdout) == (0, "200\n")
     assert app.hits("/ok") == ["app.example.org"]
