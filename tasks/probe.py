@@ -24,6 +24,9 @@ from tasks.settings import Settings
 from tasks.shell import Script, Var, line
 
 OS_RELEASE = "/etc/os-release"
+# Seconds the probe may take on the server, its health check's one try included (runtime/health.py's
+# TRY_LIMIT): past them it stops, and the run reports it as the probe's failure.
+TIME_LIMIT = 30
 
 
 def described_paths(s: Settings, paths: Layout) -> list[str]:
@@ -42,6 +45,18 @@ def described_paths(s: Settings, paths: Layout) -> list[str]:
     ]  # fmt: skip
 
 
+def hashed_paths(s: Settings, paths: Layout) -> list[str]:
+    """Of the described paths, the files whose content the steps compare with theirs (Facts.sha256): the
+    kit's configs and the certificate files it installs, where only root writes. Of the others the probe
+    (root) reads the state only: where the app's user may write, a FIFO or a file of a terabyte may be."""
+    configs = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
+    if s.https_mode == "files":
+        return [*configs, paths.tls_cert, paths.tls_key]
+    if s.https_mode == "acme":
+        return [*configs, paths.acme_ca_bundle]
+    return configs
+
+
 def https_paths(s: Settings, paths: Layout) -> list[str]:
     """What the https steps compare: the user's certificate files, certbot's lineage, the CA it trusts."""
     if s.https_mode == "files":
@@ -56,6 +71,7 @@ def _entry(s: Settings, platform: Platform) -> dict:
     return {
         **platform.probe_entry(),
         "paths": described_paths(s, paths),
+        "hashed": hashed_paths(s, paths),
         "releases_dir": paths.releases_dir,
         "venvs_dir": paths.venvs_dir,
         "wheels_dir": paths.wheels_dir,
@@ -79,6 +95,7 @@ def questions(s: Settings, salt: str = "") -> dict:
         "platforms": [_entry(s, platform) for platform in PLATFORMS],
         # Who holds the deploy lock, if anyone: read from its records, never taken (runtime/lock.sh).
         "lock": {"root": app_paths(s).lock_root, "sshd_process_names": list(SSHD_PROCESS_NAMES)},
+        "time_limit": TIME_LIMIT,
     }
     return {**asked, "salt": salt} if salt else asked
 

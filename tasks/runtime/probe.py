@@ -13,8 +13,15 @@ long to import as the rest of the probe takes to run (the Python start included)
 come in marshal's format (data only: dicts, lists, strings, numbers, booleans, None), JSON goes out
 through json's C half, release records travel as the text they are (the control machine parses them),
 and re, shlex and json are imported where a rare case needs them.
+
+It runs as root, with no watchdog above it. Of the paths it describes it reads the content of the kit's
+own files only (`hashed`: where only root writes; elsewhere the app's user may leave a FIFO or a file of
+a terabyte), opened through no link and without waiting on a FIFO. And it ends within the questions'
+time_limit, whatever it meets: a probe out of time exits 1 with one line on stderr, saying where it
+stopped.
 """
 
+import _signal
 import _socket
 import binascii
 import grp
@@ -91,8 +98,9 @@ def name_of(lookup, number):
         return "UNKNOWN"
 
 
-def describe(path):
-    """What is at path: absent, a link (its target), a file (its sha256) or a directory (owner, mode)."""
+def describe(path, hashed):
+    """What is at path: absent, a link (its target), a file (with `hashed`, its sha256), a directory
+    (owner, group, mode) or something else."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -100,11 +108,10 @@ def describe(path):
     if stat.S_ISLNK(info.st_mode):
         return {"kind": "link", "target": os.readlink(path)}
     if stat.S_ISREG(info.st_mode):
-        digest = sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 16), b""):
-                digest.update(block)
-        return {"kind": "file", "sha256": digest.hexdigest()}
+        if not hashed:
+            return {"kind": "file"}
+        digest = file_sha256(path)
+        return {"kind": "file", "sha256": digest} if digest else {"kind": "other"}
     if stat.S_ISDIR(info.st_mode):
         return {
             "kind": "dir",
@@ -113,6 +120,27 @@ def describe(path):
             "mode": f"{stat.S_IMODE(info.st_mode):o}",
         }
     return {"kind": "other"}
+
+
+def file_sha256(path):
+    """The sha256 of the regular file at path; None when something else is there by the time it is
+    opened (a link or a FIFO put in its place): opened through no link, without waiting for a FIFO's
+    writer, and what was opened checked before it is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = sha256()
+        while True:
+            block = os.read(fd, 1 << 16)
+            if not block:
+                return digest.hexdigest()
+            digest.update(block)
+    finally:
+        os.close(fd)
 
 
 def read_text(path):
@@ -522,12 +550,13 @@ def probe(questions):
     facts["app_user"] = app_user(app["name"])
     facts["listeners"] = listeners(app["port"], app["name"])
     status = packages(platform)
+    hashed = set(platform["hashed"])
     venvs_dir = platform["venvs_dir"]
     venvs = entries(venvs_dir)
     facts.update({
         "installed": [name for name in platform["packages"] if status.get(name) == platform["installed"]],
         "package_lists_age": package_lists_age(platform["package_lists"]),
-        "paths": {path: describe(path) for path in platform["paths"]},
+        "paths": {path: describe(path, path in hashed) for path in platform["paths"]},
         "releases": releases(platform["releases_dir"], app["meta"]),
         "fingerprint": read_text(os.path.join(platform["current"], app["meta"], "fingerprint")).strip(),
         "venv_dirs": venvs,
@@ -569,8 +598,23 @@ def health(source, url, host, rule):
     return module["report"](url, host, rule)
 
 
+class OutOfTime(BaseException):
+    """The probe's time is up. A BaseException: no `except` on the way may take it for a failed read."""
+
+
+def out_of_time(signum, frame):
+    raise OutOfTime(frame.f_code.co_name if frame else "?")
+
+
 if __name__ == "__main__":
     # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the check runs first, and its
     # report is part of the facts.
-    checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
-    print(to_json({**checked, **probe(marshal.loads(zlib.decompress(binascii.a2b_base64(sys.argv[1]))))}))
+    asked = marshal.loads(zlib.decompress(binascii.a2b_base64(sys.argv[1])))
+    # SIGALRM ends any wait, a blocking open or read too: the handler raises where the probe is.
+    _signal.signal(_signal.SIGALRM, out_of_time)
+    _signal.alarm(asked["time_limit"])
+    try:
+        checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
+        print(to_json({**checked, **probe(asked)}))
+    except OutOfTime as stopped:
+        sys.exit(f"it did not end within {asked['time_limit']} s: stopped in {stopped}")

@@ -1,6 +1,7 @@
 """The probe: tasks/runtime/probe.py run on this machine against a scratch server (its os-release, app
 directories, nginx config, package lists, a package query, systemctl, ss and supervisord stand-ins, all
-under tmp_path), the facts it prints read back by tasks.facts.Facts and tasks.probe.parse, the questions
+under tmp_path), the facts it prints read back by tasks.facts.Facts and tasks.probe.parse, what it never
+reads (a file of the app's user's, one swapped in once looked at) and its time limit, the questions
 tasks.probe.questions asks, the script tasks.probe.script sends: what it includes, and that it runs
 (locally, with bash under a fake sshd, its lock under tmp_path) to the probe's exit code; and
 tasks.probe.run and look over a fake connection (tasks.remote.connect and execute stood in for).
@@ -117,14 +118,18 @@ class Server:
             (self.bin / name).chmod(0o755)
         self.described = {
             name: str(root / "described" / name)
-            for name in ("absent", "file", "dir", "link", "dirlink", "fifo")
+            for name in ("absent", "file", "dir", "link", "dirlink", "fifo", "app_file")
         }
+        # The kit's own files, whose content the steps compare: all but app_file (a file the app's user
+        # may write, as in its shared directories).
+        self.hashed = [path for name, path in self.described.items() if name != "app_file"]
 
     def entry(self, real: dict) -> dict:
         """A platform entry of tasks.probe.questions with every server path pointed under root."""
         fake = {
             **real,
             "paths": list(self.described.values()),
+            "hashed": self.hashed,
             "releases_dir": str(self.releases),
             "venvs_dir": str(self.venvs),
             "wheels_dir": str(self.wheels),
@@ -147,7 +152,8 @@ class Server:
     def questions(self, s: Settings, **app) -> dict:
         """tasks.probe.questions(s) pointed at this server; the app named APP unless `app` says otherwise."""
         real = probe.questions(s)
-        assert set(real) == {"os_release", "app", "platforms", "lock"}, "a new question: point it in here"
+        asked_of_all = {"os_release", "app", "platforms", "lock", "time_limit"}
+        assert set(real) == asked_of_all, "a new question: point it in here"
         asked = {**real["app"], "name": APP, **app}
         assert set(asked) == set(real["app"]), "the app is asked something new"
         return {
@@ -155,6 +161,7 @@ class Server:
             "app": asked,
             "platforms": [self.entry(real) for real in real["platforms"]],
             "lock": {**real["lock"], "root": str(self.locks)},
+            "time_limit": real["time_limit"],
         }
 
     def guard(self, value) -> None:
@@ -236,6 +243,7 @@ def fill(server: Server) -> None:
     (described / "dir").mkdir(parents=True)
     (described / "dir").chmod(0o750)
     (described / "file").write_bytes(b"server { listen 80; }\n" * 5000)
+    (described / "app_file").write_bytes(b"written by the app\n")
     (described / "link").symlink_to("/srv/app/releases/x")
     (described / "dirlink").symlink_to(described / "dir")
     os.mkfifo(described / "fifo")
@@ -371,7 +379,74 @@ def test_paths_are_described_as_absent_file_dir_link_or_other(server, settings):
         named["link"]: {"kind": "link", "target": "/srv/app/releases/x"},
         named["dirlink"]: {"kind": "link", "target": named["dir"]},  # the link, not what it points at
         named["fifo"]: {"kind": "other"},
+        named["app_file"]: {"kind": "file"},  # not the kit's: its content is no concern of the steps
     }
+
+
+@pytest.mark.parametrize("mode", ["off", "files", "acme"])
+def test_the_probe_reads_the_content_only_of_the_kit_s_configs_and_certificate_files(mode, settings):
+    s = replace(settings, https_mode=mode)
+    paths = layout(s, DEBIAN_12)
+    https_files = {"off": [], "files": [paths.tls_cert, paths.tls_key], "acme": [paths.acme_ca_bundle]}
+    expected = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
+    assert probe.hashed_paths(s, paths) == expected + https_files[mode]
+    entry = next(e for e in probe.questions(s)["platforms"] if e["id"] == DEBIAN_12.id)
+    assert entry["hashed"] == probe.hashed_paths(s, paths)
+    assert set(entry["hashed"]) <= set(entry["paths"])
+    assert not [p for p in entry["hashed"] if p.startswith(f"{paths.shared_dir}/")]
+
+
+def test_a_terabyte_where_the_app_s_user_writes_is_not_read(server, settings):
+    # Hashed, its zeros would keep the probe (root, no watchdog) busy for minutes: Server.run gives it 10 s.
+    fill(server)
+    os.truncate(server.described["app_file"], 1 << 40)  # sparse: no disk taken
+    assert server.facts(server.questions(settings))["paths"][server.described["app_file"]] == {"kind": "file"}
+
+
+# Run as the probe, with its os.lstat made to swap the file at PATH for a FIFO or a link to TARGET the
+# moment it has looked at it, as the app's user could between the probe's lstat and its open.
+SWAPPED_AFTER_LSTAT = """
+import os, runpy, sys
+path, swap, target, program = sys.argv[1:5]
+lstat = os.lstat
+
+def lstat_then_swap(name, *args, **kwargs):
+    info = lstat(name, *args, **kwargs)
+    if name == path and os.path.isfile(name):
+        os.unlink(path)
+        os.mkfifo(path) if swap == "fifo" else os.symlink(target, path)
+    return info
+
+os.lstat = lstat_then_swap
+sys.argv = [program, *sys.argv[5:]]
+runpy.run_path(program, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "swap", "expected"),
+    [
+        ("file", "fifo", {"kind": "other"}),  # the kit's file: opened without waiting for a writer
+        ("file", "link", {"kind": "other"}),  # opened through no link: root's secret is not hashed
+        ("app_file", "fifo", {"kind": "file"}),  # the app's: never opened
+    ],
+)
+def test_a_file_swapped_for_a_fifo_or_a_link_once_looked_at_is_not_read_through_it(
+    name, swap, expected, server, settings
+):
+    fill(server)
+    secret = server.root / "secret"
+    secret.write_text("root's own\n")
+    questions = server.questions(settings)
+    server.guard(questions)
+    environment = {**os.environ, "PATH": f"{server.bin}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", SWAPPED_AFTER_LSTAT, server.described[name], swap, str(secret),
+         str(PROBE), probe.encoded(questions)],
+        capture_output=True, text=True, env=environment, timeout=10,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["paths"][server.described[name]] == expected
 
 
 def unnamed(lookup) -> int:
@@ -1226,6 +1301,24 @@ def test_run_reports_why_the_probe_failed(result, reported, locked, fake_remote,
     assert printed() == [f"{HOST}  {reported}"]
     assert recap._tallies[HOST].failed == 1
     assert recap._locked == ({HOST} if locked else set())
+
+
+def test_a_probe_out_of_time_stops_saying_where_and_the_run_reports_it(
+    connection, fake_remote, printed, server, settings
+):
+    # An os-release that is a FIFO: open waits for a writer that never comes, as any read may hang.
+    server.os_release.unlink()
+    os.mkfifo(server.os_release)
+    questions = {**server.questions(settings), "time_limit": 1}
+    started = time.monotonic()
+    done = server.run(questions)
+    took = time.monotonic() - started
+    why = "it did not end within 1 s: stopped in os_release"
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", why + "\n")
+    assert took < 2, f"{took:.1f} s"  # the limit, and python3's start
+    fake_remote.result = Result(done.returncode, done.stdout, done.stderr)
+    assert probe.run(connection, HOST, settings) is None
+    assert printed() == [f"{HOST}  probe  failed: {why}"]
 
 
 def test_look_finds_the_platform_and_its_layout_and_reports_the_step(
