@@ -7,9 +7,14 @@ tools, each for what it does well:
   which pip cannot do (`pip download --python-version` changes tags, not markers);
 - `pip download --no-deps` fetches exactly those pins, a wheel for the server where one is published,
   else the sdist;
-- `uv build` turns a pure-Python sdist (and the app itself, when it is an installable project) into a
-  wheel. An sdist with native code is refused: it would be built for the control machine.
+- `uv build` turns a pure-Python sdist (and the app itself, when it is an installable project, and the
+  local packages it depends on) into a wheel. One with native code is refused: it would be built for the
+  control machine.
 Everything is cached per declaration and server kind, so a repeat deploy needs no index.
+
+The tools read no configuration file, neither the app's (its uv.toml or `[tool.uv]` could swap the index
+for plain http) nor this machine's: where packages come from is what the app's requirements files say and
+the deployer's UV_* and PIP_* variables (tasks/dependencies.py checks both before anything connects).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from uv import find_uv_bin
@@ -34,6 +41,9 @@ from tasks.source import AppSource
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flaskdeploy" / "wheels"
 UV_VERSION = version("uv")  # the uv the server gets is the one that resolves here
 UV = [find_uv_bin()]
+# For every tool the kit runs: no uv.toml or [tool.uv] (the app's, from its directory, or the deployer's),
+# no pip.conf.
+TOOLS_ENVIRONMENT = {"UV_NO_CONFIG": "1", "PIP_CONFIG_FILE": os.devnull}
 # The manylinux levels uv can resolve for (`uv pip compile --python-platform MACHINE-manylinux_2_N`).
 UV_MANYLINUX = (17, 28, *range(31, 41))
 UV_MACHINES = ("x86_64", "aarch64")
@@ -85,7 +95,8 @@ def venv_id(declared: Declared, target: Target) -> str:
 
 
 def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    environment = {**os.environ, **TOOLS_ENVIRONMENT}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=environment)
     if done.returncode != 0:
         raise WheelError(f"{what}: {reason(done.stderr + done.stdout) or f'exit code {done.returncode}'}")
 
@@ -117,14 +128,16 @@ def _compile(declared: Declared, target: Target, work: Path) -> Path:
     return pinned
 
 
-def _download(pinned: Path, target: Target, dest: Path) -> None:
+def _download(pinned: Path, target: Target, dest: Path, cwd: Path) -> None:
+    """The pins' files; run where the resolver ran, so that the relative paths it wrote (find-links,
+    local packages) read the same."""
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
         "--implementation", "cp", "--python-version", target.minor, "-r", str(pinned), "-d", str(dest),
     ]  # fmt: skip
     for tag in target.platforms():
         command += ["--platform", tag]
-    _run(command, f"no wheels for {target}")
+    _run(command, f"no wheels for {target}", cwd=cwd)
 
 
 def _is_pure(wheel: Path) -> bool:
@@ -150,6 +163,22 @@ def _sdist_name(sdist: Path) -> str:
     return f"{name} {release}"
 
 
+def _pure_wheel(source: Path, folder: Path, target: Target, what: str, fix: str) -> None:
+    """source (an sdist, or a project's directory) built into a wheel in folder, when that is pure Python;
+    else a refusal saying `what` it is and the fix."""
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            wheel = _build(source, Path(scratch), what)
+        except WheelError as error:
+            raise WheelError(f"{error}; it does not build here: {fix}") from None
+        if not _is_pure(wheel):
+            raise WheelError(
+                f"{what}, with native code, which the kit cannot build for the server ({target.machine},"
+                f" glibc {target.glibc}): {fix}"
+            )
+        shutil.move(wheel, folder / wheel.name)
+
+
 def _wheels_for_sdists(folder: Path, target: Target) -> None:
     """Each sdist downloaded replaced by its wheel, when it is pure Python; else a refusal."""
     for sdist in sorted(p for p in folder.iterdir() if p.name.endswith((".tar.gz", ".zip"))):
@@ -158,18 +187,30 @@ def _wheels_for_sdists(folder: Path, target: Target) -> None:
             f"pin a version of {package.split()[0]} that publishes a wheel for {target.machine} Linux"
             " (manylinux), or remove it"
         )
-        with tempfile.TemporaryDirectory() as scratch:
-            try:
-                wheel = _build(sdist, Path(scratch), f"{package} publishes only a source distribution")
-            except WheelError as error:
-                raise WheelError(f"{error}; it does not build here: {fix}") from None
-            if not _is_pure(wheel):
-                raise WheelError(
-                    f"{package} publishes only a source distribution, with native code, which the kit"
-                    f" cannot build for the server ({target.machine}, glibc {target.glibc}): {fix}"
-                )
-            shutil.move(wheel, folder / wheel.name)
+        _pure_wheel(sdist, folder, target, f"{package} publishes only a source distribution", fix)
         sdist.unlink()
+
+
+def _local_projects(pins: str, where: Path) -> list[Path]:
+    """The pinned packages that are directories on this machine, relative to where the resolver ran
+    (`./libs/pkg`, `-e ./pkg`, `pkg @ file:///...`): pip download saves nothing for those."""
+    projects = []
+    for text in pins.splitlines():
+        text = text.removeprefix("-e ").strip()
+        if not text or text.startswith(("-", "#")):
+            continue
+        location = urlsplit(text.split(" @ ", 1)[-1].split(";", 1)[0].strip())
+        path = where / url2pathname(location.path)
+        if location.scheme in ("", "file") and path.is_dir():
+            projects.append(path)
+    return projects
+
+
+def _wheels_for_local_projects(projects: list[Path], folder: Path, target: Target) -> None:
+    """Each local package the app depends on, built into its wheel when it is pure Python; else a refusal."""
+    for project in projects:
+        fix = "make it build as a pure-Python wheel, or depend on published wheels of it instead"
+        _pure_wheel(project, folder, target, f"the local package {project}", fix)
 
 
 # One lock a cache key: the hosts of a run deployed at once (threads) make a key's wheels once, the
@@ -201,10 +242,13 @@ def dependencies(declared: Declared, target: Target) -> tuple[Path, ...]:
     key = hashlib.sha256(f"{target}\n{declared.digest}".encode()).hexdigest()[:16]
 
     def make(work: Path) -> None:
+        where = declared.inputs[0].parent
         with tempfile.TemporaryDirectory() as scratch:
             pinned = _compile(declared, target, Path(scratch))
-            _download(pinned, target, work)
+            _download(pinned, target, work, where)
+            projects = _local_projects(pinned.read_text(), where)
         _wheels_for_sdists(work, target)
+        _wheels_for_local_projects(projects, work, target)
 
     return tuple(sorted(p for p in _cached(key, make).iterdir() if p.suffix == ".whl"))
 

@@ -1,7 +1,9 @@
 """tasks/wheels.py: the kind of server a venv is for, naming venvs, and making wheels for the server: the
 dependencies (resolved by `uv pip compile`, downloaded by `pip download`, sdists built by `uv build`), the
-app's own wheel and uv's. subprocess.run is faked throughout: no test reaches PyPI or builds anything."""
+app's own wheel and uv's. subprocess.run is faked, but for one test running uv and pip on wheels in local
+folders: no test reaches PyPI or builds anything."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from tasks import wheels
 from tasks.dependencies import declared
 from tasks.source import read_source
 from tasks.wheels import Target, WheelError, venv_id
+from tests.apps.wheels import pure_wheel
 
 TARGET = Target("3.11.2", "x86_64", "2.36")
 REQUIREMENTS = "flask==3.1.3\n"
@@ -61,24 +64,26 @@ class FakeTools:
     named into its -d directory, uv build writes the wheel `built` names for a project into its --out-dir.
     A tool in `fail` exits 1 with that stderr."""
 
-    def __init__(self, downloads=(FLASK, GUNICORN), built=None, fail=None):
-        self.downloads = downloads
+    def __init__(self, downloads=(FLASK, GUNICORN), built=None, fail=None, pins=PINS):
+        self.downloads, self.pins = downloads, pins
         self.built = built or {}  # sdist (or project directory) name -> the wheel its build makes
         self.fail = fail or {}  # kind -> stderr
         self.commands: list[list[str]] = []
         self.cwds: list[Path | None] = []
+        self.environments: list[dict[str, str] | None] = []
         self.projects: dict[str, list[str]] = {}  # project built -> the files it held
 
     def __call__(self, command, **kwargs):
         command = list(command)
         self.commands.append(command)
         self.cwds.append(kwargs.get("cwd"))
+        self.environments.append(kwargs.get("env"))
         what = kind(command)
         if what in self.fail:
             return subprocess.CompletedProcess(command, 1, stdout="", stderr=self.fail[what])
         if what == "compile":
             (out,) = option_values(command, "-o")
-            Path(out).write_text(PINS)
+            Path(out).write_text(self.pins)
         elif what == "download":
             (dest,) = option_values(command, "-d")
             for name in self.downloads:
@@ -185,6 +190,19 @@ def test_the_venv_id_changes_with_the_declaration(app):
     assert venv_id(declared(app, "23.0.0"), TARGET) != before
 
 
+def test_the_venv_id_changes_with_a_file_the_requirements_include_and_a_local_package(app):
+    (app / "requirements.txt").write_text("-r base.txt\n./libs/pkg\n")
+    (app / "base.txt").write_text("flask==3.1.3\n")
+    (app / "libs" / "pkg").mkdir(parents=True)
+    (app / "libs" / "pkg" / "pyproject.toml").write_text('[project]\nname = "pkg"\nversion = "1"\n')
+    ids = {venv_id(declared(app, "23.0.0"), TARGET)}
+    (app / "base.txt").write_text("flask==3.1.2\n")
+    ids.add(venv_id(declared(app, "23.0.0"), TARGET))
+    (app / "libs" / "pkg" / "pyproject.toml").write_text('[project]\nname = "pkg"\nversion = "2"\n')
+    ids.add(venv_id(declared(app, "23.0.0"), TARGET))
+    assert len(ids) == 3
+
+
 def test_the_venv_id_does_not_follow_the_apps_code_even_when_the_app_is_installable(tmp_path):
     # Each release holds the app's own wheel: a code change keeps the venv, and reloads gracefully.
     for app in (
@@ -222,6 +240,43 @@ def test_dependencies_are_resolved_for_the_server_then_downloaded_into_the_cache
     (entry,) = list(cache.iterdir())  # the scratch directory is gone too
     assert found == (entry / FLASK, entry / GUNICORN)
     assert (entry / ".complete").exists()
+
+
+def test_no_tool_reads_a_configuration_file_and_pip_downloads_where_uv_resolved(cache, monkeypatch, project):
+    sdist, wheel = "mail_ish-0.9.1.tar.gz", "mail_ish-0.9.1-py3-none-any.whl"
+    tools = FakeTools(downloads=(FLASK, sdist), built={sdist: wheel, "app": "flaskr-1.0.0-py3-none-any.whl"})
+    monkeypatch.setattr(wheels.subprocess, "run", tools)
+    monkeypatch.setenv("UV_INDEX_URL", "https://mirror.example.org/simple")
+    wheels.dependencies(declared(project, "23.0.0"), TARGET)
+    wheels.app_wheel(read_source(project), "flaskr")
+    tools.downloads = (f"uv-{wheels.UV_VERSION}-py3-none-manylinux_2_17_x86_64.whl",)
+    wheels.uv_wheel("x86_64")
+    assert tools.kinds() == ["compile", "download", "build", "build", "download"]
+    for environment in tools.environments:
+        # Not the app's uv.toml or [tool.uv] (uv runs in its directory), nor this machine's uv.toml, pip.conf
+        assert (environment["UV_NO_CONFIG"], environment["PIP_CONFIG_FILE"]) == ("1", os.devnull)
+        assert environment["UV_INDEX_URL"] == "https://mirror.example.org/simple"  # the deployer's own
+    # Relative paths the resolver writes into the pins (find-links, local packages) read the same for pip.
+    assert tools.cwds[:2] == [project, project]
+
+
+def test_the_apps_uv_toml_and_the_deployers_pip_conf_are_not_read(tmp_path, monkeypatch):
+    # Real uv and pip, on wheels in local folders: the app's own find-links give kitpin 1.0; its uv.toml
+    # would add a folder with kitpin 3.0 (as it could swap the index), a pip.conf would constrain it to 3.0.
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    pure_wheel(ours, "kitpin", "1.0")
+    pure_wheel(ours, "gunicorn", "23.0.0")
+    pure_wheel(theirs, "kitpin", "3.0")
+    app = app_dir(tmp_path / "app", requirements=f"--no-index\n--find-links {ours}\nkitpin\n")
+    (app / "uv.toml").write_text(f'find-links = ["{theirs}"]\n')
+    (tmp_path / "constraints.txt").write_text("kitpin==3.0\n")
+    (tmp_path / "pip.conf").write_text(f"[global]\nconstraint = {tmp_path / 'constraints.txt'}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # the deployer's variables still count: pip asks no index
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setattr(wheels, "CACHE", tmp_path / "cache")
+    found = wheels.dependencies(declared(app, "23.0.0"), TARGET)
+    assert [p.name for p in found] == ["gunicorn-23.0.0-py3-none-any.whl", "kitpin-1.0-py3-none-any.whl"]
 
 
 def test_the_kits_gunicorn_goes_to_the_resolver_as_an_extra_input(cache, monkeypatch, app):
@@ -286,6 +341,33 @@ def test_a_native_wheel_built_from_an_sdist_is_refused_in_one_line_naming_packag
     assert "x86_64, glibc 2.36" in message
     assert "pin a version of fastthing that publishes a wheel for x86_64 Linux" in message
     assert list(cache.iterdir()) == []  # nothing half-made is cached
+
+
+@pytest.mark.parametrize("pin", ["./libs/pkg", "-e ./libs/pkg", "pkg @ file://{app}/libs/pkg"])
+def test_a_local_package_is_built_into_its_wheel_for_pip_saves_none(cache, monkeypatch, tmp_path, pin):
+    app = app_dir(tmp_path / "app", requirements="flask==3.1.3\n./libs/pkg\n")
+    (app / "libs" / "pkg").mkdir(parents=True)
+    tools = FakeTools(pins=f"{PINS}{pin.format(app=app)}\n", built={"pkg": "pkg-1.0-py3-none-any.whl"})
+    monkeypatch.setattr(wheels.subprocess, "run", tools)
+    found = wheels.dependencies(declared(app, "23.0.0"), TARGET)
+    assert tools.kinds() == ["compile", "download", "build"]
+    assert Path(tools.commands[-1][-1]) == app / "libs" / "pkg"  # relative to where uv resolved
+    assert [p.name for p in found] == [FLASK, GUNICORN, "pkg-1.0-py3-none-any.whl"]
+
+
+def test_a_local_package_with_native_code_is_refused_in_one_line_naming_it(cache, monkeypatch, tmp_path):
+    app = app_dir(tmp_path / "app", requirements="flask==3.1.3\n./libs/pkg\n")
+    (app / "libs" / "pkg").mkdir(parents=True)
+    tools = FakeTools(pins=f"{PINS}./libs/pkg\n", built={"pkg": "pkg-1.0-cp311-cp311-linux_x86_64.whl"})
+    monkeypatch.setattr(wheels.subprocess, "run", tools)
+    with pytest.raises(WheelError) as raised:
+        wheels.dependencies(declared(app, "23.0.0"), TARGET)
+    assert str(raised.value) == (
+        f"the local package {app / 'libs' / 'pkg'}, with native code, which the kit cannot build for the"
+        " server (x86_64, glibc 2.36): make it build as a pure-Python wheel, or depend on published wheels of"
+        " it instead"
+    )
+    assert list(cache.iterdir()) == []
 
 
 def test_an_sdist_that_does_not_build_is_refused_with_the_builders_reason(cache, monkeypatch, app):
