@@ -27,7 +27,7 @@ from tasks.platform import UnsupportedPlatform, by_id
 from tasks.remote import host_name
 from tasks.settings import Settings
 from tasks.shell import Script, line
-from tasks.source import AppSource, read_source
+from tasks.source import AppSource, SourceError, read_source
 from tasks.steps import guards, push
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.wheels import Target
@@ -197,6 +197,7 @@ def _situation(
     user: str,
     control_host: str,
     check: bool = False,
+    declared: dependencies.Declared | None = None,
 ) -> tuple[Situation | None, tuple[str, str] | None]:
     """What the steps plan from; or, when the kit must not act on this server, the step and why."""
     try:
@@ -211,19 +212,22 @@ def _situation(
     if refused:
         return None, ("check", refused[0])
     if app is not None:
-        stop, situation = _with_app(situation, app, check)
+        stop, situation = _with_app(situation, app, check, declared)
         if stop:
             return None, ("push", stop)
     return situation, None
 
 
-def _with_app(situation: Situation, app: AppSource, check: bool = False) -> tuple[str, Situation]:
+def _with_app(
+    situation: Situation, app: AppSource, check: bool = False, declared: dependencies.Declared | None = None
+) -> tuple[str, Situation]:
     """The situation with the local app and, when the server lacks its venv, the wheels to build it
     from; or why the app cannot go to this server (before anything on it changes). A check run makes no
-    wheels: it says whether the venv would be built, not from what."""
+    wheels: it says whether the venv would be built, not from what. `declared`: the app's dependencies
+    when read already (before connecting), else read here."""
     s, facts = situation.settings, situation.facts
     try:
-        declared = dependencies.declared(app.root, s.gunicorn)
+        declared = declared or dependencies.declared(app.root, s.gunicorn)
     except dependencies.DependencyError as error:
         return str(error), situation
     if not declared.fits(facts.python):
@@ -249,10 +253,25 @@ def _with_app(situation: Situation, app: AppSource, check: bool = False) -> tupl
     return "", replace(situation, wheels=built, app_wheel=own, uv_wheel=uv)
 
 
+def _local_app(s: Settings) -> tuple[AppSource, dependencies.Declared]:
+    """The app as a release would hold it, and its dependencies as declared: read before connecting, so
+    that an app the kit refuses (a link out of its directory, a plain-http index) reaches no server."""
+    app = read_source(s.src, s.shared_dirs)
+    return app, dependencies.declared(app.root, s.gunicorn)
+
+
 def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool, check: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
-    app = read_source(s.src, s.shared_dirs) if any(step.needs_app for step in steps) else None
+    app = declared = None
+    if any(step.needs_app for step in steps):
+        try:
+            app, declared = _local_app(s)
+        except (SourceError, dependencies.DependencyError) as error:
+            recap.report(host, "push", "failed", str(error))
+            return False
+        if app.links_note():
+            recap.note(host, f"push: {app.links_note()}")
     user, control_host = getpass.getuser(), socket.gethostname()
     if check:  # read-only: no lock, no health check (the app may write what it is asked)
         recap.checking(host)
@@ -261,7 +280,7 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
         facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
     if facts is None:
         return False
-    situation, stop = _situation(s, facts, steps, app, user, control_host, check)
+    situation, stop = _situation(s, facts, steps, app, user, control_host, check, declared)
     if situation is not None:  # the live release as found: a failed run leaves it (or switches back to it)
         recap.release(host, facts.link_name(situation.layout.current))
     plans = plan(situation, steps) if situation else []
@@ -271,7 +290,7 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
         recap.report(host, step, "failed", why)
         return False
     if check:
-        checks.report(host, plans, facts.configs, s.env)
+        checks.report(host, plans, facts.configs)
         return True
     names = [p.name for p in plans] + (["health"] if check_health else [])
     acting = {p.name for p in plans if p.acts}
