@@ -206,6 +206,18 @@ REFUSALS = [
             lambda s: s.fab("deploy", config=s.config(app={"server_name": "$(id)"}))),
     Refusal("port ²", 2, r"^app\.port: must be an integer 1024-65535", bad_yaml('app: {port: "²"}\n')),
     Refusal("a section that is no mapping", 2, r"^app: must be a section of", bad_yaml("app: oops\n")),
+    Refusal("a misspelt section", 2, r"^htps: unknown section \(did you mean https\?",
+            bad_yaml("htps: {mode: acme, domains: [example.org], email: ops@example.org}\n")),
+    Refusal("a health path that is not ASCII", 2, r"^app\.health_path: must be a URL path starting with '/'"
+            r" \(ASCII",
+            lambda s: s.fab("deploy", config=s.config(app={"health_path": "/\u5065\u5eb7"}))),
+    Refusal("a shared directory that is not ASCII", 2, r"^deploy\.shared_dirs: 'd\u00e4ta' is no plain",
+            lambda s: s.fab("deploy", config=s.config(deploy={"shared_dirs": ["instance", "d\u00e4ta"]}))),
+    Refusal("a static directory that is no string", 2, r"^app\.static: 1 is no plain relative directory",
+            bad_yaml("app: {static: {/static/: 1}}\n")),
+    Refusal("a release command with a NUL", 2, r"^deploy\.release_command: holds the control character"
+            r" U\+0000",
+            lambda s: s.fab("deploy", config=s.config(deploy={"release_command": "flask\0db upgrade"}))),
     Refusal("a user the kit did not make", 1, r"check  failed: app\.name: the server has a user legacy that"
             r" flaskdeploy did not make \(its home is /home/legacy\)", foreign_user),
     Refusal("a runtime directory of another owner", 1,
