@@ -1,4 +1,5 @@
-"""Run one script on a host over the task's connection: stdin carries a tar, stdout carries markers.
+"""Run one script on a host over the task's connection: stdin carries the script and a tar, stdout carries
+markers.
 
 Commands are built elsewhere as plain strings; this is the only place that talks to the server. The
 connection checks the host's key (tasks/hostkeys.py), gives up connecting after Fabric's connect timeout
@@ -158,10 +159,26 @@ def opened(c: Connection, trust: bool, hop: str = "") -> str:
     return hop + policy.recorded if policy.recorded else ""
 
 
-def command_line(script: str, user: str) -> str:
-    """The command that runs `script` with bash as root: directly, or through sudo (never prompting)."""
-    line = f"bash -c {shlex.quote(script)}"
+# The one command line of every run: bash reads the script from stdin, where the script's size comes
+# first, then the script, then what the script reads there (a tar). Never the script itself as an
+# argument, where `ps` and sudo's log would show it (a release command, exec's command line) and the
+# kernel's limit on one argument (128 KiB) would bound it. dd takes exactly the script's bytes (it asks
+# for what is left of its one block), so the rest of stdin is the script's; `source` reads the whole
+# script before it runs any of it, and the script is one block, so a script cut short runs not at all.
+READ_SCRIPT = 'read -r size && source <(dd bs="$size" count=1 iflag=fullblock status=none)'
+
+
+def command_line(user: str) -> str:
+    """The command that runs the script on stdin with bash as root: directly, or through sudo (never
+    prompting)."""
+    line = f"bash -c {shlex.quote(READ_SCRIPT)}"
     return line if user == "root" else f"sudo -n {line}"
+
+
+def framed(script: str, stdin: bytes = b"") -> bytes:
+    """What the command line reads on stdin: the script's size, the script as one block, then `stdin`."""
+    block = f"{{\n{script}\n}}\n".encode()
+    return f"{len(block)}\n".encode() + block + stdin
 
 
 def collect(
@@ -206,8 +223,8 @@ def execute(
     stderr_to: Sink | None = None,
     endless: bool = False,
 ) -> Result:
-    """Run `script` as root on c's host, feeding `stdin`; one exec on the already open connection. Its
-    output is collected, or passed to `stdout_to` and `stderr_to` as it comes (see `collect`). Within
+    """Run `script` as root on c's host, feeding `stdin` after it; one exec on the already open connection.
+    Its output is collected, or passed to `stdout_to` and `stderr_to` as it comes (see `collect`). Within
     the command timeout, unless `endless` (a command that runs until the user stops it: logs --follow).
 
     A raw channel rather than c.run(): Invoke decodes stdin as text, which would corrupt a tar stream.
@@ -220,10 +237,9 @@ def execute(
     except (OSError, EOFError, SSHException, AttributeError) as error:
         raise RemoteError(f"connection lost: {error or type(error).__name__}") from None
     try:
-        channel.exec_command(command_line(script, c.user))
-        if stdin:
-            channel.settimeout(None if deadline == float("inf") else max(deadline - time.monotonic(), 0.1))
-            channel.sendall(stdin)
+        channel.exec_command(command_line(c.user))
+        channel.settimeout(None if deadline == float("inf") else max(deadline - time.monotonic(), 0.1))
+        channel.sendall(framed(script, stdin))
         channel.shutdown_write()
         out, err, code = collect(channel, deadline, stdout_to, stderr_to)
     except TimeoutError:

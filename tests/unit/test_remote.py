@@ -1,6 +1,8 @@
 """Running a script on a host: the command line, and the marker lines it reports with."""
 
 import os
+import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tasks.remote import (
     collect,
     command_line,
     connect,
+    framed,
     host_name,
     jump_hosts,
     parse_markers,
@@ -43,9 +46,24 @@ def test_a_step_marker_carries_its_time_and_a_message_never_one():
     ]
 
 
-def test_commands_run_through_sudo_unless_root():
-    assert command_line("echo 'hi'", "root") == "bash -c 'echo '\"'\"'hi'\"'\"''"
-    assert command_line("true", "deploy") == "sudo -n bash -c true"
+def run_framed(stdin: bytes, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line of every run, run here by a shell as sshd runs it, reading `stdin`."""
+    return subprocess.run(["sh", "-c", command_line("root")], input=stdin, cwd=cwd, capture_output=True)
+
+
+def test_the_script_travels_on_stdin_ahead_of_what_it_reads_there_never_on_the_command_line(tmp_path):
+    secret = "flask db upgrade --password=s3cr3t"
+    script = f'COMMAND={shlex.quote(secret)}\necho "read $(wc -c) bytes"\n# {"x" * 200_000}'
+    assert "s3cr3t" not in command_line("root") and "s3cr3t" not in command_line("deploy")
+    done = run_framed(framed(script, b"t" * 70_000), tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"read 70000 bytes\n", b"")  # past 128 KiB
+    assert command_line("deploy") == f"sudo -n {command_line('root')}"  # never prompting
+
+
+def test_a_script_cut_short_runs_none_of_it(tmp_path):
+    whole = framed("touch first\ntouch second\n")
+    done = run_framed(whole[:-8], tmp_path)  # the last line cut: the block never closes
+    assert done.returncode != 0 and not list(tmp_path.iterdir())
 
 
 def test_the_last_error_line_is_what_a_failure_says():
