@@ -5,32 +5,23 @@ the live release's list of files, app.env as salted digests): a read-only comman
 the server. The planners plan as for a real run; nothing is applied. Each step that would act says
 `would change`, with its reasons and a unified diff of every config file it would write. Values of
 app.env never show: the env is compared through digests, and any value that shows up in a line is
-masked. The run exits EXIT_WOULD_CHANGE when some step would change something, 0 when none would.
+masked (tasks/recap.py, for every line of a run). The run exits EXIT_WOULD_CHANGE when some step would
+change something, 0 when none would.
 """
 
 from __future__ import annotations
 
 import difflib
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tasks import recap
 from tasks.steps.model import StepPlan
-
-MASK = "****"
-MASKED_FROM = 4  # shorter values ("1", "on") would mask half of every line, and tell little
 
 
 def salt() -> str:
     """A new salt for the probe's digests of app.env: the digests of one run match no other's."""
     return secrets.token_hex(16)
-
-
-def masked(text: str, values: Iterable[str]) -> str:
-    """text with every (long enough) value replaced by MASK."""
-    for value in sorted((v for v in values if len(v) >= MASKED_FROM), key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
 
 
 def diff(path: str, before: str | None, after: str) -> list[str]:
@@ -51,16 +42,15 @@ def details(plan: StepPlan, configs: Mapping[str, str | None]) -> list[str]:
     return lines
 
 
-def report(
-    host: str, plans: Sequence[StepPlan], configs: Mapping[str, str | None], env: Mapping[str, str]
-) -> None:
-    """Print each step as a check run sees it, counted for the recap (`would change` for `changed`)."""
+def report(host: str, plans: Sequence[StepPlan], configs: Mapping[str, str | None]) -> None:
+    """Print each step as a check run sees it, counted for the recap (`would change` for `changed`); a
+    value of app.env that shows up in a line (a diff of a config) is masked there, as in every line."""
     for plan in plans:
         if not plan.acts:
             recap.report(host, plan.name, "ok")
             continue
         recap.report(host, plan.name, recap.WOULD_CHANGE)
         for text in details(plan, configs):
-            recap.note(host, f"  {masked(text, env.values())}")
+            recap.note(host, f"  {text}")
     if not any(plan.acts for plan in plans):
         recap.note(host, "nothing would change")

@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING
 from tasks.lock import LOCKED_EXIT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from tasks.remote import Marker
 
+
+# What replaces a value of app.env wherever the kit prints one (an app's error line, a check run's diff).
+MASK = "****"
+MASKED_FROM = 4  # shorter values ("1", "on") would mask half of every line, and tell little
 
 # A check run's word for `changed` (tasks/check.py): counted as changed, said as it is.
 WOULD_CHANGE = "would change"
@@ -53,6 +57,7 @@ _stream = "stdout"
 _order: list[str] = []  # the hosts in the order they were given (see order)
 _not_started: dict[str, str] = {}  # hosts a rollout stopped before: why (see not_started)
 _releases: dict[str, str | None] = {}  # each host's live release as this run left it (see release)
+_hidden: set[str] = set()  # values that no line shows: app.env's (see hide)
 _lock = threading.RLock()  # guards all of the above, and each line written
 
 
@@ -66,13 +71,42 @@ def _out():
     return getattr(sys, _stream)
 
 
+def masked(text: str, values: Iterable[str]) -> str:
+    """text with every (long enough) value replaced by MASK, the longest first."""
+    for value in sorted((v for v in values if len(v) >= MASKED_FROM), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def plain(text: str) -> str:
+    """Text as a terminal may show it: no control characters (what a server sends could hold escapes)."""
+    return "".join(ch if ch.isprintable() else " " if ch.isspace() else "?" for ch in text)
+
+
+def hide(values: Iterable[str]) -> None:
+    """No line of this run shows these values (app.env's): an app's error lines quote its settings."""
+    with _lock:
+        _hidden.update(values)
+
+
+def concealed(text: str) -> str:
+    """text with the hidden values masked (a JSON document the run prints: it escapes control characters)."""
+    with _lock:
+        return masked(text, _hidden)
+
+
+def shown(text: str) -> str:
+    """A line as it is printed: the hidden values masked, no control characters."""
+    return plain(concealed(text))
+
+
 def say(text: str) -> None:
-    """Print a line now. A reader that went away (`fab deploy | head`) must not stop the run midway on the
-    server: what it no longer reads is dropped."""
+    """Print a line now, as `shown`. A reader that went away (`fab deploy | head`) must not stop the run
+    midway on the server: what it no longer reads is dropped."""
     with _lock:  # one write of the whole line, flushed, before any other thread's
         try:
             out = _out()
-            out.write(f"{text}\n")
+            out.write(f"{shown(text)}\n")
             out.flush()
         except BrokenPipeError:
             setattr(sys, _stream, open(os.devnull, "w"))  # noqa: SIM115 - for the rest of the process

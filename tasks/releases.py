@@ -142,7 +142,7 @@ class Documents:
             return dumps({host: self.lists[host] for host in hosts})
 
     def show(self) -> None:
-        print(self.document(), flush=True)
+        print(recap.concealed(self.document()), flush=True)
 
 
 RELEASES, HISTORY = Documents(), Documents()  # each task's document of this run

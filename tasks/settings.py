@@ -13,7 +13,7 @@ from typing import Any
 import fabric
 from invoke.exceptions import Exit
 
-from tasks import https
+from tasks import https, recap
 from tasks.layout import META
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -427,7 +427,8 @@ def parse(config: Mapping[str, Any]) -> Settings:
 
 
 def load(c: Any) -> Settings:
-    """Settings from a Fabric context's config, or a one-line Exit (code 2) naming the bad key."""
+    """Settings from a Fabric context's config, or a one-line Exit (code 2) naming the bad key. From here
+    on, no line of the run shows a value of app.env (recap.hide)."""
     try:
         s = parse(c.config)
     except SettingError as error:
@@ -436,4 +437,5 @@ def load(c: Any) -> Settings:
         raise Exit(
             f"app.name: {s.name!r} is the SSH login user: choose a name of the app's own {WHERE}", code=2
         )
+    recap.hide(s.env.values())
     return s

@@ -157,11 +157,6 @@ def size(count: int | None) -> str:
     return f"{count}B" if unit == "B" else f"{value:.1f}{unit}"
 
 
-def plain(text: str) -> str:
-    """A cell as plain text: no control characters (a server's text could hold a terminal's escapes)."""
-    return "".join(ch if ch.isprintable() else " " if ch.isspace() else "?" for ch in text)
-
-
 def cells(row: HostStatus) -> list[str]:
     """A row's cells; a host that could not be looked at: its name, its state and why."""
     if row.error is not None:
@@ -191,7 +186,7 @@ def certificate(held: Certificate | None) -> str:
 
 def table(rows: list[HostStatus]) -> str:
     """The rows under a header, columns aligned (two spaces apart); a short row's last cell runs on."""
-    lines = [list(COLUMNS), *([plain(cell) for cell in cells(row)] for row in rows)]
+    lines = [list(COLUMNS), *([recap.shown(cell) for cell in cells(row)] for row in rows)]
     widths = [
         max((len(line[i]) for line in lines if i < len(line) - 1), default=0) for i in range(len(COLUMNS))
     ]
@@ -231,6 +226,6 @@ def show() -> None:
     with _lock:
         rows = sorted(_rows, key=lambda row: recap.position(row.host))
     if _as_json:
-        print(document(rows), flush=True)
+        print(recap.concealed(document(rows)), flush=True)
     elif rows:
         print(f"\n{table(rows)}", flush=True)

@@ -3,9 +3,9 @@
 # $W, each step reported, a failure reported (after this run switched releases, the live one put back),
 # and the run recorded in the server's history.
 #
-# Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY;
-#          LIVE_DIR and RELEASE (see switch.sh)
-# Defines: begin_apply, begin_step, seconds_since, end_step, changed, note, die, quiet, error_line,
+# Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY, PY_MASK,
+#          RELEASES_DIR, META; LIVE_DIR, RELEASE and BUILT (see switch.sh)
+# Defines: begin_apply, begin_step, seconds_since, end_step, changed, note, die, masked, quiet, error_line,
 #          install_file, record, finish_run
 # Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), STEP_START (when the step
 #          began: $EPOCHREALTIME), W (the files sent)
@@ -56,8 +56,9 @@ note() {  # MESSAGE: something the user should know about this step (shown after
 }
 
 die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), recorded in the history
-    local message="$*"
+    local message
     trap - TERM HUP INT  # once: a second signal must not start over what this one does
+    message=$(masked "$*")
     # A package install still running (provision.sh) ends first: never cut off halfway.
     [ -n "${PACKAGES_PID:-}" ] && wait "$PACKAGES_PID"
     PACKAGES_PID=""
@@ -76,6 +77,14 @@ error_line() {  # TEXT: its last line that names an error (a Python exception, `
     found=$(printf '%s\n' "$1" | grep -E '^[[:space:]]*([[:alnum:]_.]*(Error|Exception|Exit)|error|ERROR|fatal|FATAL)(: |:$| \()' | tail -n 1)
     [ -n "$found" ] || found=$(printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n 1)
     printf '%s\n' "${found#"${found%%[![:space:]]*}"}"
+}
+
+masked() {  # TEXT: as it may be printed and recorded: app.env's values masked, no control characters
+    # (mask.py), whatever the app printed into it; with the values of each release this run is about
+    local env=$META/env.json
+    MASK_TEXT=$1 run_py "$PY_MASK" "${W:+$W/files/env.json}" "${BUILT:+$BUILT/$env}" \
+        "${LIVE_DIR:+$LIVE_DIR/$env}" "${RELEASE:+$RELEASES_DIR/$RELEASE/$env}" 2>/dev/null \
+        || printf '%s\n' "(a message that could not be masked)"
 }
 
 quiet() {  # COMMAND...: run it, its output kept for the failure message

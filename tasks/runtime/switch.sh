@@ -136,8 +136,8 @@ gate() {  # the health check through nginx; after a switch in this run, a failur
     fail_release "$why"
 }
 
-mark_failed() {  # REASON: kept with the release this run built, for `releases` to show
-    [ -z "$BUILT" ] || printf '%s\n' "$1" >"$BUILT/$META/failed"
+mark_failed() {  # REASON: kept with the release this run built, for `releases` to show (masked: apply.sh)
+    [ -z "$BUILT" ] || masked "$1" >"$BUILT/$META/failed"
 }
 
 switch_back() {  # after a failure in this run, the release that was live goes live again (once)

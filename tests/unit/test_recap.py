@@ -1,6 +1,9 @@
 """What a run prints: step lines, notes, the recap line per host, and the exit code."""
 
-from tasks import recap
+from types import SimpleNamespace
+
+from tasks import recap, settings
+from tests.unit.conftest import default_config
 
 
 def test_recap_line_shape():
@@ -92,3 +95,39 @@ def test_the_recap_keeps_the_order_given_with_the_failed_hosts_last_saying_why(c
         "h1  ok=0 changed=0 failed=1  (health: 502)",
         "h2  ok=0 changed=0 failed=1  (connect: cannot connect to h2 port 1)",
     ]
+
+
+def test_values_long_enough_to_mean_something_are_masked_the_longest_first():
+    secret = "s3cr3t-value"
+    assert recap.masked(f"KEY={secret} and {secret}x", [secret, "s3cr3t"]) == "KEY=**** and ****x"
+    assert recap.masked("workers = 1", ["1"]) == "workers = 1"  # too short to mask
+
+
+def test_every_line_masks_app_envs_values_and_shows_no_control_character(capsys):
+    # What a server sends back lands in lines: an app's error line quoting its settings, a release's
+    # failure, a process's name with a terminal's escapes in it.
+    recap.hide(["postgres://app:hunter22@db/app", "on"])
+    try:
+        recap.note("web1", "push: OperationalError: postgres://app:hunter22@db/app refused")
+        recap.report("web1", "push", "failed", "a release named \x1b]0;pwned\x07 with\ta tab")
+        document = recap.concealed('{"detail": "postgres://app:hunter22@db/app"}')
+    finally:
+        recap._hidden.clear()
+        recap._tallies.clear()
+        recap._failures.clear()
+    assert capsys.readouterr().out == (
+        "web1  push: OperationalError: **** refused\n"
+        "web1  push  failed: a release named ?]0;pwned? with a tab\n"
+    )
+    assert document == '{"detail": "****"}'
+
+
+def test_once_the_settings_are_loaded_no_line_shows_a_value_of_app_env(capsys):
+    config = default_config()
+    config["app"]["env"] = {"SECRET_KEY": "s3cr3t-of-the-app"}
+    try:
+        settings.load(SimpleNamespace(config=config, user="root"))
+        recap.note("web1", "logs: ValueError: bad key s3cr3t-of-the-app")  # what a server sent back
+    finally:
+        recap._hidden.clear()
+    assert capsys.readouterr().out == "web1  logs: ValueError: bad key ****\n"
