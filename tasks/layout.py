@@ -47,6 +47,10 @@ class AppPaths:
     check_dir: str
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str
+    # The system user that builds the venvs (runtime/units.sh): the kit's, one a server, owning nothing but
+    # the build it runs, so that no dependency's code runs as root, nor as the app (which must not be able
+    # to write its venv).
+    builder: str
 
     def shared(self, directory: str) -> str:
         """Where a shared directory (deploy.shared_dirs) lives; releases link to it."""
@@ -103,6 +107,7 @@ def app_paths(s: Settings) -> AppPaths:
         lock_root="/run/flaskdeploy",
         check_dir=f"/run/flaskdeploy-{name}.check",
         nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
+        builder="flaskdeploy",
     )
 
 

@@ -25,15 +25,15 @@ HERE = Path(__file__).resolve().parent
 
 # What each kind of script includes, in order (a file may use what an earlier one defines).
 APPLY = (
-    "python.sh", "lock.sh", "apply.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
+    "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
     "nginx.sh", "https.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py",
-    "with_env.py", "import_check.py", "mask.py",
+    "bounded.py", "import_check.py", "shared_dirs.py", "mask.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)
 FOLLOW = ("lock.sh", "show.sh")  # follow_logs: tail ends with the connection lock.sh finds
-# A command in the live release (tasks/commands.py): as_app of release.sh, the lock held while it runs.
-EXEC = ("lock.sh", "release.sh", "with_env.py", "exec.sh")
+# A command in the live release (tasks/commands.py): in a unit of its own, the lock held while it runs.
+EXEC = ("lock.sh", "units.sh", "bounded.py", "exec.sh")
 
 
 def files() -> list[Path]:

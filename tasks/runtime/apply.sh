@@ -58,6 +58,7 @@ note() {  # MESSAGE: something the user should know about this step (shown after
 die() {  # MESSAGE: end the whole run (later steps depend on earlier ones), recorded in the history
     local message
     trap - TERM HUP INT  # once: a second signal must not start over what this one does
+    stop_unit  # a command of the app's still running (units.sh) ends first, all of it
     message=$(masked "$*")
     # A package install still running (provision.sh) ends first: never cut off halfway.
     [ -n "${PACKAGES_PID:-}" ] && wait "$PACKAGES_PID"

@@ -5,50 +5,67 @@
 # complete, so nothing half-built is ever listed or pointed at. It keeps what shaped it in $META
 # (release.json, the rendered configs, env.json) so that a rollback brings all of it back. The app user
 # imports it, and runs its release command, before `current` moves: a broken release never goes live.
+# Whatever comes with the app runs in a unit of its own (units.sh), never as root: its dependencies'
+# code as the builder, its own as the app's user.
 #
 # Reads:   RELEASES_DIR, VENVS_DIR, WHEELS_DIR, TOOLS_DIR, UV_VERSION, SHARED_DIR, SHARED_DIRS (array),
-#          SUPERVISOR_CONF, META, APP, BASE_DIR, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
-#          PY_WITH_ENV, PY_IMPORT_CHECK, SUPERVISORD_PIDFILE, CHECK_DIR; W (apply.sh), LIVE_DIR (switch.sh)
-# Defines: install_uv, uv, build_venv, prune_wheels, no_link_below, shared_dir, build_release,
-#          in_release, as_app, check_release, forked_check, run_release_command, switch_to_built, prune
+#          SUPERVISOR_CONF, META, APP, BUILDER, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
+#          PY_IMPORT_CHECK, PY_SHARED_DIRS, SUPERVISORD_PIDFILE, CHECK_DIR; W (apply.sh), LIVE_DIR
+#          (switch.sh)
+# Defines: install_uv, uv_as_builder, keep_wheel, hand_to_root, build_venv, prune_wheels, no_link_below,
+#          make_shared_dirs, build_release, install_app_wheel, unit_reason, check_release, forked_check,
+#          run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
 install_uv() {  # uv ($TOOLS_DIR/uv-$UV_VERSION), taken out of its wheel ($W/tools/uv.whl): it builds the venvs
     local dest="$TOOLS_DIR/uv-$UV_VERSION"
-    quiet python3 -m zipfile -e "$W/tools/uv.whl" "$W/tools/uv"
+    quiet python3 -I -m zipfile -e "$W/tools/uv.whl" "$W/tools/uv"
     quiet install -m 755 -o root -g root "$W/tools/uv/uv-$UV_VERSION.data/scripts/uv" "$dest.tmp"
     mv -f "$dest.tmp" "$dest" || die "could not install $dest"
 }
 
-uv() {  # ARG...: the kit's uv, offline, reading no config and no cache of anyone's
-    env -i PATH=/usr/bin:/bin HOME=/nonexistent UV_NO_CONFIG=1 UV_NO_CACHE=1 UV_OFFLINE=1 \
-        UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy "$TOOLS_DIR/uv-$UV_VERSION" "$@"
+uv_as_builder() {  # NAME DIR ARG...: the kit's uv as the builder (units.sh build_unit), writing DIR only:
+    # offline, reading no config and no cache of anyone's; a failure fails the run with uv's reason
+    local out="$W/$1.out"
+    build_unit "$1" "$2" env UV_NO_CONFIG=1 UV_NO_CACHE=1 UV_OFFLINE=1 UV_PYTHON_DOWNLOADS=never \
+        UV_LINK_MODE=copy "$TOOLS_DIR/uv-$UV_VERSION" "${@:3}" >"$out" 2>&1 \
+        || die "uv ${3:-} failed$(unit_reason "$out")"
+}
+
+keep_wheel() {  # FILE: a wheel sent, kept in $WHEELS_DIR for the venvs to come (the app's group reads it)
+    local kept="$WHEELS_DIR/${1##*/}"
+    { install -m 640 -o root -g "$APP" "$1" "$kept.tmp" && mv -f "$kept.tmp" "$kept"; } \
+        || die "could not keep ${1##*/} in $WHEELS_DIR"
+}
+
+hand_to_root() {  # DIR: the builder's work root's, readable by the app's group only, nobody's to change.
+    # chown -R and chmod -R act on a link itself, never on what it names; the builder's processes are gone.
+    { chown -R root:"$APP" "$1" && chmod -R u=rwX,g=rX,o= "$1"; } || die "could not hand $1 to root"
 }
 
 build_venv() {  # VENV_ID: a venv of exactly the wheels in $W/wheels/manifest (kept in $WHEELS_DIR)
     local venv="$VENVS_DIR/$1" name wheels=()
-    # Built where it stays: a venv's scripts hard-code its path. `.complete` marks it usable. Readable by
-    # all (public packages, nothing secret), written by root only; so are the wheels kept for the next.
+    # Built where it stays (a venv's scripts hard-code its path), by the builder: a dependency's .pth file
+    # runs whenever the venv's python starts, and uv starts it. `.complete` marks it usable.
     rm -rf "$venv"
-    umask 022
     while IFS= read -r name; do
         [[ $name =~ ^[A-Za-z0-9_.+!-]+\.whl$ ]] || die "no wheel name in the manifest: $name"
-        if [ -f "$W/wheels/$name" ]; then
-            mv -f "$W/wheels/$name" "$WHEELS_DIR/$name" || die "could not keep $name in $WHEELS_DIR"
-        fi
+        if [ -f "$W/wheels/$name" ]; then keep_wheel "$W/wheels/$name"; fi
         [ -f "$WHEELS_DIR/$name" ] || die "wheel $name was neither sent nor kept in $WHEELS_DIR"
         wheels+=("$WHEELS_DIR/$name")
     done <"$W/wheels/manifest"
-    quiet uv venv --quiet --python "$(command -v python3)" "$venv"
+    ensure_builder
+    { mkdir -m 750 "$venv" && chown "$BUILDER:$APP" "$venv"; } || die "could not make $venv"
+    uv_as_builder venv "$venv" venv --quiet --allow-existing --python "$(command -v python3)" "$venv"
     # --no-deps: the wheels are the resolved set already (resolved for this server on the control machine).
     # Compiled now: the app's user cannot write __pycache__ here, and every worker would compile again.
-    quiet uv pip install --quiet --no-deps --compile-bytecode --python "$venv/bin/python" "${wheels[@]}"
+    uv_as_builder venv "$venv" pip install --quiet --no-deps --compile-bytecode --python "$venv/bin/python" \
+        "${wheels[@]}"
+    # Where root writes next, nothing the builder left (a link) stays.
+    rm -rf "$venv/.lock" "$venv/.wheels" "$venv/.complete"
+    hand_to_root "$venv"
     cp "$W/wheels/manifest" "$venv/.wheels"
-    # uv leaves its lock file writable by all: nothing under the venv may be another user's to change.
-    rm -f "$venv/.lock"
-    chmod -R go-w "$venv"
     touch "$venv/.complete"
-    umask 027
 }
 
 prune_wheels() {  # the kept wheels that no venv left was built from, gone (after venvs were pruned)
@@ -75,20 +92,10 @@ no_link_below() {  # BASE REL: whether no part of BASE/REL below BASE is a symbo
     return 0
 }
 
-shared_dir() {  # DIR: the shared directory DIR (deploy.shared_dirs), app-owned; its parents root's
-    local path=$SHARED_DIR part
-    no_link_below "$SHARED_DIR" "$1" \
-        || die "$SHARED_DIR/$1 runs through a symbolic link, which root will not follow: remove the link"
-    local IFS=/
-    for part in $1; do
-        path="$path/$part"
-        [ -d "$path" ] && continue
-        if [ "$path" = "$SHARED_DIR/$1" ]; then
-            quiet install -d -o "$APP" -g "$APP" -m 750 "$path"
-        else
-            quiet install -d -o root -g "$APP" -m 750 "$path"
-        fi
-    done
+make_shared_dirs() {  # DIR...: the shared directories (deploy.shared_dirs) the server lacks, each the
+    # app's, its parents root's: made by shared_dirs.py, never through a link, whoever may write a parent
+    local out
+    out=$(run_py "$PY_SHARED_DIRS" "$SHARED_DIR" "$APP" "$@" 2>&1) || die "$(error_line "$out")"
 }
 
 build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases/RELEASE_ID, on that venv
@@ -96,23 +103,23 @@ build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases
     rm -rf "$RELEASES_DIR"/.partial-*  # what an interrupted run left
     note_release "$1"
     quiet cp -a "$W/release" "$partial"
-    # The app as a package (an installable project), in the release: a code change keeps the venv.
-    for wheel in "$W"/app/*.whl; do
-        [ -f "$wheel" ] && quiet uv pip install --quiet --no-deps --compile-bytecode \
-            --python "$VENVS_DIR/$2/bin/python" --target "$partial/$META/site" "$wheel"
+    for dir in "${SHARED_DIRS[@]}"; do  # their places, the directories above them made with the rest
+        no_link_below "$partial" "$dir" || die "$dir in the app's files runs through a symbolic link: remove it"
+        rm -rf "${partial:?}/$dir"
+        mkdir -p "$(dirname "$partial/$dir")"
     done
     # Root's, readable by the app's group only: app.src may hold config and secrets.
     chown -R root:"$APP" "$partial"
     chmod -R u=rwX,g=rX,o= "$partial"
     chmod 600 "$partial/$META/fingerprint"  # a hash over app.env: no one but root reads it
+    # The app as a package (an installable project), in the release: a code change keeps the venv.
+    for wheel in "$W"/app/*.whl; do
+        if [ -f "$wheel" ]; then install_app_wheel "$partial" "$VENVS_DIR/$2" "$wheel"; fi
+    done
     quiet install -m 640 -o root -g "$APP" "$W/files/env.json" "$partial/$META/env.json"
     ln -sfn "$VENVS_DIR/$2" "$partial/.venv"
     # The shared directories, linked in after chown and chmod, which would act on what the links point at.
     for dir in "${SHARED_DIRS[@]}"; do
-        shared_dir "$dir"
-        no_link_below "$partial" "$dir" || die "$dir in the app's files runs through a symbolic link: remove it"
-        rm -rf "${partial:?}/$dir"
-        mkdir -p "$(dirname "$partial/$dir")"
         ln -sfn "$SHARED_DIR/$dir" "$partial/$dir"
     done
     [ -e "$release" ] && die "release $1 exists already"
@@ -120,26 +127,33 @@ build_release() {  # RELEASE_ID VENV_ID: the files sent ($W/release) as releases
     BUILT=$release
 }
 
-in_release() {  # RELEASE_DIR COMMAND ARG...: run COMMAND in the release as the app user, with its venv
-    # on PATH and nothing of root's environment
-    local release=$1
-    shift
-    # Without the lock's descriptors: a process the app leaves behind must not hold the lock.
-    (cd "$release" && runuser -u "$APP" -- env -i HOME="$BASE_DIR" LANG=C.UTF-8 \
-        PATH="$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$release/.venv" \
-        PYTHONPATH="$release/$META/site" "$@" 8>&- 9>&-)
+install_app_wheel() {  # RELEASE_DIR VENV_DIR WHEEL: the app's wheel installed into RELEASE_DIR/$META/site,
+    # by the builder (its build hooks ran on the control machine; its .pth files run with the venv's python)
+    local site="$1/$META/site" copy="$1/$META/${3##*/}"
+    ensure_builder
+    quiet install -m 640 -o root -g "$APP" "$3" "$copy"  # where the builder reads it ($W is root's alone)
+    { mkdir -m 750 "$site" && chown "$BUILDER:$APP" "$site"; } || die "could not make $site"
+    uv_as_builder app-wheel "$site" pip install --quiet --no-deps --compile-bytecode --python "$2/bin/python" \
+        --target "$site" "$copy"
+    rm -f "$copy"
+    hand_to_root "$site"
 }
 
-as_app() {  # RELEASE_DIR COMMAND ARG...: in_release, with app.env (read from the release's env.json:
-    # never on a command line, where `ps` shows it)
-    in_release "$1" /usr/bin/python3 -I -S - "$META/env.json" "${@:2}" <<<"$PY_WITH_ENV"
+unit_reason() {  # FILE: ": LINE", LINE naming the error in what a unit wrote there (its end: an app may
+    # print on), or nothing when it wrote nothing
+    local line
+    line=$(error_line "$(tail -c 65536 "$1" 2>/dev/null)")
+    printf '%s' "${line:+: $line}"
 }
 
-check_release() {  # the release this run built imports, as the app user: else it fails
-    local out
+check_release() {  # the release this run built imports, as the app user, within RELEASE_TIMEOUT: else it fails
+    local out="$W/import-check.out" rc
     forked_check && return 0
-    out=$(in_release "$BUILT" "$BUILT/.venv/bin/python" - "$META/env.json" "$APP_MODULE" \
-        <<<"$PY_IMPORT_CHECK" 2>&1) || fail_release "it does not load: $(error_line "$out")"
+    in_release_unit import-check "$RELEASE_TIMEOUT" "$BUILT" "$BUILT/.venv/bin/python" -c "$PY_IMPORT_CHECK" \
+        "$APP_MODULE" >"$out" 2>&1
+    rc=$?
+    [ "$rc" = 124 ] && fail_release "it did not load within $RELEASE_TIMEOUT s (deploy.release_timeout)$(unit_reason "$out")"
+    [ "$rc" = 0 ] || fail_release "it does not load$(unit_reason "$out")"
 }
 
 # The check forked from the live gunicorn master, Flask imported already (configs/gunicorn.conf.py.j2 says
@@ -187,13 +201,12 @@ forked_check() {
 }
 
 run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT
-    local out rc
-    out=$(as_app "$BUILT" timeout -k 10 "$RELEASE_TIMEOUT" /bin/sh -c "$RELEASE_COMMAND" 2>&1) || {
-        rc=$?
-        [ "$rc" = 124 ] && fail_release "release command '$RELEASE_COMMAND' did not end within $RELEASE_TIMEOUT s\
- (deploy.release_timeout): $(error_line "$out")"
-        fail_release "release command '$RELEASE_COMMAND' exited $rc: $(error_line "$out")"
-    }
+    local out="$W/release-command.out" rc
+    in_release_unit release-command "$RELEASE_TIMEOUT" "$BUILT" /bin/sh -c "$RELEASE_COMMAND" >"$out" 2>&1
+    rc=$?
+    [ "$rc" = 124 ] && fail_release "release command '$RELEASE_COMMAND' did not end within $RELEASE_TIMEOUT s\
+ (deploy.release_timeout)$(unit_reason "$out")"
+    [ "$rc" = 0 ] || fail_release "release command '$RELEASE_COMMAND' exited $rc$(unit_reason "$out")"
 }
 
 switch_to_built() {  # current -> the release this run built; the app reloaded onto it

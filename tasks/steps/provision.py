@@ -45,8 +45,9 @@ def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[st
     return [
         (paths.base_dir, "root", "root", "755"),
         (paths.releases_dir, "root", "root", "755"),
-        (paths.venvs_dir, "root", "root", "755"),
-        (paths.wheels_dir, "root", "root", "755"),
+        # The app's dependencies (a private index's packages too): read by the app's group only.
+        (paths.venvs_dir, "root", app, "750"),
+        (paths.wheels_dir, "root", app, "750"),
         (paths.tools_dir, "root", "root", "755"),
         # What the app writes lives here, outside the disposable releases.
         (paths.shared_dir, "root", app, "750"),
@@ -86,6 +87,12 @@ def plan(sit: Situation) -> StepPlan:
             commands.append(line("ensure_dir", ref(paths, path), account(owner), account(group), mode))
             now = facts.directory(path)
             why.append(f"directory {path}: {owner}:{group} {mode}" + (f" (now {now})" if now else " (new)"))
+    hand_made = [p for p in (paths.nginx_site, paths.supervisor_conf) if facts.exists(p)]
+    if hand_made and facts.link_name(paths.current) is None:
+        # push switches to the first release with its own configs, over what is at their paths: on a
+        # server set up by hand, a site and a program of the app's name the kit keeps a copy of first.
+        commands.append(line("keep_hand_made_configs"))
+        why.append(f"no release yet: keep a copy of {' and '.join(hand_made)} unless flaskdeploy wrote it")
     tmpfiles = configs.tmpfiles(s, paths)
     files, writes = {}, {}
     if facts.sha256(paths.tmpfiles_conf) != configs.sha256(tmpfiles):

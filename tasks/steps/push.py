@@ -124,6 +124,9 @@ def plan(sit: Situation) -> StepPlan:
     shaped = snapshot(s, paths, sit.platform, facts.cpus)
     files.update({f"release/{META}/{name}": text.encode() for name, text in shaped.items()})
     files["files/env.json"] = env_json(s).encode()
+    # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
+    missing = [d for d in s.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
+    commands += [line("make_shared_dirs", *missing)] if missing else []
     commands += [line("build_release", new, sit.venv_id), line("check_release")]
     commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:

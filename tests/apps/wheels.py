@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def pure_wheel(folder: Path, name: str, version: str) -> Path:
-    """A wheel of package `name` whose module says its version (`VERSION`), in folder."""
+def pure_wheel(folder: Path, name: str, version: str, more: Mapping[str, str] | None = None) -> Path:
+    """A wheel of package `name` whose module says its version (`VERSION`), in folder; with `more` files
+    (path in site-packages -> text), like a .pth file."""
     folder.mkdir(parents=True, exist_ok=True)
     info = f"{name}-{version}.dist-info"
     files = {
+        **(more or {}),
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",

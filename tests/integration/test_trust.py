@@ -13,6 +13,7 @@ import re
 import shlex
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import pytest
 
 from tests import fab as fab_cli
 from tests.apps.versions import AppVersions, Version
+from tests.apps.wheels import pure_wheel
 from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
@@ -383,17 +385,6 @@ def test_a_run_cut_off_after_its_switch_puts_the_live_release_back_and_records_i
     assert "version" in server.get() and server.get() != "version cut"
 
 
-def test_a_release_command_that_does_not_end_is_stopped_at_its_timeout(server: Server):
-    live = server.current()
-    stuck = server.versions.make(
-        "stuck", env={"SECRET_KEY": SECRET}, release_command="sleep 60", release_timeout=2
-    )
-    run = server.fab("deploy", version=stuck)
-    assert run.code == 1, str(run)
-    assert "release command 'sleep 60' did not end within 2 s (deploy.release_timeout)" in run.output
-    assert run.seconds < 30 and server.current() == live
-
-
 def test_a_health_check_that_answers_500_fails_at_once(server: Server):
     live = server.current()
     sick = server.versions.make("sick", env={"SECRET_KEY": SECRET}, unhealthy=True)
@@ -417,3 +408,153 @@ def test_a_command_that_outlives_the_command_timeout_ends_the_run_and_then_frees
     retried = wait_until(lambda: (r := server.fab("deploy")).code != 75 and r, 60, "the lock is free again")
     assert retried.code == 0, str(retried)
     assert server.current() == live
+
+
+# ---- what comes with the app never runs as root, never holds a run ------------------------------------
+
+
+def left_behind(server: Server) -> str:
+    """The processes of the app's user that a release command or `exec` started (named `sleep`)."""
+    return server.ssh(f"pgrep -a -u {APP} sleep", check=False).strip()
+
+
+def lock_is_free(server: Server) -> None:
+    """A next run takes the lock at once: `exec` exits 75 when another run holds it."""
+    run = server.fab("exec", "true")
+    assert run.code == 0, str(run)
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "said"),
+    [
+        # A daemon started with the command's output: it held the deploy's pipe open for ever.
+        ("setsid sleep 600 & echo started", 0, "push  changed"),
+        ("setsid sleep 600 & sleep 300", 1, "did not end within 3 s (deploy.release_timeout)"),
+    ],
+    ids=["leaves a daemon holding its output", "hangs"],
+)
+def test_a_release_command_ends_with_everything_it_started_within_its_time(server, command, code, said):
+    live = server.current()
+    version = server.versions.make(
+        "daemon", env={"SECRET_KEY": SECRET}, release_command=command, release_timeout=3
+    )
+    run = fab_cli.run(
+        server.sandbox.lab.ssh_config, server.name, "-f", str(version.override), "deploy", timeout=60
+    )
+    assert run.code == code and said in run.output, str(run)
+    assert run.seconds < 3 + 12, f"the deploy took {run.seconds:.1f} s"
+    assert left_behind(server) == ""
+    assert server.current() != live if code == 0 else server.current() == live
+    lock_is_free(server)
+    if code == 0:
+        server.live = version
+
+
+def test_exec_ends_with_everything_its_command_started(server: Server):
+    run = server.fab("exec", "setsid sleep 600 >/dev/null 2>&1 & echo started")
+    assert (run.code, run.stdout) == (0, "started\n"), str(run)
+    assert left_behind(server) == ""
+
+
+def test_a_lost_connection_stops_a_release_command_at_once_and_frees_the_lock(server: Server):
+    live = server.current()
+    slow = server.versions.make(
+        "slow",
+        env={"SECRET_KEY": SECRET},
+        release_command="setsid sleep 600 & sleep 600",
+        release_timeout=600,
+    )
+    process = fab_cli.start(server.sandbox.lab.ssh_config, server.name, "-f", str(slow.override), "deploy")
+    try:
+        wait_until(lambda: left_behind(server), 120, "the release command runs")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # as a cut link
+        process.communicate()
+    wait_until(lambda: left_behind(server) == "", 20, "the release command ended, all of it")
+    lock_is_free(server)
+    assert server.current() == live
+
+
+def test_an_app_env_value_the_release_command_prints_shows_nowhere(server: Server):
+    failing = server.versions.make(
+        "prints", env={"SECRET_KEY": SECRET},
+        release_command='echo "Error: cannot reach db with $SECRET_KEY" >&2; exit 1',
+    )  # fmt: skip
+    run = server.fab("deploy", version=failing)
+    assert run.code == 1 and "Error: cannot reach db with ****" in one_error_line(run), str(run)
+    assert SECRET not in run.output
+    assert SECRET not in json.dumps(history(server)) and SECRET not in server.fab("releases").output
+    everywhere = "/srv /var/log /etc /run /tmp /root /var/tmp"
+    found = server.ssh(f"grep -rl {SECRET} {everywhere} 2>/dev/null", check=False).split()
+    assert all(path.endswith("/.deploy/env.json") for path in found), found
+
+
+def directories_outside(server: Server) -> str:
+    """Owner, group and mode of the directories a root that followed a link could be made to change (those
+    that nothing else on the sandbox changes while a test runs)."""
+    return server.ssh(
+        f"find /etc /opt /root /home /usr/local /var/lib /srv -xdev -path /srv/{APP} -prune"
+        " -o -type d -printf '%p %u %g %m\\n' | sort"
+    )
+
+
+def test_the_app_user_switching_a_shared_dir_for_a_link_never_steers_roots_chown(server: Server):
+    # instance/ is the app's: it may switch instance/uploads for a link at any moment, as a deploy makes it.
+    shared = f"/srv/{APP}/shared/instance/uploads"
+    server.ssh("install -d -m 700 /etc/flaskdeploy-victim")
+    before = directories_outside(server)
+    flip = f"while :; do rm -rf {shared}; ln -s /etc/flaskdeploy-victim {shared}; rm -f {shared}; done"
+    server.ssh(
+        f"setsid -f runuser -u {APP} -- timeout 40 bash -c {shlex.quote(flip)} </dev/null >/dev/null 2>&1"
+    )
+    racer = wait_until(
+        lambda: server.ssh(f"pgrep -n -u {APP} -x timeout", check=False).strip(), 10, "the app's user races"
+    )
+    try:
+        deadline, deploys = time.monotonic() + 30, 0
+        while time.monotonic() < deadline:
+            version = server.versions.make("race", env={"SECRET_KEY": SECRET})
+            config = version.overlaid(server.work, deploy={"shared_dirs": ["instance/uploads"]})
+            run = server.fab("deploy", config=config)
+            assert run.code in (0, 1) and "Traceback" not in run.output, str(run)
+            deploys += 1
+    finally:
+        server.ssh(f"kill {racer}", check=False)
+    assert deploys >= 5
+    assert directories_outside(server) == before
+    outside = f"\\( -path /srv/{APP} -o -path /var/log/{APP} -o -path /run/{APP} -o -path /proc \\) -prune"
+    owned = server.ssh(f"find / -xdev {outside} -o -type d \\( -user {APP} -o -group {APP} \\) -print")
+    assert owned == "", f"directories of the app's outside its places:\n{owned}"
+
+
+def test_no_code_of_a_dependency_runs_as_root(server: Server):
+    # A dependency whose .pth file notes the uid of every python that starts with it in site-packages:
+    # the venv's python, which uv starts to compile the venv, the app's gunicorn, its import check.
+    marks = "/var/tmp/flaskdeploy-pth-marks"
+    server.ssh(f"install -d -m 1777 {marks}")
+    note = f"import os; open('{marks}/uid-%d' % os.getuid(), 'a').close()\n"
+    links = server.work / "pth-links"
+    pure_wheel(links, "kitmark", "1.0", more={"kitmark.pth": note})
+    versions = AppVersions(server.work / "pth", "pthapp", 8094)
+
+    def with_the_dependency(label: str) -> Path:
+        version = versions.make(label)
+        with (version.src / "requirements.txt").open("a") as requirements:
+            requirements.write(f"--find-links {links}\nkitmark==1.0\n")
+        return version.overlaid(server.work, app={"server_name": "pth.example"})  # beside trustapp's site
+
+    cold, change = with_the_dependency("m1"), with_the_dependency("m2")
+    for config, task in ((cold, "deploy"), (change, "deploy"), (change, "rollback")):
+        run = fab_cli.run(server.sandbox.lab.ssh_config, server.name, "-f", str(config), task)
+        assert run.code == 0, str(run)
+    app_uid = server.ssh("id -u pthapp").strip()
+    uids = server.ssh(f"ls {marks}").split()
+    assert f"uid-{app_uid}" in uids, "the .pth file never ran: the test proves nothing"
+    assert uids == [f"uid-{app_uid}"], f"a dependency's code ran as {uids}"
+    # The venv and the wheels are nobody's but root's to change, and the app's group's alone to read.
+    venvs = server.ssh("stat -c '%U:%G:%a' /srv/pthapp/venvs /srv/pthapp/wheels /srv/pthapp/venvs/*").split()
+    assert set(venvs) == {"root:pthapp:750"}, venvs
+    anyones = (
+        "find /srv/pthapp/venvs /srv/pthapp/wheels ! -type l \\( ! -user root -o -perm /o=rwx \\) -print"
+    )
+    assert server.ssh(anyones) == ""

@@ -61,12 +61,12 @@ def test_a_hostile_command_appears_only_in_the_values_block(settings, command):
     assert shellcheck(text) == ""
 
 
-# Stand-ins for what needs a server: the lock (lock.sh) and the app user (release.sh's as_app, which
-# prints each argument it is given on a line of its own, NUL-separated, and exits 3).
+# Stand-ins for what needs a server: the lock (lock.sh) and the app's unit (units.sh's in_release_unit,
+# which prints each argument it is given, NUL-separated, and exits 3).
 STUBS = """
 hold_lock() { echo "hold_lock" >&2; }
 drop_lock() { echo "drop_lock" >&2; }
-as_app() { printf '%s\\0' "$@" >"$CALLED"; return 3; }
+in_release_unit() { printf '%s\\0' "$@" >"$CALLED"; return 3; }
 """
 
 
@@ -91,7 +91,7 @@ def test_a_hostile_command_reaches_sh_c_as_one_word_and_nothing_else_runs_it(set
     marker = tmp_path / "pwned"
     command = command.replace("MARKER", str(marker))
     done, release, args = run_exec(settings, tmp_path, command)
-    assert args == [str(release.resolve()), "/bin/sh", "-c", command], done.stderr
+    assert args == ["exec", "0", str(release.resolve()), "/bin/sh", "-c", command], done.stderr
     assert not marker.exists()
     assert done.returncode == 3, "the script exits with the command's exit code"
     assert done.stderr.splitlines() == ["hold_lock", "drop_lock"]  # the lock held around the command

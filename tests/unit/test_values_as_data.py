@@ -120,7 +120,7 @@ HEALTH_URL={q(f"http://127.0.0.1:{port}{s.health_path or '/'}")} HEALTH_TIMEOUT=
 note_live_release
 begin_step health
 ( gate )
-( note_release r1; as_app() {{ echo "not run: $*"; return 3; }}; run_release_command )
+( note_release r1; in_release_unit() {{ echo "not run: $*"; return 3; }}; run_release_command )
 ( die "a failure naming $HEALTH_HOST and $RELEASE_COMMAND" )
 echo finished
 """

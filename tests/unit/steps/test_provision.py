@@ -28,8 +28,10 @@ def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings)
     assert 'ensure_dir "$SHARED_DIR"/instance "$APP" "$APP" 750' in step.commands
     assert 'ensure_dir "$LOG_DIR" root adm 750' in step.commands  # supervisord (root) writes there
     assert 'ensure_dir "$SHARED_DIR" root "$APP" 750' in step.commands  # only its leaves are the app's
-    # The wheels the venvs were built from, and uv, which builds them: root's, readable by all.
-    assert 'ensure_dir "$WHEELS_DIR" root root 755' in step.commands
+    # The wheels and the venvs built from them (a private index's packages): readable by the app's group
+    # only; uv, which builds them: root's, readable by all.
+    assert 'ensure_dir "$WHEELS_DIR" root "$APP" 750' in step.commands
+    assert 'ensure_dir "$VENVS_DIR" root "$APP" 750' in step.commands
     assert 'ensure_dir "$TOOLS_DIR" root root 755' in step.commands
     assert step.files["files/tmpfiles.conf"].endswith(b"d /run/flaskdemo 0755 flaskdemo flaskdemo -\n")
     assert line("install_file", Var("W", "/files/tmpfiles.conf"), Var("TMPFILES_CONF"), 644) in step.commands

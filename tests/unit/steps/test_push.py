@@ -29,6 +29,7 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
         "install_uv",  # the server has no uv yet: it builds the venv
         line("note", sit.declared.describe()),  # where the dependencies came from
         f"build_venv {sit.venv_id}",
+        "make_shared_dirs instance",  # the server has none of deploy.shared_dirs yet
         f"build_release {new} {sit.venv_id}",
         "check_release",  # imported as the app user before the switch
         "await_packages",  # provision's install ran beside all that: supervisor is needed now
