@@ -48,13 +48,17 @@ class Platform:
     packages: Packages = field(default_factory=Packages)
     # Package manager: the query the probe runs (prints "NAME<TAB>STATUS" per package) and the status of
     # an installed one, the directory whose newest file dates the package lists, and the commands that
-    # refresh the lists and install.
+    # finish what a package manager cut off halfway left (apt refuses to go on until it is done: "dpkg was
+    # interrupted"), refresh the lists and install. The install waits up to 5 minutes for another's dpkg
+    # (a new server's first unattended upgrades) rather than fail at once.
     package_query: tuple[str, ...] = ("dpkg-query", "-W", "-f=${Package}\\t${db:Status-Status}\\n")
     installed_status: str = "installed"
     package_lists: str = "/var/lib/apt/lists"
+    repair_command: tuple[str, ...] = ("dpkg", "--configure", "-a", "--force-confold")
     update_command: tuple[str, ...] = ("apt-get", "update", "-q")
     install_command: tuple[str, ...] = (
         "apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
+        "-o", "DPkg::Lock::Timeout=300",
     )  # fmt: skip
     # systemd units.
     nginx_unit: str = "nginx"

@@ -69,8 +69,13 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "HEALTH_HOST": health_host(s),
         "HEALTH_RULE": health_rule(s),
         "HEALTH_TIMEOUT": s.health_timeout,
+        "PACKAGES_REPAIR": platform.repair_command,
         "PACKAGES_UPDATE": platform.update_command,
         "PACKAGES_INSTALL": platform.install_command,
+        # The first line of each config the kit renders names its template (configs/*.j2): how the server
+        # tells the kit's files from those it did not write, which it keeps a copy of (provision.sh).
+        "NGINX_SITE_MARK": "rendered from configs/nginx-site.conf.j2",
+        "SUPERVISOR_CONF_MARK": "rendered from configs/supervisor-program.conf.j2",
         "NGINX_UNIT": platform.nginx_unit,
         "NGINX_SITES_AVAILABLE": platform.nginx_sites_available,
         "NGINX_SITES_ENABLED": platform.nginx_sites_enabled,

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # nginx: keep the stock default site, enable the app's site (validated before it goes live), reload.
 #
-# Reads:   NGINX_SITE, NGINX_LINK, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, NGINX_DEFAULT,
-#          NGINX_DEFAULT_BACKUP, NGINX_DEFAULT_LINK, NGINX_UNIT, NGINX_LOADED_STAMP; W (apply.sh)
+# Reads:   NGINX_SITE, NGINX_SITE_MARK, NGINX_LINK, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED,
+#          NGINX_DEFAULT, NGINX_DEFAULT_BACKUP, NGINX_DEFAULT_LINK, NGINX_UNIT, NGINX_LOADED_STAMP; W (apply.sh)
 # Defines: nginx_error, backup_default_site, enable_site, reload_nginx
 # Sets:    NGINX_CHANGED (1 once enable_site changed nginx's config in this run)
 
@@ -18,12 +18,19 @@ backup_default_site() {  # a copy of the stock default site, once: a backup is n
 }
 
 # Put the new state in place, validate the whole config, and put the old state back on failure: nginx
-# reads files only on reload, so it keeps serving the old config throughout.
+# reads files only on reload, so it keeps serving the old config throughout. A site the kit did not
+# write is kept (provision.sh keep_hand_made), one written into sites-enabled itself (not a link, as
+# some recipes do) in sites-available: nginx loads every file of sites-enabled.
 enable_site() {  # SITE_FILE REPLACES_DEFAULT: the site from $W/SITE_FILE, linked; 1: the default unlinked
-    local had_site=0 link_before default_before out
-    [ -f "$NGINX_SITE" ] && cp -p "$NGINX_SITE" "$W/site.before" && had_site=1
+    local had_site=0 had_file=0 link_before default_before out
     touch -r "$NGINX_SITES_AVAILABLE" "$W/available.mtime"
     touch -r "$NGINX_SITES_ENABLED" "$W/enabled.mtime"
+    keep_hand_made "$NGINX_SITE" "$NGINX_SITE_MARK"
+    if [ -f "$NGINX_LINK" ] && [ ! -L "$NGINX_LINK" ]; then
+        keep_hand_made "$NGINX_LINK" "$NGINX_SITE_MARK" "$NGINX_SITES_AVAILABLE"
+        cp -p "$NGINX_LINK" "$W/enabled.before" && had_file=1
+    fi
+    [ -f "$NGINX_SITE" ] && cp -p "$NGINX_SITE" "$W/site.before" && had_site=1
     link_before=$(readlink "$NGINX_LINK" || true)
     default_before=$(readlink "$NGINX_DEFAULT_LINK" || true)
     install_file "$W/$1" "$NGINX_SITE" 644
@@ -38,6 +45,7 @@ enable_site() {  # SITE_FILE REPLACES_DEFAULT: the site from $W/SITE_FILE, linke
     if ! out=$(nginx -t 2>&1); then
         if [ $had_site = 1 ]; then cp -p "$W/site.before" "$NGINX_SITE"; else rm -f "$NGINX_SITE"; fi
         if [ -n "$link_before" ]; then ln -sfn "$link_before" "$NGINX_LINK"; else rm -f "$NGINX_LINK"; fi
+        [ $had_file = 1 ] && cp -p "$W/enabled.before" "$NGINX_LINK"
         [ -n "$default_before" ] && ln -sfn "$default_before" "$NGINX_DEFAULT_LINK"
         # As it was, times included: the probe must not take the rejected attempt for a config change.
         touch -r "$W/available.mtime" "$NGINX_SITES_AVAILABLE"

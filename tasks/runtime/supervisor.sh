@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # supervisor: the app's program and gunicorn config in place, the program running.
 #
-# Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, GUNICORN_CONF; W (apply.sh)
+# Reads:   APP, APP_PORT, SUPERVISOR_UNIT, SUPERVISOR_CONF, SUPERVISOR_CONF_MARK, GUNICORN_CONF; W (apply.sh)
 # Sets:    PORT_UIDS (port_uids); PORT_OURS, PORT_OTHERS (port_owners)
 # Defines: wait_for_supervisord, program_state, port_uids, port_owners, port_listeners,
 #          port_taken_by_others, listens, ensure_running, supervisor_update, restart_program
@@ -90,6 +90,8 @@ ensure_running() {  # wait out STARTING, start the program unless it runs, wait 
     die "$APP runs but does not listen on port $APP_PORT; $(app_errors)"
 }
 
+# A program of the app's name that the kit did not write (a server set up by hand) is kept (provision.sh
+# keep_hand_made: as NAME.conf.bak, which supervisor does not load), and replaced by the kit's.
 supervisor_update() {  # GUNICORN_FILE PROGRAM_FILE (in $W): both in place; a restart only when they changed
     local out before gunicorn_changed
     systemctl is-active -q "$SUPERVISOR_UNIT" || { quiet systemctl start "$SUPERVISOR_UNIT"; changed; }
@@ -97,6 +99,7 @@ supervisor_update() {  # GUNICORN_FILE PROGRAM_FILE (in $W): both in place; a re
     before=$CHANGED CHANGED=0
     install_file "$W/$1" "$GUNICORN_CONF" 644
     gunicorn_changed=$CHANGED CHANGED=$before
+    keep_hand_made "$SUPERVISOR_CONF" "$SUPERVISOR_CONF_MARK"
     install_file "$W/$2" "$SUPERVISOR_CONF" 644
     out=$(supervisorctl update "$APP" 2>&1) || die "supervisorctl update failed: $out"
     case "$out" in

@@ -44,3 +44,13 @@ def test_what_the_probe_is_told_of_an_entry():
     assert entry["packages"] == ["nginx", "supervisor", "certbot"]  # certbot: asked, needed with acme only
     assert entry["units"] == ["nginx", "supervisor", "certbot.timer"] and entry["installed"] == "installed"
     assert entry["package_query"][0] == "dpkg-query"
+
+
+def test_the_install_waits_for_anothers_dpkg_and_the_repair_keeps_changed_config_files_as_it_does():
+    for platform in PLATFORMS:
+        # A new server's first unattended upgrades hold dpkg's lock for minutes: the install waits.
+        assert "DPkg::Lock::Timeout=300" in platform.install_command
+        # What a cut-off dpkg left is finished without a question, as the install answers it.
+        assert "Dpkg::Options::=--force-confold" in platform.install_command
+        assert platform.repair_command[:3] == ("dpkg", "--configure", "-a")
+        assert "--force-confold" in platform.repair_command
