@@ -1,10 +1,14 @@
 """The main process of a unit that runs third-party code (runtime/units.sh): a command, with the app's
 environment added, ended at a time limit, its end told as an exit code.
 
-    bounded.py TIMEOUT ENV_JSON COMMAND [ARG...]
+    python3 -c "$PY_BOUNDED" TIMEOUT ENV_JSON COMMAND [ARG...]
+    python3 -c "$PY_BOUNDED" TIMEOUT ENV_JSON - <<<"SHELL LINE"
 
 - ENV_JSON: a JSON object of environment variables (app.env, kept in a file: never on a command line,
   where `ps` shows it) added to the environment; `-` for none.
+- COMMAND `-`: a line of the user's (the release command, exec's) comes on stdin and runs with /bin/sh,
+  reaching it in the environment, not as an argument: `ps` shows no process's arguments holding it (but
+  what its own commands are given), neither this one's, nor systemd-run's.
 - TIMEOUT: seconds; 0 for none. At the limit, the command's process group gets SIGTERM, then SIGKILL
   GRACE seconds later, and this exits 124, as timeout(1) does.
 - The exit code is the command's, or 128+N when signal N ended it: systemd counts a main process that
@@ -31,10 +35,19 @@ def exit_code(status):
     return os.WEXITSTATUS(status)
 
 
+# The shell runs the line it finds in its environment, which it takes out of it first: what the line
+# starts does not inherit it.
+SHELL = ("/bin/sh", "-c", 'line=$FLASKDEPLOY_LINE; unset FLASKDEPLOY_LINE; eval "$line"')
+
+
 def main(timeout, env_file, command):
     if env_file != "-":
         with open(env_file) as handle:
             os.environ.update(json.load(handle))
+    if command == ["-"]:
+        line = sys.stdin.read()
+        os.environ["FLASKDEPLOY_LINE"] = line[:-1] if line.endswith("\n") else line  # a here-string's
+        command = list(SHELL)
     try:
         child = os.posix_spawnp(command[0], command, os.environ, setpgroup=0)
     except OSError as error:
@@ -59,5 +72,5 @@ def main(timeout, env_file, command):
 
 if __name__ == "__main__":
     if len(sys.argv) < 4:
-        sys.exit("usage: bounded.py TIMEOUT ENV_JSON COMMAND [ARG...]")
+        sys.exit("usage: bounded.py TIMEOUT ENV_JSON COMMAND [ARG...] | -")
     sys.exit(main(int(sys.argv[1]), sys.argv[2], sys.argv[3:]))

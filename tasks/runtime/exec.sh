@@ -25,5 +25,5 @@ exec_in_live_release() {  # EXEC_COMMAND in the release `current` points at, as 
     trap drop_lock EXIT
     # Once the watchdog stops the run, the lock stays held (APP.run) until the command has ended.
     trap 'stop_unit; exit 143' TERM HUP INT
-    in_release_unit exec 0 "$release" /bin/sh -c "$EXEC_COMMAND"
+    in_release_unit exec 0 "$release" - <<<"$EXEC_COMMAND"
 }

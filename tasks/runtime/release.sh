@@ -28,7 +28,7 @@ uv_as_builder() {  # NAME DIR ARG...: the kit's uv as the builder (units.sh buil
     # offline, reading no config and no cache of anyone's; a failure fails the run with uv's reason
     local out="$W/$1.out"
     build_unit "$1" "$2" env UV_NO_CONFIG=1 UV_NO_CACHE=1 UV_OFFLINE=1 UV_PYTHON_DOWNLOADS=never \
-        UV_LINK_MODE=copy "$TOOLS_DIR/uv-$UV_VERSION" "${@:3}" >"$out" 2>&1 \
+        UV_LINK_MODE=copy "$TOOLS_DIR/uv-$UV_VERSION" "${@:3}" </dev/null >"$out" 2>&1 \
         || die "uv ${3:-} failed$(unit_reason "$out")"
 }
 
@@ -150,7 +150,7 @@ check_release() {  # the release this run built imports, as the app user, within
     local out="$W/import-check.out" rc
     forked_check && return 0
     in_release_unit import-check "$RELEASE_TIMEOUT" "$BUILT" "$BUILT/.venv/bin/python" -c "$PY_IMPORT_CHECK" \
-        "$APP_MODULE" >"$out" 2>&1
+        "$APP_MODULE" </dev/null >"$out" 2>&1
     rc=$?
     [ "$rc" = 124 ] && fail_release "it did not load within $RELEASE_TIMEOUT s (deploy.release_timeout)$(unit_reason "$out")"
     [ "$rc" = 0 ] || fail_release "it does not load$(unit_reason "$out")"
@@ -202,7 +202,7 @@ forked_check() {
 
 run_release_command() {  # deploy.release_command in the release this run built, within RELEASE_TIMEOUT
     local out="$W/release-command.out" rc
-    in_release_unit release-command "$RELEASE_TIMEOUT" "$BUILT" /bin/sh -c "$RELEASE_COMMAND" >"$out" 2>&1
+    in_release_unit release-command "$RELEASE_TIMEOUT" "$BUILT" - <<<"$RELEASE_COMMAND" >"$out" 2>&1
     rc=$?
     [ "$rc" = 124 ] && fail_release "release command '$RELEASE_COMMAND' did not end within $RELEASE_TIMEOUT s\
  (deploy.release_timeout)$(unit_reason "$out")"

@@ -16,9 +16,9 @@ BUILD_TIMEOUT=600 # s a venv build or an app wheel's install may take
 
 # The main process of every unit is bounded.py, which turns a command's end into an exit code:
 # `systemd-run --wait` exits with that code.
-run_unit() {  # NAME TIMEOUT OPTION... -- COMMAND ARG...: COMMAND in a transient service with these
-    # systemd-run options (--uid=, --property=, ...), within TIMEOUT seconds (0: none), with this
-    # function's stdin, stdout and stderr; its exit code (124: timed out)
+run_unit() {  # NAME TIMEOUT OPTION... -- ENV_JSON COMMAND ARG...: bounded.py's COMMAND (`-`: a shell line
+    # on stdin) in a transient service with these systemd-run options (--uid=, --property=, ...), within
+    # TIMEOUT seconds (0: none), with this function's stdin, stdout and stderr; its exit code (124: timed out)
     local name=$1 timeout=$2 options=() command=() word rc
     shift 2
     while [ "$1" != -- ]; do
@@ -28,13 +28,13 @@ run_unit() {  # NAME TIMEOUT OPTION... -- COMMAND ARG...: COMMAND in a transient
     shift
     # systemd expands a dollar sign and a name in a command line, and $$: every $ is doubled, so that the
     # command gets its words as they are.
-    for word in /usr/bin/python3 -I -S - "$timeout" "$@"; do command+=("${word//\$/\$\$}"); done
+    for word in /usr/bin/python3 -I -S -c "$PY_BOUNDED" "$timeout" "$@"; do command+=("${word//\$/\$\$}"); done
     local max=infinity
     [ "$timeout" = 0 ] || max=$((timeout + UNIT_GRACE))
     UNIT="flaskdeploy-$APP-$name-$$-${EPOCHREALTIME/[.,]/}.service"
     systemd-run --quiet --wait --collect --pipe --service-type=exec --unit="$UNIT" \
         --description="flaskdeploy: $name of $APP" --property=RuntimeMaxSec="$max" \
-        --property=TimeoutStopSec=10 "${options[@]}" -- "${command[@]}" <<<"$PY_BOUNDED"
+        --property=TimeoutStopSec=10 "${options[@]}" -- "${command[@]}"
     rc=$?
     UNIT=""
     return "$rc"
@@ -46,8 +46,8 @@ stop_unit() {  # the unit this run waits on, stopped with every process of it (a
     UNIT=""
 }
 
-in_release_unit() {  # NAME TIMEOUT RELEASE_DIR COMMAND ARG...: COMMAND in the release as the app's user,
-    # with app.env (the release's env.json) and the release's venv first on PATH
+in_release_unit() {  # NAME TIMEOUT RELEASE_DIR COMMAND ARG...: COMMAND (`-`: the shell line on stdin) in
+    # the release as the app user, with app.env (the release's env.json) and the release's venv first on PATH
     local name=$1 timeout=$2 release=$3
     shift 3
     run_unit "$name" "$timeout" --uid="$APP" --gid="$APP" --working-directory="$release" --property=UMask=0027 \

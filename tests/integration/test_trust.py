@@ -459,14 +459,14 @@ def test_exec_ends_with_everything_its_command_started(server: Server):
 def test_a_lost_connection_stops_a_release_command_at_once_and_frees_the_lock(server: Server):
     live = server.current()
     slow = server.versions.make(
-        "slow",
-        env={"SECRET_KEY": SECRET},
-        release_command="setsid sleep 600 & sleep 600",
+        "slow", env={"SECRET_KEY": SECRET}, release_command="setsid sleep 600 & sleep 600 # token-5e1",
         release_timeout=600,
-    )
+    )  # fmt: skip
     process = fab_cli.start(server.sandbox.lab.ssh_config, server.name, "-f", str(slow.override), "deploy")
     try:
         wait_until(lambda: left_behind(server), 120, "the release command runs")
+        # The line reaches the shell in its environment: no process's arguments show it to other users.
+        assert "token-5e1" not in as_nobody(server, "ps -eo args").stdout
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # as a cut link
         process.communicate()

@@ -62,11 +62,11 @@ def test_a_hostile_command_appears_only_in_the_values_block(settings, command):
 
 
 # Stand-ins for what needs a server: the lock (lock.sh) and the app's unit (units.sh's in_release_unit,
-# which prints each argument it is given, NUL-separated, and exits 3).
+# which prints each argument it is given, NUL-separated, then what comes on its stdin, and exits 3).
 STUBS = """
 hold_lock() { echo "hold_lock" >&2; }
 drop_lock() { echo "drop_lock" >&2; }
-in_release_unit() { printf '%s\\0' "$@" >"$CALLED"; return 3; }
+in_release_unit() { printf '%s\\0' "$@" >"$CALLED"; cat >>"$CALLED"; return 3; }
 """
 
 
@@ -82,16 +82,19 @@ def run_exec(settings, tmp_path: Path, command: str, live: bool = True):
     called = tmp_path / "called"
     text = library(script) + f"CALLED={shlex.quote(str(called))}\n{STUBS}\n" + "\n".join(script.lines) + "\n"
     done = run_bash(text, cwd=tmp_path)
-    args = called.read_bytes().split(b"\0")[:-1] if called.exists() else None
-    return done, release, [a.decode() for a in args] if args is not None else None
+    *args, stdin = called.read_bytes().split(b"\0") if called.exists() else [None]
+    if stdin is None:
+        return done, release, None, None
+    return done, release, [a.decode() for a in args], stdin.decode()
 
 
 @pytest.mark.parametrize("command", hostile_texts(Path("MARKER")), ids=range(10))
 def test_a_hostile_command_reaches_sh_c_as_one_word_and_nothing_else_runs_it(settings, tmp_path, command):
     marker = tmp_path / "pwned"
     command = command.replace("MARKER", str(marker))
-    done, release, args = run_exec(settings, tmp_path, command)
-    assert args == ["exec", "0", str(release.resolve()), "/bin/sh", "-c", command], done.stderr
+    done, release, args, stdin = run_exec(settings, tmp_path, command)
+    assert args == ["exec", "0", str(release.resolve()), "-"], done.stderr
+    assert stdin == f"{command}\n"  # the line, never an argument
     assert not marker.exists()
     assert done.returncode == 3, "the script exits with the command's exit code"
     assert done.stderr.splitlines() == ["hold_lock", "drop_lock"]  # the lock held around the command
@@ -99,7 +102,7 @@ def test_a_hostile_command_reaches_sh_c_as_one_word_and_nothing_else_runs_it(set
 
 
 def test_with_no_live_release_the_script_says_so_and_runs_nothing(settings, tmp_path):
-    done, _, args = run_exec(settings, tmp_path, "touch should-not-exist", live=False)
+    done, _, args, _ = run_exec(settings, tmp_path, "touch should-not-exist", live=False)
     assert done.returncode == 1
     assert args is None and not (tmp_path / "should-not-exist").exists()
     assert "no live release" in done.stderr and "run fab deploy first" in done.stderr

@@ -69,26 +69,32 @@ def fake_systemd_run(tmp_path: Path) -> list[str]:
     return [f"systemd-run() {{ printf '%s\\0' \"$@\" > {record}; return 0; }}"]
 
 
-@pytest.mark.parametrize("command", ["echo $HOME $$ ${X:-y}", "a$", "$$$", "100% of $(id)"])
-def test_a_command_reaches_the_unit_as_written_though_systemd_expands_dollar_signs(tmp_path, command):
-    lines = [*fake_systemd_run(tmp_path), f"run_unit exec 0 --uid=app -- /bin/sh -c {shlex.quote(command)}"]
-    done = run_functions({"APP": "app", "PY_BOUNDED": "print()"}, lines)
+@pytest.mark.parametrize("word", ["echo $HOME $$ ${X:-y}", "a$", "$$$", "100% of $(id)"])
+def test_every_word_reaches_the_unit_as_written_though_systemd_expands_dollar_signs(tmp_path, word):
+    source = (RUNTIME / "bounded.py").read_text()  # which holds a $NAME of its own
+    lines = [*fake_systemd_run(tmp_path), f"run_unit check 5 --uid=app -- - /bin/echo {shlex.quote(word)}"]
+    done = run_functions({"APP": "app", "PY_BOUNDED": source}, lines)
     assert done.returncode == 0, done.stderr
     args = (tmp_path / "systemd-run.args").read_bytes().decode().split("\0")[:-1]
     words = args[args.index("--") + 1 :]
     # systemd turns $$ into $ and expands $NAME: what it runs is the command, word for word.
     assert [w.replace("$$", "$") for w in words] == [
-        "/usr/bin/python3",
-        "-I",
-        "-S",
-        "-",
-        "0",
-        "/bin/sh",
-        "-c",
-        command,
-    ]
+        "/usr/bin/python3", "-I", "-S", "-c", source, "5", "-", "/bin/echo", word,
+    ]  # fmt: skip
     assert all("$" not in w.replace("$$", "") for w in words)
-    assert "--uid=app" in args and any(a.startswith("--unit=flaskdeploy-app-exec-") for a in args)
+    assert "--uid=app" in args and any(a.startswith("--unit=flaskdeploy-app-check-") for a in args)
+
+
+def test_a_line_of_the_users_runs_with_sh_and_is_no_processs_argument(tmp_path):
+    # The release command and exec's command come on stdin: `ps` shows the arguments of every process.
+    line = "echo \"$0 ran: $(tr '\\0' ' ' </proc/$$/cmdline) ${FLASKDEPLOY_LINE:-unset}\" # token-5e1"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(RUNTIME / "bounded.py"), "0", "-", "-"],
+        input=f"{line}\n", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("/bin/sh ran: /bin/sh -c ") and done.stdout.endswith(" unset\n")
+    assert "token-5e1" not in done.stdout  # not in the shell's arguments
 
 
 def test_a_failure_stops_the_unit_it_waits_on_before_anything_else(tmp_path):
