@@ -210,8 +210,11 @@ run_release_command() {  # deploy.release_command in the release this run built,
 }
 
 switch_to_built() {  # current -> the release this run built; the app reloaded onto it
-    if [ -f "$SUPERVISOR_CONF" ] && ! cmp -s "$BUILT/$META/supervisor.conf" "$SUPERVISOR_CONF"; then
+    if [ -n "$LIVE_DIR" ] && [ -f "$SUPERVISOR_CONF" ] \
+        && ! cmp -s "$BUILT/$META/supervisor.conf" "$SUPERVISOR_CONF"; then
         # Its program differs (another app.module): a reload would start the old command on the new code.
+        # Not on a first deploy: a program there is not the kit's (a server set up by hand), and the steps
+        # after push put the site and the program in place, the stock site out of the way.
         go_live "$BUILT"
     else
         switch_to "$BUILT"

@@ -127,19 +127,18 @@ def test_a_deploy_waits_for_another_dpkg_to_end(sandbox, tmp_path):
 
 
 # The common recipe, by hand: nginx in front of a program of supervisor's on another port, both named
-# like the app, the stock site disabled.
+# like the app, beside the stock site (the kit's site takes its place as the default server).
 RECIPE = f"""
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends nginx supervisor >/dev/null
 cat >/etc/nginx/sites-available/{APP} <<'EOF'
 server {{
     listen 80;
-    server_name _;
+    server_name recipe.example;
     location / {{ proxy_pass http://127.0.0.1:{RECIPE_PORT}; }}
 }}
 EOF
 ln -s /etc/nginx/sites-available/{APP} /etc/nginx/sites-enabled/{APP}
-rm /etc/nginx/sites-enabled/default
 cat >/etc/supervisor/conf.d/{APP}.conf <<'EOF'
 [program:{APP}]
 command=python3 -m http.server {RECIPE_PORT} --bind 127.0.0.1
@@ -155,7 +154,11 @@ SITE, PROGRAM = f"/etc/nginx/sites-available/{APP}", f"/etc/supervisor/conf.d/{A
 def test_a_server_set_up_by_hand_keeps_its_site_and_program_beside_the_kits(sandbox, tmp_path):
     sandbox.ssh(RECIPE)
     wait_until(
-        lambda: "Directory listing" in remote(sandbox, "curl -s -m 5 http://127.0.0.1/"), 30, "it serves"
+        lambda: (
+            "Directory listing" in remote(sandbox, "curl -s -m 5 -H 'Host: recipe.example' http://127.0.0.1/")
+        ),
+        30,
+        "it serves",
     )
     hand_made = {path: remote(sandbox, f"cat {path}") for path in (SITE, PROGRAM)}
     version = AppVersions(tmp_path, APP, PORT).make("v1")
