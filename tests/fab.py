@@ -35,6 +35,16 @@ class Run:
         tail = "\n".join(self.output.splitlines()[-40:])
         return f"fab {' '.join(self.args)} exited {self.code} after {self.seconds:.1f} s:\n{tail}"
 
+    def one_error_line(self) -> str:
+        """The run's one line saying what is wrong (a step's failure, or the settings error); it fails the
+        test when there is a traceback, or not exactly one such line."""
+        assert "Traceback" not in self.output, str(self)
+        failures = [line for line in self.output.splitlines() if "  failed: " in line]
+        if self.code == 2:  # refused before connecting: Invoke prints the message alone
+            failures = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(failures) == 1, f"not one error line:\n{self}"
+        return failures[0]
+
 
 def run(ssh_config: Path, host: str, *args: str, timeout: float = 300) -> Run:
     """Run fab to the end, without a terminal or stdin, as a script would."""

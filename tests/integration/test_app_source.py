@@ -84,13 +84,6 @@ def server(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         lab.remove(sandbox)
 
 
-def one_error_line(run: fab_cli.Run) -> str:
-    assert "Traceback" not in run.output, str(run)
-    failures = [line for line in run.output.splitlines() if "  failed: " in line]
-    assert len(failures) == 1, f"not one error line:\n{run}"
-    return failures[0]
-
-
 def test_links_within_the_app_travel_as_copies_of_their_targets_and_are_served(server: Server):
     assert server.get("/") == "version linked"  # the app read its release.json through the link
     assert server.get("/static/site.css") == "body {}\n"  # nginx serves them from the release
@@ -116,7 +109,7 @@ def test_a_link_out_of_the_app_is_refused_in_one_line_and_nothing_is_sent(server
     before = server.state()
     run = server.fab(leaky, "deploy")
     assert run.code == 1, str(run)
-    line = one_error_line(run)
+    line = run.one_error_line()
     assert re.search(
         rf"push  failed: notes\.txt is a link to {re.escape(str(secret))}, outside the app's directory .*;"
         r" copy what the app needs into the directory, or remove the link$",

@@ -87,13 +87,6 @@ def flaskr_copy(work: Path, version: str) -> Path:
     return src
 
 
-def one_error_line(run: fab_cli.Run) -> str:
-    assert "Traceback" not in run.output, str(run)
-    failures = [line for line in run.output.splitlines() if "  failed: " in line]
-    assert len(failures) == 1, f"not one error line:\n{run}"
-    return failures[0]
-
-
 def test_a_published_app_deploys_with_only_src_and_module(server: Server):
     # The sample app first, as a new user starts: then their own app, another app.module on the same name.
     sample = server.fab(None, "deploy")
@@ -246,5 +239,5 @@ def test_an_app_the_server_cannot_take_is_refused_in_one_line_with_the_server_un
         before = server.state()
         run = server.fab(config, "deploy")
         assert run.code == 1, str(run)
-        assert re.search(expected, one_error_line(run)), str(run)
+        assert re.search(expected, run.one_error_line()), str(run)
         assert server.state() == before, f"the server changed:\n{run}"

@@ -99,16 +99,6 @@ def server(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         lab.remove(sandbox)
 
 
-def one_error_line(run: fab_cli.Run) -> str:
-    """The run's one line saying what is wrong (a step's failure, or the settings error), no traceback."""
-    assert "Traceback" not in run.output, str(run)
-    failures = [line for line in run.output.splitlines() if "  failed: " in line]
-    if run.code == 2:  # refused before connecting: Invoke prints the message alone
-        failures = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(failures) == 1, f"not one error line:\n{run}"
-    return failures[0]
-
-
 # ---- refused, with nothing changed -----------------------------------------------------------------------
 
 
@@ -240,7 +230,7 @@ def test_a_bad_setting_or_host_is_one_line_and_changes_nothing(server: Server, c
     before = server.state()
     run = case.run(server)
     assert run.code == case.code, str(run)
-    line = one_error_line(run)
+    line = run.one_error_line()
     assert re.search(case.expected, line), f"{line!r} does not match {case.expected!r}\n{run}"
     assert server.state() == before, f"{case.name} changed the server"
     if case.name == "an unknown host key":
@@ -317,7 +307,8 @@ def test_links_planted_by_the_app_user_are_never_followed_by_root(server: Server
 
     run = server.fab("deploy")
     assert run.code == 1, str(run)
-    assert f"/srv/{APP}/shared/instance is a symbolic link, which root will not follow" in one_error_line(run)
+    refused = f"/srv/{APP}/shared/instance is a symbolic link, which root will not follow"
+    assert refused in run.one_error_line()
     assert target_state(server) == before
 
     server.ssh(
@@ -354,7 +345,7 @@ def test_a_lock_directory_that_is_not_roots_alone_fails_the_run_closed(server: S
         before = server.state()
         run = server.fab("deploy")
         assert run.code == 1, str(run)
-        assert "/run/flaskdeploy is not a directory only root may use" in one_error_line(run)
+        assert "/run/flaskdeploy is not a directory only root may use" in run.one_error_line()
         assert server.state() == before
     finally:
         server.ssh("chown root /run/flaskdeploy")
@@ -401,7 +392,8 @@ def test_a_command_that_outlives_the_command_timeout_ends_the_run_and_then_frees
     )
     run = server.fab("-T", "2", "deploy", version=stalled)
     assert run.code == 1, str(run)
-    assert "the server did not finish within 2 s (the command timeout: fab -T SECONDS)" in one_error_line(run)
+    stopped = "the server did not finish within 2 s (the command timeout: fab -T SECONDS)"
+    assert stopped in run.one_error_line()
     assert run.seconds < 15
     # On the server, the run goes on until its release command is stopped (deploy.release_timeout); until
     # then it holds the lock, and a next run is told to try again rather than run beside it.
@@ -481,7 +473,7 @@ def test_an_app_env_value_the_release_command_prints_shows_nowhere(server: Serve
         release_command='echo "Error: cannot reach db with $SECRET_KEY" >&2; exit 1',
     )  # fmt: skip
     run = server.fab("deploy", version=failing)
-    assert run.code == 1 and "Error: cannot reach db with ****" in one_error_line(run), str(run)
+    assert run.code == 1 and "Error: cannot reach db with ****" in run.one_error_line(), str(run)
     assert SECRET not in run.output
     assert SECRET not in json.dumps(history(server)) and SECRET not in server.fab("releases").output
     everywhere = "/srv /var/log /etc /run /tmp /root /var/tmp"
