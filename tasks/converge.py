@@ -193,13 +193,13 @@ def _situation(
     s: Settings,
     facts: Facts,
     steps: Sequence[Step],
-    app: AppSource | None,
+    local: tuple[AppSource, dependencies.Declared] | None,
     user: str,
     control_host: str,
     check: bool = False,
-    declared: dependencies.Declared | None = None,
 ) -> tuple[Situation | None, tuple[str, str] | None]:
-    """What the steps plan from; or, when the kit must not act on this server, the step and why."""
+    """What the steps plan from, with the local app when a step needs it (`_local_app`); or, when the kit
+    must not act on this server, the step and why."""
     try:
         platform = by_id(facts.platform, facts.system)
     except UnsupportedPlatform as error:
@@ -211,25 +211,20 @@ def _situation(
     refused = guards.refusals(situation)
     if refused:
         return None, ("check", refused[0])
-    if app is not None:
-        stop, situation = _with_app(situation, app, check, declared)
+    if local is not None:
+        stop, situation = _with_app(situation, *local, check)
         if stop:
             return None, ("push", stop)
     return situation, None
 
 
 def _with_app(
-    situation: Situation, app: AppSource, check: bool = False, declared: dependencies.Declared | None = None
+    situation: Situation, app: AppSource, declared: dependencies.Declared, check: bool = False
 ) -> tuple[str, Situation]:
     """The situation with the local app and, when the server lacks its venv, the wheels to build it
     from; or why the app cannot go to this server (before anything on it changes). A check run makes no
-    wheels: it says whether the venv would be built, not from what. `declared`: the app's dependencies
-    when read already (before connecting), else read here."""
-    s, facts = situation.settings, situation.facts
-    try:
-        declared = declared or dependencies.declared(app.root, s.gunicorn)
-    except dependencies.DependencyError as error:
-        return str(error), situation
+    wheels: it says whether the venv would be built, not from what."""
+    facts = situation.facts
     if not declared.fits(facts.python):
         return (
             f"the app requires Python {declared.requires_python} (requires-python in pyproject.toml) and"
@@ -263,15 +258,15 @@ def _local_app(s: Settings) -> tuple[AppSource, dependencies.Declared]:
 def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool, check: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
-    app = declared = None
+    local = None
     if any(step.needs_app for step in steps):
         try:
-            app, declared = _local_app(s)
+            local = _local_app(s)
         except (SourceError, dependencies.DependencyError) as error:
             recap.report(host, "push", "failed", str(error))
             return False
-        if app.links_note():
-            recap.note(host, f"push: {app.links_note()}")
+        if local[0].links_note():
+            recap.note(host, f"push: {local[0].links_note()}")
     user, control_host = getpass.getuser(), socket.gethostname()
     if check:  # read-only: no lock, no health check (the app may write what it is asked)
         recap.checking(host)
@@ -280,7 +275,7 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
         facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
     if facts is None:
         return False
-    situation, stop = _situation(s, facts, steps, app, user, control_host, check, declared)
+    situation, stop = _situation(s, facts, steps, local, user, control_host, check)
     if situation is not None:  # the live release as found: a failed run leaves it (or switches back to it)
         recap.release(host, facts.link_name(situation.layout.current))
     plans = plan(situation, steps) if situation else []
