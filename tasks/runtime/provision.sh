@@ -101,9 +101,9 @@ keep_hand_made() {  # FILE MARK [DIR]: a copy of FILE kept in DIR (FILE's own by
     kit_rendered "$1" "$2" || keep_copy "$1" "${3:-${1%/*}}"
 }
 
-# Before the first release: push switches to it with the configs it was built with (switch.sh
-# restore_configs), over what is at their paths. A server set up by hand has a site and a program of
-# the app's name there; enable_site and supervisor_update keep them too, when they run alone.
+# Before the first release, on a server set up by hand: a site and a program of the app's name, whose
+# copies enable_site and supervisor_update keep before they write over them; provision keeps them first,
+# so that its line (and a check run's) says so before any step changes the server.
 keep_hand_made_configs() {
     keep_hand_made "$NGINX_SITE" "$NGINX_SITE_MARK"
     keep_hand_made "$SUPERVISOR_CONF" "$SUPERVISOR_CONF_MARK"

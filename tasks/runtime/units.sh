@@ -57,9 +57,9 @@ in_release_unit() {  # NAME TIMEOUT RELEASE_DIR COMMAND ARG...: COMMAND (`-`: th
 }
 
 ensure_builder() {  # the system user that builds venvs: no home, no login, in no group but its own
-    local comment="flaskdeploy builds venvs, owns nothing"
-    if getent passwd "$BUILDER" >/dev/null; then
-        [ "$(getent passwd "$BUILDER" | cut -d: -f5)" = "$comment" ] \
+    local comment="flaskdeploy builds venvs, owns nothing" entry
+    if entry=$(getent passwd "$BUILDER"); then
+        [ "$(cut -d: -f5 <<<"$entry")" = "$comment" ] \
             || die "user $BUILDER exists and is not flaskdeploy's builder: remove it, or rename it"
         return 0
     fi

@@ -89,8 +89,8 @@ def plan(sit: Situation) -> StepPlan:
             why.append(f"directory {path}: {owner}:{group} {mode}" + (f" (now {now})" if now else " (new)"))
     hand_made = [p for p in (paths.nginx_site, paths.supervisor_conf) if facts.exists(p)]
     if hand_made and facts.link_name(paths.current) is None:
-        # push switches to the first release with its own configs, over what is at their paths: on a
-        # server set up by hand, a site and a program of the app's name the kit keeps a copy of first.
+        # A server set up by hand: a site and a program of the app's name, kept (enable_site and
+        # supervisor_update keep them too, before they write over them), said here before any step acts.
         commands.append(line("keep_hand_made_configs"))
         why.append(f"no release yet: keep a copy of {' and '.join(hand_made)} unless flaskdeploy wrote it")
     tmpfiles = configs.tmpfiles(s, paths)
