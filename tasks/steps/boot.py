@@ -12,11 +12,9 @@ def plan(sit: Situation) -> StepPlan:
     if sit.settings.https_mode == "acme":  # certbot's renewals
         units = (*units, sit.platform.certbot_timer)
     if all(sit.facts.enabled(unit) for unit in units):
-        return StepPlan("enable_boot")
+        return StepPlan()
     off = [unit for unit in units if not sit.facts.enabled(unit)]
-    return StepPlan(
-        "enable_boot", (line("enable_at_boot", *units),), why=(f"enable at boot: {' '.join(off)}",)
-    )
+    return StepPlan((line("enable_at_boot", *units),), why=(f"enable at boot: {' '.join(off)}",))
 
 
 STEP = Step(

@@ -27,7 +27,7 @@ CERTBOT = Requirement(
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
     if s.https_mode != "acme":
-        return StepPlan("certificate")
+        return StepPlan()
     commands, files, why = [], {}, []
     if s.https_ca_bundle is not None:
         bundle = s.https_ca_bundle.read_bytes()
@@ -51,11 +51,10 @@ def plan(sit: Situation) -> StepPlan:
             line("reload_nginx", 1),
         ]
         why += wanted
-        return StepPlan(
-            "certificate", tuple(commands), files, touches=frozenset({"nginx"}), why=tuple(why),
+        return StepPlan(tuple(commands), files, touches=frozenset({"nginx"}), why=tuple(why),
             writes={paths.nginx_site: site},
         )  # fmt: skip
-    return StepPlan("certificate", tuple(commands), files, why=tuple(why))
+    return StepPlan(tuple(commands), files, why=tuple(why))
 
 
 STEP = Step(

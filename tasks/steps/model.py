@@ -8,7 +8,7 @@ same run may already have changed what the probe saw.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StepPlan:
-    name: str
+    """What a step does in this run; its planner leaves `name` out (Step.plan_for sets it)."""
+
     commands: tuple[str, ...] = ()  # lines built with tasks.shell.line: calls of runtime functions
     files: Mapping[str, bytes | Path] = field(default_factory=dict)  # path in $W -> content the step uses
     cleanup: tuple[str, ...] = ()  # lines run once the whole run succeeded (pruning)
@@ -41,6 +42,7 @@ class StepPlan:
     # it does. Other steps, the health gate and the end of the run wait for the install to end.
     installs_beside: bool = False
     beside_packages: bool = False
+    name: str = ""  # the step's
 
     @property
     def acts(self) -> bool:
@@ -105,5 +107,5 @@ class Step:
         for requirement in self.requires:
             if requirement.missing(situation) and not situation.runs(requirement.provided_by):
                 what = requirement.what.format(app=situation.layout.app)
-                return StepPlan(self.name, blocked=f"{what}: run `fab {requirement.provided_by}` first")
-        return self.plan(situation)
+                return StepPlan(blocked=f"{what}: run `fab {requirement.provided_by}` first", name=self.name)
+        return replace(self.plan(situation), name=self.name)

@@ -18,9 +18,9 @@ def plan_backup_default(sit: Situation) -> StepPlan:
     # A backup, once taken, is never overwritten: it is the only copy of the stock site.
     installed = sit.platform.packages.nginx in facts.installed
     if facts.exists(paths.nginx_default_backup) or (installed and not facts.exists(paths.nginx_default)):
-        return StepPlan("backup_default")
+        return StepPlan()
     why = (f"copy {paths.nginx_default} to {paths.nginx_default_backup} (once)",)
-    return StepPlan("backup_default", (line("backup_default_site"),), why=why)
+    return StepPlan((line("backup_default_site"),), why=why)
 
 
 def plan_enable_site(sit: Situation) -> StepPlan:
@@ -40,7 +40,7 @@ def plan_enable_site(sit: Situation) -> StepPlan:
         and not (replaces_default and facts.exists(paths.nginx_default_link))
         and not tls_files
     ):
-        return StepPlan("enable_site")
+        return StepPlan()
     why = [f"install {there} (https.{'cert' if there == paths.tls_cert else 'key'})" for there in tls_files]
     commands, files = [], {}
     if tls_files:  # both, so that the pair always matches
@@ -51,7 +51,6 @@ def plan_enable_site(sit: Situation) -> StepPlan:
     if replaces_default and facts.exists(paths.nginx_default_link):
         why.append(f"disable the stock site ({paths.nginx_default_link}): this site is the default server")
     return StepPlan(
-        "enable_site",
         (*commands, line("enable_site", "files/nginx-site", int(replaces_default))),
         {**files, "files/nginx-site": site.encode()},
         touches=frozenset({"nginx"}),
@@ -65,14 +64,14 @@ def plan_reload_nginx(sit: Situation) -> StepPlan:
     # Run alone, it reloads when nginx's config changed since nginx loaded it; inside deploy, also when
     # an earlier step may change that config.
     if facts.active(sit.platform.nginx_unit) and not facts.nginx_stale and not sit.earlier_touches("nginx"):
-        return StepPlan("reload_nginx")
+        return StepPlan()
     if not facts.active(sit.platform.nginx_unit):
         why = "nginx is not running: start it"
     elif facts.nginx_stale:
         why = "nginx's config changed since nginx loaded it: reload nginx"
     else:
         why = "an earlier step changes nginx's config: reload nginx (if nginx -t passes)"
-    return StepPlan("reload_nginx", (line("reload_nginx", int(facts.nginx_stale)),), why=(why,))
+    return StepPlan((line("reload_nginx", int(facts.nginx_stale)),), why=(why,))
 
 
 BACKUP_DEFAULT = Step(

@@ -103,8 +103,7 @@ def plan(sit: Situation) -> StepPlan:
         )
     # Installing nginx changes its config: a later reload_nginx must look.
     touches = frozenset({"nginx"}) if platform.packages.nginx in missing else frozenset()
-    return StepPlan(
-        "provision", tuple(commands), files, touches=touches, why=tuple(why), writes=writes,
+    return StepPlan(tuple(commands), files, touches=touches, why=tuple(why), writes=writes,
         installs_beside=bool(missing),
     )  # fmt: skip
 

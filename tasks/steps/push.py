@@ -104,7 +104,7 @@ def plan(sit: Situation) -> StepPlan:
     assert app is not None, "push needs the local app"
     shape = shape_of(sit)
     if is_live(sit, shape):
-        return StepPlan("push")
+        return StepPlan()
 
     commands, files = venv(sit) if sit.venv_id not in facts.venvs else ([], {})
     if sit.uv_wheel is not None:
@@ -150,7 +150,7 @@ def plan(sit: Situation) -> StepPlan:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     why = explain(sit, new)
     return StepPlan(
-        "push", tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new, beside_packages=True
+        tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new, beside_packages=True
     )
 
 

@@ -11,7 +11,7 @@ from tasks.steps.model import Requirement, Situation, Step, StepPlan
 def plan(sit: Situation, hard: bool) -> StepPlan:
     first = line("restart_program") if hard else line("reload_live_release")
     how = "stop and start it through supervisor (a short gap)" if hard else "new workers, no request dropped"
-    return StepPlan("restart", (first, line("ensure_running")), why=(f"restart {sit.layout.app}: {how}",))
+    return StepPlan((first, line("ensure_running")), why=(f"restart {sit.layout.app}: {how}",))
 
 
 DEPLOYED = Requirement(lambda sit: sit.facts.program_state is None, "{app} is not deployed", "deploy")

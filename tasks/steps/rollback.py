@@ -15,22 +15,18 @@ def plan(sit: Situation, to: str) -> StepPlan:
     facts, paths = sit.facts, sit.layout
     target = to or facts.link_name(paths.previous)
     if not target:
-        return StepPlan(
-            "rollback", blocked="no previous release to roll back to (see `fab releases`, --to=ID)"
-        )
+        return StepPlan(blocked="no previous release to roll back to (see `fab releases`, --to=ID)")
     if target not in facts.release_ids:
-        return StepPlan("rollback", blocked=f"no release {target} on the server (see `fab releases`)")
+        return StepPlan(blocked=f"no release {target} on the server (see `fab releases`)")
     if target == facts.link_name(paths.current):
-        return StepPlan("rollback")
+        return StepPlan()
     venv = facts.release_venv(target)
     if venv not in facts.venvs:
-        return StepPlan(
-            "rollback", blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead"
-        )
+        return StepPlan(blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead")
     live = facts.link_name(paths.current)
     how = "a graceful reload" if venv == facts.release_venv(live or "") else "a restart (another venv)"
     why = (f"current -> {target} (from {live}), with the configs it was deployed with; {how}",)
-    return StepPlan("rollback", (line("roll_back_to", target),), why=why, switches_to=target)
+    return StepPlan((line("roll_back_to", target),), why=why, switches_to=target)
 
 
 def step(to: str = "") -> Step:

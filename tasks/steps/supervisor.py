@@ -25,7 +25,7 @@ def plan(sit: Situation) -> StepPlan:
         and facts.active(sit.platform.supervisor_unit)
         and facts.program_state == "RUNNING"
     ):
-        return StepPlan("supervisor_update")
+        return StepPlan()
     files = {"files/gunicorn.conf.py": gunicorn.encode(), "files/supervisor.conf": program.encode()}
     same = facts.sha256(paths.supervisor_conf) == configs.sha256(program) and facts.sha256(
         paths.gunicorn_conf
@@ -37,9 +37,7 @@ def plan(sit: Situation) -> StepPlan:
     else:
         why = f"{paths.app} is {facts.program_state or 'not a program of supervisor'}: start it"
     writes = {paths.supervisor_conf: program, paths.gunicorn_conf: gunicorn}
-    return StepPlan(
-        "supervisor_update", (line("supervisor_update", *files),), files, why=(why,), writes=writes
-    )
+    return StepPlan((line("supervisor_update", *files),), files, why=(why,), writes=writes)
 
 
 STEP = Step(

@@ -162,5 +162,5 @@ def test_a_check_that_would_change_exits_3_and_one_that_fails_exits_1(printed, m
 
 
 def test_a_plan_without_writes_shows_only_its_reasons():
-    plan = StepPlan("x", ("run",), why=("because",))
+    plan = StepPlan(("run",), why=("because",), name="x")
     assert check.details(plan, {}) == ["because"]

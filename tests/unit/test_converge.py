@@ -34,8 +34,8 @@ def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_the
     s = replace(settings, keep_releases=2)
     sit = situation(s, fresh_facts())
     found = [
-        StepPlan("provision"),
-        StepPlan("push", ("switch_to_built",), cleanup=('prune "$RELEASES_DIR" old',)),
+        StepPlan(name="provision"),
+        StepPlan(("switch_to_built",), cleanup=('prune "$RELEASES_DIR" old',), name="push"),
     ]
     script = apply_script(sit, found, "deploy", check_health=True)
     assert body(script) == [
