@@ -28,7 +28,7 @@ from tasks.remote import host_name
 from tasks.settings import Settings
 from tasks.shell import Script, line
 from tasks.source import AppSource, SourceError, read_source
-from tasks.steps import guards, push
+from tasks.steps import APPLY, guards, push, runtime_values
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.wheels import Target
 
@@ -50,6 +50,7 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, c
     paths = situation.layout
     values = {
         **runtime.globals_for(situation.settings, paths, situation.platform),
+        **runtime_values(situation.settings, paths, situation.platform),
         **lock.values(paths.lock_root, paths.app, holder(situation.user, situation.control_host), action),
         "ACTION": action if action in RECORDED else "",
         "WHO": situation.user,
@@ -69,7 +70,7 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, c
         lines += [line("begin_step", "health"), line("gate"), line("end_step")]
     lines += [command for p in plans if p.acts for command in p.cleanup]
     lines.append(line("finish_run"))
-    return Script(f"apply script of a {action}", values, runtime.APPLY, lines)
+    return Script(f"apply script of a {action}", values, APPLY, lines)
 
 
 def pack(files: Mapping[str, bytes | Path]) -> bytes:

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 
-# What each kind of script includes, in order (a file may use what an earlier one defines).
-APPLY = (
-    "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
-    "nginx.sh", "https.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py",
-    "bounded.py", "import_check.py", "shared_dirs.py", "mask.py",
+# What each kind of script includes, in order (a file may use what an earlier one defines). An apply
+# script: these, the frame of every run and what several steps share, then the steps' own files
+# (steps.APPLY).
+SHARED = (
+    "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "history.py", "health.py", "reload.py",
+    "bounded.py", "mask.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)
@@ -69,9 +70,6 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "HEALTH_HOST": health_host(s),
         "HEALTH_RULE": health_rule(s),
         "HEALTH_TIMEOUT": s.health_timeout,
-        "PACKAGES_REPAIR": platform.repair_command,
-        "PACKAGES_UPDATE": platform.update_command,
-        "PACKAGES_INSTALL": platform.install_command,
         # The first line of each config the kit renders names its template (configs/*.j2): how the server
         # tells the kit's files from those it did not write, which it keeps a copy of (provision.sh).
         "NGINX_SITE_MARK": "rendered from configs/nginx-site.conf.j2",
@@ -85,6 +83,4 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "RELEASE_TIMEOUT": s.release_timeout,
         "NOLOGIN_SHELL": platform.nologin_shell,
         "UV_VERSION": UV_VERSION,
-        "ACME_EMAIL": s.https_email or "",
-        "ACME_DIRECTORY": s.https_directory,
     }

@@ -7,6 +7,13 @@ and its tests. Rollback and restart plan with the same model but are actions, no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from tasks import runtime
+from tasks.layout import Layout
+from tasks.platform import Platform
+from tasks.settings import Settings
+from tasks.shell import Value
 from tasks.steps import boot, https, nginx, provision, push, supervisor
 from tasks.steps.model import Step
 
@@ -21,3 +28,14 @@ PIPELINE: tuple[Step, ...] = (
     https.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
+# What an apply script includes: the runtime files every run shares, then the steps'.
+APPLY = tuple(dict.fromkeys((*runtime.SHARED, *(name for step in PIPELINE for name in step.runtime))))
+
+
+def runtime_values(
+    s: Settings, paths: Layout, platform: Platform, steps: Iterable[Step] = PIPELINE
+) -> dict[str, Value]:
+    """The values the steps' runtime files read, besides the ones every apply script gets."""
+    return {
+        key: value for step in steps if step.values for key, value in step.values(s, paths, platform).items()
+    }

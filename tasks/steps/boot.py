@@ -19,5 +19,5 @@ def plan(sit: Situation) -> StepPlan:
 
 STEP = Step(
     "enable_boot", "nginx and supervisor enabled at boot (checked with systemctl is-enabled).", plan,
-    requires=(SERVICES,),
+    requires=(SERVICES,), runtime=("boot.sh",),
 )  # fmt: skip

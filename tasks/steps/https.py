@@ -62,4 +62,9 @@ STEP = Step(
     "With https.mode acme: certbot obtains the site's certificate (HTTP-01), nginx serves it on 443.",
     plan,
     requires=(NGINX, CERTBOT),
+    runtime=("https.sh",),
+    values=lambda s, paths, platform: {
+        "ACME_EMAIL": s.https_email or "",
+        "ACME_DIRECTORY": s.https_directory,
+    },
 )

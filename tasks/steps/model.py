@@ -20,6 +20,7 @@ from tasks.settings import Settings
 
 if TYPE_CHECKING:
     from tasks.dependencies import Declared
+    from tasks.shell import Value
     from tasks.source import AppSource
 
 
@@ -100,6 +101,10 @@ class Step:
     plan: Callable[[Situation], StepPlan]
     requires: tuple[Requirement, ...] = ()
     needs_app: bool = False  # reads the local app: its files and, for the server, its wheels
+    # Its runtime files (tasks/runtime/), included in every apply script, and the values they read
+    # besides the ones every apply script gets (runtime.globals_for).
+    runtime: tuple[str, ...] = ()
+    values: Callable[[Settings, Layout, Platform], Mapping[str, Value]] | None = None
 
     def plan_for(self, situation: Situation) -> StepPlan:
         """The step's plan, or a blocked one when a requirement is missing and no earlier step of the run

@@ -79,16 +79,19 @@ BACKUP_DEFAULT = Step(
     "Keep a copy of nginx's stock default site as default.bak (once; never overwritten).",
     plan_backup_default,
     requires=(NGINX,),
+    runtime=("nginx.sh",),
 )
 ENABLE_SITE = Step(
     "enable_site",
     "Render the nginx site (with https, its 443 server), link it in sites-enabled, validate with nginx -t.",
     plan_enable_site,
     requires=(NGINX,),
+    runtime=("nginx.sh",),
 )
 RELOAD_NGINX = Step(
     "reload_nginx",
     "nginx -t, then a graceful reload (only when nginx's config changed since it last loaded it).",
     plan_reload_nginx,
     requires=(NGINX,),
+    runtime=("nginx.sh",),
 )

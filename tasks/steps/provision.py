@@ -112,4 +112,10 @@ STEP = Step(
     "provision",
     "apt packages (nginx, supervisor; certbot with https), the app's system user, its directories.",
     plan,
+    runtime=("provision.sh",),
+    values=lambda s, paths, platform: {
+        "PACKAGES_REPAIR": platform.repair_command,
+        "PACKAGES_UPDATE": platform.update_command,
+        "PACKAGES_INSTALL": platform.install_command,
+    },
 )

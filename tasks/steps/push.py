@@ -215,4 +215,5 @@ STEP = Step(
     plan,
     requires=(PROVISIONED,),
     needs_app=True,
+    runtime=("release.sh", "static.sh", "import_check.py", "shared_dirs.py"),
 )

@@ -45,4 +45,5 @@ STEP = Step(
     "Render the supervisor program and gunicorn config, supervisorctl update; restart only on change.",
     plan,
     requires=(SUPERVISOR, RELEASED),
+    runtime=("supervisor.sh",),
 )

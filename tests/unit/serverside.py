@@ -12,8 +12,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tasks import runtime
 from tasks.shell import Script, Value
+from tasks.steps import APPLY
 
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")
 THIS_SCRIPT = "# ---- this script"
@@ -39,7 +39,7 @@ def run_bash(
 
 
 def run_functions(
-    values: Mapping[str, Value], lines: Sequence[str], includes: Sequence[str] = runtime.APPLY, **options
+    values: Mapping[str, Value], lines: Sequence[str], includes: Sequence[str] = APPLY, **options
 ) -> subprocess.CompletedProcess:
     """The runtime files loaded with these values, then `lines` run."""
     return run_bash(library(Script("test", values, includes, ())) + "\n".join(lines) + "\n", **options)

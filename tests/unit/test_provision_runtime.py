@@ -11,8 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tasks import runtime
 from tasks.shell import Script
+from tasks.steps import APPLY
 from tests.polling import wait_until
 from tests.unit.serverside import library, run_functions
 
@@ -119,7 +119,7 @@ def test_an_install_goes_on_to_its_end_when_the_watchdog_ends_the_runs_process_g
         "begin_step provision", "start_packages 1 nginx supervisor", "await_packages", "echo not stopped",
     ]  # fmt: skip
     script = tmp_path / "run.sh"
-    script.write_text(library(Script("test", values, runtime.APPLY, ())) + "\n".join(lines) + "\n")
+    script.write_text(library(Script("test", values, APPLY, ())) + "\n".join(lines) + "\n")
     # A session of its own, as a run's command over SSH: the watchdog's `kill -TERM 0` is its process group.
     run = subprocess.Popen(
         ["bash", str(script)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

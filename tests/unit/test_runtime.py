@@ -20,7 +20,7 @@ from tasks.converge import apply_script, plan
 from tasks.facts import PathState, Release
 from tasks.settings import PROJECT_ROOT
 from tasks.shell import Script, line
-from tasks.steps import restart, rollback
+from tasks.steps import APPLY, restart, rollback
 from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plans, situation
 from tests.unit.serverside import COSTLY_IMPORTS, run_bash, run_importing, shellcheck
 
@@ -112,7 +112,7 @@ def test_every_global_the_runtime_reads_is_provided(settings):
 
 
 def test_every_runtime_file_is_in_a_kind_of_script():
-    included = set(runtime.APPLY) | set(runtime.PROBE) | set(runtime.SHOW) | set(runtime.EXEC)
+    included = set(APPLY) | set(runtime.PROBE) | set(runtime.SHOW) | set(runtime.EXEC)
     assert {p.name for p in runtime.files()} == included
 
 
