@@ -7,11 +7,11 @@ same run may already have changed what the probe saw.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tasks.facts import Facts
 from tasks.layout import Layout
@@ -92,6 +92,24 @@ class Requirement:
     provided_by: str  # the step (and task) that provides it: "provision"
 
 
+def _none(*_: object) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a step asks the probe besides the facts every run shares (the platform, the app's user, the
+    lock, the live release): the paths whose state it compares, of those the kit's own files whose
+    content it compares (`hashed`: where only root writes), and its own part of the probe program with
+    the questions it is asked on each platform and the typed form of its answer."""
+
+    paths: Callable[[Settings, Layout], Iterable[str]] = _none
+    hashed: Callable[[Settings, Layout], Iterable[str]] = _none
+    part: str = ""  # runtime/NAME.py: its `gather(asked)` returns facts, merged into the probe's answer
+    asks: Callable[[Settings, Layout, Platform], Mapping[str, Any]] | None = None
+    facts: type | None = None  # its facts' typed form: `facts.from_json(answer)`; Facts.of(that type)
+
+
 @dataclass(frozen=True)
 class Step:
     """A step of the pipeline (or an action such as rollback): its task's name and help, its planner."""
@@ -105,6 +123,7 @@ class Step:
     # besides the ones every apply script gets (runtime.globals_for).
     runtime: tuple[str, ...] = ()
     values: Callable[[Settings, Layout, Platform], Mapping[str, Value]] | None = None
+    probe: Probe = Probe()  # what it needs to know of the server, besides the shared facts
 
     def plan_for(self, situation: Situation) -> StepPlan:
         """The step's plan, or a blocked one when a requirement is missing and no earlier step of the run
