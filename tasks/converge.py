@@ -16,21 +16,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fabric import Connection
 
 from tasks import check as checks
-from tasks import dependencies, lock, probe, recap, remote, runtime, settings, wheels
+from tasks import lock, probe, recap, remote, runtime, settings
 from tasks.facts import Facts
 from tasks.layout import layout
 from tasks.platform import UnsupportedPlatform, by_id
 from tasks.remote import host_name
 from tasks.settings import Settings
 from tasks.shell import Script, line
-from tasks.source import AppSource, SourceError, read_source
-from tasks.steps import APPLY, guards, push, runtime_values
-from tasks.steps.model import Situation, Step, StepPlan
-from tasks.wheels import Target
+from tasks.steps import APPLY, guards, runtime_values
+from tasks.steps.model import Refused, Situation, Step, StepPlan
 
 # Runs whose apply command is recorded in the server's history (runtime/history.py).
 RECORDED = ("deploy", "push", "rollback", "restart")
@@ -194,13 +193,13 @@ def _situation(
     s: Settings,
     facts: Facts,
     steps: Sequence[Step],
-    local: tuple[AppSource, dependencies.Declared] | None,
+    local: Mapping[str, Any],
     user: str,
     control_host: str,
     check: bool = False,
 ) -> tuple[Situation | None, tuple[str, str] | None]:
-    """What the steps plan from, with the local app when a step needs it (`_local_app`); or, when the kit
-    must not act on this server, the step and why."""
+    """What the steps plan from, with what their `prepare` made of what they read on this machine
+    (`local`: see _read); or, when the kit must not act on this server, the step and why."""
     try:
         platform = by_id(facts.platform, facts.system)
     except UnsupportedPlatform as error:
@@ -212,62 +211,39 @@ def _situation(
     refused = guards.refusals(situation)
     if refused:
         return None, ("check", refused[0])
-    if local is not None:
-        stop, situation = _with_app(situation, *local, check)
-        if stop:
-            return None, ("push", stop)
+    for step in steps:
+        if step.prepare is not None:
+            try:
+                made = step.prepare(situation, local[step.name], check)
+            except Refused as error:
+                return None, (step.name, str(error))
+            situation = replace(situation, prepared={**situation.prepared, step.name: made})
     return situation, None
 
 
-def _with_app(
-    situation: Situation, app: AppSource, declared: dependencies.Declared, check: bool = False
-) -> tuple[str, Situation]:
-    """The situation with the local app and, when the server lacks its venv, the wheels to build it
-    from; or why the app cannot go to this server (before anything on it changes). A check run makes no
-    wheels: it says whether the venv would be built, not from what."""
-    facts = situation.facts
-    if not declared.fits(facts.python):
-        return (
-            f"the app requires Python {declared.requires_python} (requires-python in pyproject.toml) and"
-            f" the server has Python {facts.python}: deploy to a server with a Python that fits, or relax"
-            " requires-python",
-            situation,
-        )
-    target = Target(facts.python, facts.machine, facts.glibc)
-    situation = replace(situation, app=app, declared=declared, venv_id=wheels.venv_id(declared, target))
-    if check:
-        return "", situation
-    new_venv = situation.venv_id not in facts.venvs
-    new_release = not push.is_live(situation, push.shape_of(situation))
-    try:
-        built = wheels.dependencies(declared, target) if new_venv else ()
-        own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None
-        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.tools
-        uv = wheels.uv_wheel(facts.machine) if needs_uv else None
-    except wheels.WheelError as error:
-        return str(error), situation
-    return "", replace(situation, wheels=built, app_wheel=own, uv_wheel=uv)
-
-
-def _local_app(s: Settings) -> tuple[AppSource, dependencies.Declared]:
-    """The app as a release would hold it, and its dependencies as declared: read before connecting, so
-    that an app the kit refuses (a link out of its directory, a plain-http index) reaches no server."""
-    app = read_source(s.src, s.shared_dirs)
-    return app, dependencies.declared(app.root, s.gunicorn)
+def _read(s: Settings, steps: Sequence[Step], host: str) -> dict[str, Any] | None:
+    """What the steps read on this machine (push: the app), each step's notes said; None, with the
+    refusal reported, when a step refuses what it read: before anything connects."""
+    found = {}
+    for step in steps:
+        if step.read is None:
+            continue
+        try:
+            found[step.name], notes = step.read(s)
+        except Refused as error:
+            recap.report(host, step.name, "failed", str(error))
+            return None
+        for text in notes:
+            recap.note(host, f"{step.name}: {text}")
+    return found
 
 
 def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool, check: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
-    local = None
-    if any(step.needs_app for step in steps):
-        try:
-            local = _local_app(s)
-        except (SourceError, dependencies.DependencyError) as error:
-            recap.report(host, "push", "failed", str(error))
-            return False
-        if local[0].links_note():
-            recap.note(host, f"push: {local[0].links_note()}")
+    local = _read(s, steps, host)
+    if local is None:
+        return False
     user, control_host = getpass.getuser(), socket.gethostname()
     if check:  # read-only: no lock, no health check (the app may write what it is asked)
         recap.checking(host)

@@ -19,9 +19,7 @@ from tasks.platform import Platform
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
-    from tasks.dependencies import Declared
     from tasks.shell import Value
-    from tasks.source import AppSource
 
 
 @dataclass(frozen=True)
@@ -62,12 +60,7 @@ class Situation:
     now: datetime  # UTC; names a new release
     user: str = ""  # who runs the deploy (local user name), recorded with a release
     control_host: str = ""  # the machine it runs from
-    app: AppSource | None = None  # the local app, when a step of the run needs it (push)
-    declared: Declared | None = None  # the app's dependencies, as its directory declares them
-    venv_id: str = ""  # the venv the app's dependencies need on this server
-    wheels: tuple[Path, ...] = ()  # what that venv is built from, when the server lacks it
-    app_wheel: Path | None = None  # the app built as a wheel (an installable project), for a new release
-    uv_wheel: Path | None = None  # uv, when the server lacks it and needs it (a venv, an app wheel)
+    prepared: Mapping[str, Any] = field(default_factory=dict)  # step -> what its `prepare` made
     earlier: tuple[StepPlan, ...] = ()  # the plans of the steps before this one in the run
 
     def runs(self, step: str) -> bool:
@@ -81,6 +74,11 @@ class Situation:
     def earlier_touches(self, what: str) -> bool:
         """Whether an earlier step of this run may change `what`."""
         return any(what in plan.touches for plan in self.earlier if plan.acts)
+
+
+class Refused(Exception):
+    """Why a step cannot go to this server (or leave this machine): one line, said before anything on the
+    server changes."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,12 @@ class Step:
     doc: str  # the task's help line in `fab --list`
     plan: Callable[[Situation], StepPlan]
     requires: tuple[Requirement, ...] = ()
-    needs_app: bool = False  # reads the local app: its files and, for the server, its wheels
+    # Work on the control machine, for a step that needs it (push: the app and its wheels): `read` runs
+    # before anything connects (what it refuses reaches no server) and returns what it found with the
+    # notes to say of it; `prepare`, from that, once the server is probed (a check run: True). Both
+    # raise Refused; what `prepare` returns is the situation's `prepared[name]` for the planner.
+    read: Callable[[Settings], tuple[Any, tuple[str, ...]]] | None = None
+    prepare: Callable[[Situation, Any, bool], Any] | None = None
     # Its runtime files (tasks/runtime/), included in every apply script, and the values they read
     # besides the ones every apply script gets (runtime.globals_for).
     runtime: tuple[str, ...] = ()

@@ -11,16 +11,18 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tasks import configs, https, static
+from tasks import configs, dependencies, https, static, wheels
+from tasks.dependencies import Declared, DependencyError
 from tasks.layout import META, RELEASE_FILES, Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, line
-from tasks.source import AppSource
-from tasks.steps.model import Situation, Step, StepPlan
+from tasks.source import AppSource, SourceError, read_source
+from tasks.steps.model import Refused, Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
 
 # The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
@@ -77,46 +79,104 @@ def venvs_to_prune(venv_dirs: Iterable[str], in_use: Iterable[str | None]) -> li
     return sorted(v for v in set(venv_dirs) - set(in_use) if VENV_ID.fullmatch(v))
 
 
-def shape_of(sit: Situation) -> str:
+@dataclass(frozen=True)
+class Ready:
+    """What push plans from besides the situation: the local app and its dependencies as declared, the
+    venv they need on this server and, where the server lacks them, what to build it from."""
+
+    app: AppSource
+    declared: Declared
+    venv_id: str
+    wheels: tuple[Path, ...] = ()  # what that venv is built from, when the server lacks it
+    app_wheel: Path | None = None  # the app built as a wheel (an installable project), for a new release
+    uv_wheel: Path | None = None  # uv, when the server lacks it and needs it (a venv, an app wheel)
+
+
+def read(s: Settings) -> tuple[tuple[AppSource, Declared], tuple[str, ...]]:
+    """The app as a release would hold it, and its dependencies as declared: read before connecting, so
+    that an app the kit refuses (a link out of its directory, a plain-http index) reaches no server."""
+    try:
+        app = read_source(s.src, s.shared_dirs)
+        declared = dependencies.declared(app.root, s.gunicorn)
+    except (SourceError, DependencyError) as error:
+        raise Refused(str(error)) from None
+    note = app.links_note()
+    return (app, declared), (note,) if note else ()
+
+
+def prepare(sit: Situation, local: tuple[AppSource, Declared], check: bool = False) -> Ready:
+    """The local app for this server and, when the server lacks its venv, the wheels to build it from;
+    Refused when the app cannot go to this server. A check run makes no wheels: it says whether the venv
+    would be built, not from what."""
+    app, declared = local
+    facts = sit.facts
+    if not declared.fits(facts.python):
+        raise Refused(
+            f"the app requires Python {declared.requires_python} (requires-python in pyproject.toml) and"
+            f" the server has Python {facts.python}: deploy to a server with a Python that fits, or relax"
+            " requires-python"
+        )
+    target = wheels.Target(facts.python, facts.machine, facts.glibc)
+    found = Ready(app, declared, wheels.venv_id(declared, target))
+    if check:
+        return found
+    new_venv = found.venv_id not in facts.venvs
+    new_release = not is_live(sit, shape_of(sit, found), found)
+    try:
+        built = wheels.dependencies(declared, target) if new_venv else ()
+        own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None
+        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.tools
+        uv = wheels.uv_wheel(facts.machine) if needs_uv else None
+    except wheels.WheelError as error:
+        raise Refused(str(error)) from None
+    return replace(found, wheels=built, app_wheel=own, uv_wheel=uv)
+
+
+def ready(sit: Situation) -> Ready:
+    """What `prepare` made for this run."""
+    found = sit.prepared.get("push")
+    assert isinstance(found, Ready), "push needs the local app"
+    return found
+
+
+def shape_of(sit: Situation, local: Ready) -> str:
     """The fingerprint of the release the local app would make on this server."""
-    assert sit.app is not None, "push needs the local app"
-    return fingerprint(sit.settings, sit.layout, sit.platform, sit.app, sit.venv_id, sit.facts.cpus)
+    return fingerprint(sit.settings, sit.layout, sit.platform, local.app, local.venv_id, sit.facts.cpus)
 
 
-def is_live(sit: Situation, shape: str) -> bool:
+def is_live(sit: Situation, shape: str, local: Ready) -> bool:
     """Whether the release of that fingerprint is the live one already, on its venv: nothing to push."""
-    return sit.facts.fingerprint == shape and sit.venv_id in sit.facts.venvs
+    return sit.facts.fingerprint == shape and local.venv_id in sit.facts.venvs
 
 
-def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
+def venv(sit: Situation, local: Ready) -> tuple[list[str], dict[str, bytes | Path]]:
     """The commands and files that build the venv this release needs: the wheels the server does not keep
     yet, and the list of all of them (the venv gets exactly those)."""
-    assert sit.declared is not None, "the app's dependencies"
     files: dict[str, bytes | Path] = {
-        f"wheels/{w.name}": w for w in sit.wheels if w.name not in sit.facts.wheels
+        f"wheels/{w.name}": w for w in local.wheels if w.name not in sit.facts.wheels
     }
-    files["wheels/manifest"] = "".join(f"{w.name}\n" for w in sit.wheels).encode()
-    return [line("note", sit.declared.describe()), line("build_venv", sit.venv_id)], files
+    files["wheels/manifest"] = "".join(f"{w.name}\n" for w in local.wheels).encode()
+    return [line("note", local.declared.describe()), line("build_venv", local.venv_id)], files
 
 
 def plan(sit: Situation) -> StepPlan:
-    s, facts, paths, app = sit.settings, sit.facts, sit.layout, sit.app
-    assert app is not None, "push needs the local app"
-    shape = shape_of(sit)
-    if is_live(sit, shape):
+    s, facts, paths, local = sit.settings, sit.facts, sit.layout, ready(sit)
+    app = local.app
+    shape = shape_of(sit, local)
+    if is_live(sit, shape, local):
         return StepPlan()
 
-    commands, files = venv(sit) if sit.venv_id not in facts.venvs else ([], {})
-    if sit.uv_wheel is not None:
-        files["tools/uv.whl"] = sit.uv_wheel
+    commands, files = venv(sit, local) if local.venv_id not in facts.venvs else ([], {})
+    if local.uv_wheel is not None:
+        files["tools/uv.whl"] = local.uv_wheel
         commands.insert(0, line("install_uv"))
-    if sit.app_wheel is not None:  # installed into the release (build_release)
-        files[f"app/{sit.app_wheel.name}"] = sit.app_wheel
+    if local.app_wheel is not None:  # installed into the release (build_release)
+        files[f"app/{local.app_wheel.name}"] = local.app_wheel
     new = release_id(app.content_hash, sit.now, facts.release_ids)
     files.update({f"release/{name}": app.root / name for name in app.files})
     record = {
         "id": new, "time": f"{sit.now:%Y-%m-%dT%H:%M:%SZ}", "user": sit.user, "host": sit.control_host,
-        "venv": sit.venv_id, "content": app.content_hash,
+        "venv": local.venv_id, "content": app.content_hash,
     }  # fmt: skip
     files[f"release/{META}/release.json"] = (json.dumps(record) + "\n").encode()
     files[f"release/{META}/fingerprint"] = f"{shape}\n".encode()
@@ -127,7 +187,7 @@ def plan(sit: Situation) -> StepPlan:
     # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
     missing = [d for d in s.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
     commands += [line("make_shared_dirs", *missing)] if missing else []
-    commands += [line("build_release", new, sit.venv_id), line("check_release")]
+    commands += [line("build_release", new, local.venv_id), line("check_release")]
     commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:
         commands.append(line("run_release_command"))
@@ -139,16 +199,16 @@ def plan(sit: Situation) -> StepPlan:
     releases = [*facts.release_ids, new]
     prune = releases_to_prune(releases, s.keep_releases, (new, live))
     kept = [r for r in releases if r not in prune and r != new]
-    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [sit.venv_id])
+    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [local.venv_id])
     # Pruned at the very end of a successful run only (see converge.apply_script).
     cleanup = [
         line("prune", Var(under), *ids)
         for under, ids in (("RELEASES_DIR", prune), ("VENVS_DIR", venvs))
         if ids
     ]
-    if venvs or sit.venv_id not in facts.venvs:
+    if venvs or local.venv_id not in facts.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
-    why = explain(sit, new)
+    why = explain(sit, local, new)
     return StepPlan(
         tuple(commands), files, cleanup=tuple(cleanup), why=why, switches_to=new, beside_packages=True
     )
@@ -162,11 +222,10 @@ def env_digest(salt: str, key: str, value: str) -> str:
     return hashlib.sha256("\0".join((salt, key, value)).encode()).hexdigest()
 
 
-def explain(sit: Situation, new: str) -> tuple[str, ...]:
+def explain(sit: Situation, local: Ready, new: str) -> tuple[str, ...]:
     """What the push would do, for a check run: the release's files against the live one's, the venv,
     app.env (keys only), and how the app moves to it."""
-    s, facts, app = sit.settings, sit.facts, sit.app
-    assert app is not None
+    s, facts, app = sit.settings, sit.facts, local.app
     live = facts.link_name(sit.layout.current)
     lines = [f"release {new}" + (f", after {live}" if live else ", the first")]
     if live and facts.release_files is not None:
@@ -185,11 +244,10 @@ def explain(sit: Situation, new: str) -> tuple[str, ...]:
         lines.append(f"  {len(app.files)} files (the live release keeps no list of its own to compare)")
     else:
         lines.append(f"  {len(app.files)} files")
-    if sit.venv_id in facts.venvs:
-        lines.append(f"venv {sit.venv_id}: reused")
+    if local.venv_id in facts.venvs:
+        lines.append(f"venv {local.venv_id}: reused")
     else:
-        assert sit.declared is not None
-        lines.append(f"venv {sit.venv_id}: built ({sit.declared.describe()})")
+        lines.append(f"venv {local.venv_id}: built ({local.declared.describe()})")
     if facts.env_digests is not None:
         theirs = facts.env_digests
         ours = {key: env_digest(facts.env_salt, key, value) for key, value in s.env.items()}
@@ -202,7 +260,7 @@ def explain(sit: Situation, new: str) -> tuple[str, ...]:
                 lines.append(f"app.env: ~ {key}=**** (a new value)")
     if not live:
         lines.append("then: the app starts on it (supervisor_update)")
-    elif sit.venv_id == facts.release_venv(live):
+    elif local.venv_id == facts.release_venv(live):
         lines.append(f"then: {sit.layout.app} reloads onto it gracefully (no request dropped)")
     else:
         lines.append(f"then: {sit.layout.app} restarts onto it (another venv: a gap of a second or two)")
@@ -214,6 +272,7 @@ STEP = Step(
     "Upload a new release of the app and its dependencies (wheels, gunicorn included); switch to it.",
     plan,
     requires=(PROVISIONED,),
-    needs_app=True,
+    read=read,
+    prepare=prepare,
     runtime=("release.sh", "static.sh", "import_check.py", "shared_dirs.py"),
 )

@@ -17,7 +17,7 @@ from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
 from tasks.settings import PROJECT_ROOT, Settings, parse
 from tasks.source import read_source
-from tasks.steps import PIPELINE
+from tasks.steps import PIPELINE, push
 from tasks.steps.model import Situation, Step, StepPlan
 from tasks.steps.provision import directories
 from tasks.steps.push import fingerprint, release_id
@@ -101,9 +101,10 @@ def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS))
     vid = venv_id(deps, TARGET)
     built = () if vid in probed.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
     uv = None if f"uv-{UV_VERSION}" in probed.tools or not built else Path("/cache/uv.whl")
+    ready = push.Ready(app, deps, vid, wheels=built, uv_wheel=uv)
     return Situation(
         s, probed, PLATFORM, paths_of(s), steps, NOW, user="alice", control_host="laptop",
-        declared=deps, venv_id=vid, wheels=built, uv_wheel=uv, app=app if "push" in steps else None,
+        prepared={"push": ready} if "push" in steps else {},
     )  # fmt: skip
 
 

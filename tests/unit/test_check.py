@@ -106,7 +106,7 @@ def test_app_env_is_compared_through_salted_digests_and_never_shown(settings, pr
 
 def test_a_release_lists_its_new_changed_and_removed_files_against_the_live_ones(settings):
     facts = converged_facts(settings)
-    app = situation(settings, facts).app
+    app = push.ready(situation(settings, facts)).app
     assert app is not None
     (first, second) = sorted(app.hashes)
     live_files = {first: "0" * 64, second: app.hashes[second], "gone.py": "1" * 64}

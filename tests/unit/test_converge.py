@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from tasks import recap, wheels
-from tasks.converge import Progress, _local_app, _with_app, apply_script, pack
-from tasks.dependencies import DependencyError
+from tasks.converge import Progress, apply_script, pack
 from tasks.dependencies import declared as declared_in
 from tasks.remote import Result
 from tasks.shell import VALUES_END
 from tasks.source import read_source
-from tasks.steps.model import StepPlan
+from tasks.steps import push
+from tasks.steps.model import Refused, StepPlan
 from tests.unit.conftest import converged_facts, fresh_facts, plans, situation
 
 
@@ -233,12 +233,13 @@ def test_an_app_whose_requires_python_the_server_does_not_meet_is_refused_before
 ):
     sit = situation(settings, fresh_facts(), ("push",))  # the server's Python: 3.11.2
     app = read_source(project(tmp_path / "app", ">=3.12"))
-    stop, unchanged = _with_app(sit, app, declared_in(app.root, settings.gunicorn))
+    with pytest.raises(Refused) as refused:
+        push.prepare(sit, (app, declared_in(app.root, settings.gunicorn)))
+    stop = str(refused.value)
     assert stop.startswith(
         "the app requires Python >=3.12 (requires-python in pyproject.toml) and the server has Python 3.11.2:"
     )
     assert "\n" not in stop
-    assert unchanged is sit  # nothing of the app's taken into the situation
 
 
 def test_an_app_whose_dependencies_cannot_be_read_is_refused_before_resolving(
@@ -247,8 +248,8 @@ def test_an_app_whose_dependencies_cannot_be_read_is_refused_before_resolving(
     root = tmp_path / "app"
     root.mkdir()
     (root / "app.py").write_text("app = None\n")
-    with pytest.raises(DependencyError) as refused:
-        _local_app(replace(settings, src=root))  # before anything connects
+    with pytest.raises(Refused) as refused:
+        push.read(replace(settings, src=root))  # before anything connects
     assert "holds neither requirements.txt nor pyproject.toml" in str(refused.value)
 
 
@@ -274,8 +275,7 @@ def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_whe
         monkeypatch.setattr(wheels, fake.__name__, fake)
     app = read_source(project(tmp_path / "app", ">=3.11.2"))
     declared = declared_in(app.root, settings.gunicorn)
-    stop, sit = _with_app(situation(settings, fresh_facts(), ("push",)), app, declared)
-    assert stop == ""
+    sit = push.prepare(situation(settings, fresh_facts(), ("push",)), (app, declared))
     target = wheels.Target("3.11.2", "x86_64", "2.36")
     assert asked == [("dependencies", target), ("app", "flaskr"), ("uv", "x86_64")]
     assert (sit.app, sit.wheels, sit.app_wheel, sit.uv_wheel) == (
@@ -287,9 +287,8 @@ def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_whe
     holding = replace(
         fresh_facts(), venvs=frozenset({sit.venv_id}), tools=frozenset({f"uv-{wheels.UV_VERSION}"})
     )
-    stop, again = _with_app(situation(settings, holding, ("push",)), app, declared)
-    assert (stop, asked, again.venv_id, again.wheels, again.uv_wheel) == (
-        "",
+    again = push.prepare(situation(settings, holding, ("push",)), (app, declared))
+    assert (asked, again.venv_id, again.wheels, again.uv_wheel) == (
         [("app", "flaskr")],
         sit.venv_id,
         (),

@@ -12,7 +12,7 @@ def test_the_registry_is_the_pipeline_in_its_fixed_order():
         "enable_boot", "certificate",
     )  # fmt: skip
     assert all(step.doc and step.doc.endswith(".") for step in PIPELINE)
-    assert [step.name for step in PIPELINE if step.needs_app] == ["push"]
+    assert [step.name for step in PIPELINE if step.read] == ["push"]
 
 
 def test_a_fresh_server_needs_every_step(settings):

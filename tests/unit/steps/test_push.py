@@ -7,6 +7,7 @@ from pathlib import Path
 from tasks.facts import PathState, Release
 from tasks.shell import line
 from tasks.steps import push
+from tasks.steps.model import Situation
 from tasks.steps.push import releases_to_prune
 from tests.unit.conftest import NOW, converged_facts, fresh_facts, paths_of, plan_one, plans, situation
 
@@ -21,16 +22,21 @@ FLASK, JINJA, WERKZEUG = (
 APP_WHEEL = Path("/cache/app-0123/flaskr-1.0.0-py3-none-any.whl")
 
 
+def prepared(sit: Situation, **changes) -> Situation:
+    """The situation with push's preparation changed."""
+    return replace(sit, prepared={"push": replace(push.ready(sit), **changes)})
+
+
 def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(settings):
     step = plans(settings, fresh_facts(), ("provision", "push"))[1]
     sit = situation(settings, fresh_facts(), ("push",))
-    new = push.release_id(sit.app.content_hash, NOW)
+    new = push.release_id(push.ready(sit).app.content_hash, NOW)
     assert step.commands == (
         "install_uv",  # the server has no uv yet: it builds the venv
-        line("note", sit.declared.describe()),  # where the dependencies came from
-        f"build_venv {sit.venv_id}",
+        line("note", push.ready(sit).declared.describe()),  # where the dependencies came from
+        f"build_venv {push.ready(sit).venv_id}",
         "make_shared_dirs instance",  # the server has none of deploy.shared_dirs yet
-        f"build_release {new} {sit.venv_id}",
+        f"build_release {new} {push.ready(sit).venv_id}",
         "check_release",  # imported as the app user before the switch
         "await_packages",  # provision's install ran beside all that: supervisor is needed now
         "switch_to_built",
@@ -73,7 +79,7 @@ def test_only_the_wheels_the_server_lacks_travel_and_the_manifest_lists_all_of_t
         wheels=frozenset({FLASK.name, "click-8.5.1-py3-none-any.whl"}),
     )
     sit = situation(settings, probed, ("push",))
-    sit = replace(sit, wheels=(FLASK, JINJA, WERKZEUG))
+    sit = prepared(sit, wheels=(FLASK, JINJA, WERKZEUG))
     step = push.STEP.plan_for(sit)
     shipped = sorted(n for n in step.files if n.startswith("wheels/"))
     assert shipped == [
@@ -84,25 +90,31 @@ def test_only_the_wheels_the_server_lacks_travel_and_the_manifest_lists_all_of_t
     assert step.files["wheels/jinja2-3.1.6-py3-none-any.whl"] == JINJA
     # All of them, the kept one too: the venv gets exactly these (and the server's click is not one).
     assert step.files["wheels/manifest"].decode().splitlines() == [FLASK.name, JINJA.name, WERKZEUG.name]
-    assert step.commands[:2] == (line("note", sit.declared.describe()), f"build_venv {sit.venv_id}")
+    assert step.commands[:2] == (
+        line("note", push.ready(sit).declared.describe()),
+        f"build_venv {push.ready(sit).venv_id}",
+    )
 
 
 def test_an_installable_app_ships_its_own_wheel_into_each_release_on_the_same_venv(settings):
     # A code change of an installable app: the venv stays (a graceful reload), the app's wheel travels
     # and build_release installs it into the release.
     probed = converged_facts(settings)
-    sit = replace(situation(settings, probed, ("push",)), app_wheel=APP_WHEEL, now=NOW + timedelta(hours=1))
-    changed = replace(sit.app, content_hash="f" * 64)
-    sit = replace(sit, declared=replace(sit.declared, project="flaskr"), app=changed)
+    sit = replace(situation(settings, probed, ("push",)), now=NOW + timedelta(hours=1))
+    local = push.ready(sit)
+    changed = replace(local.app, content_hash="f" * 64)
+    sit = prepared(sit, app_wheel=APP_WHEEL, declared=replace(local.declared, project="flaskr"), app=changed)
     step = push.STEP.plan_for(sit)
     assert step.files["app/flaskr-1.0.0-py3-none-any.whl"] == APP_WHEEL
     assert not any(n.startswith(("wheels/", "tools/")) for n in step.files)
-    assert step.commands[0].startswith("build_release 2026") and step.commands[0].endswith(sit.venv_id)
+    assert step.commands[0].startswith("build_release 2026") and step.commands[0].endswith(
+        push.ready(sit).venv_id
+    )
 
 
 def test_uv_travels_when_the_server_lacks_it_and_is_installed_first(settings):
     probed = replace(converged_facts(settings), venvs=frozenset(), venv_dirs=frozenset(), tools=frozenset())
-    sit = replace(situation(settings, probed, ("push",)), uv_wheel=Path("/cache/uv.whl"))
+    sit = prepared(situation(settings, probed, ("push",)), uv_wheel=Path("/cache/uv.whl"))
     step = push.STEP.plan_for(sit)
     assert step.files["tools/uv.whl"] == Path("/cache/uv.whl")
     assert [c.split()[0] for c in step.commands[:3]] == ["install_uv", "note", "build_venv"]
@@ -179,11 +191,11 @@ def test_the_same_files_again_within_the_same_second_get_the_next_second_for_the
     (live,) = converged.releases
     step = plan_one(settings, replace(converged, fingerprint="app.env changed"), push.STEP)
     sit = situation(settings, converged, ("push",))
-    new = push.release_id(sit.app.content_hash, NOW + timedelta(seconds=1))
+    new = push.release_id(push.ready(sit).app.content_hash, NOW + timedelta(seconds=1))
     assert new != live.id and new > live.id  # the newer still sorts last
-    assert f"build_release {new} {sit.venv_id}" in step.commands and step.switches_to == new
+    assert f"build_release {new} {push.ready(sit).venv_id}" in step.commands and step.switches_to == new
     assert not any(live.id in c for c in step.cleanup)  # the live one is kept: it was live before
-    taken = [push.release_id(sit.app.content_hash, NOW + timedelta(seconds=n)) for n in range(3)]
-    assert push.release_id(sit.app.content_hash, NOW, taken) == push.release_id(
-        sit.app.content_hash, NOW + timedelta(seconds=3)
+    taken = [push.release_id(push.ready(sit).app.content_hash, NOW + timedelta(seconds=n)) for n in range(3)]
+    assert push.release_id(push.ready(sit).app.content_hash, NOW, taken) == push.release_id(
+        push.ready(sit).app.content_hash, NOW + timedelta(seconds=3)
     )
