@@ -4,7 +4,7 @@ Each entry names the packages, units, paths and commands of one system. The prob
 from the server's /etc/os-release (see runtime/probe.py: the first entry whose `match` fits), so a
 new Debian release is a new entry here (Debian 13: Debian 12's with what differs replaced), and
 another family (its package manager, its paths) a new entry with other values. Nothing else in the kit
-spells a Debian path or package name.
+spells a Debian path or package name. Whatever the system, its python3 must be MIN_PYTHON or later.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from dataclasses import dataclass, field, replace
 # The names sshd's per-connection process goes by: sshd, or sshd-session since OpenSSH 9.8 (Debian 13).
 # The lock needs them before the probe has said which system this is, so it knows them all.
 SSHD_PROCESS_NAMES = ("sshd", "sshd-session")
+# The oldest python3 the kit's server-side programs (runtime/*.py) run on: what the tested entries have
+# (Debian 12's 3.11). The probe answers only its version on an older one (runtime/probe.py runs that far on
+# Python 3.8), and the run stops there (`python_refusal`), before anything on the server changes.
+MIN_PYTHON = (3, 11)
 
 
 class UnsupportedPlatform(RuntimeError):
@@ -116,7 +120,8 @@ DEBIAN_12 = Platform("debian-12", "Debian 12 (bookworm)", {"ID": "debian", "VERS
 DEBIAN_13 = replace(DEBIAN_12, id="debian-13", name="Debian 13 (trixie)",
                     match={"ID": "debian", "VERSION_ID": "13"}, tested=True,
                     nginx_http2="directive")  # fmt: skip
-# Ubuntu LTS and other Debian derivatives: the same packages and paths, expected to work, not tested.
+# Ubuntu LTS and other Debian derivatives: the same packages and paths, expected to work, not tested (with
+# a python3 of MIN_PYTHON or later: Ubuntu 24.04, not 22.04).
 DEBIAN_LIKE = replace(DEBIAN_12, id="debian-like", name="a Debian-like system", match={"ID_LIKE": "debian"},
                       tested=False)  # fmt: skip
 
@@ -124,13 +129,29 @@ DEBIAN_LIKE = replace(DEBIAN_12, id="debian-like", name="a Debian-like system", 
 PLATFORMS = (DEBIAN_12, DEBIAN_13, DEBIAN_LIKE)
 
 
+def _tested() -> str:
+    return " and ".join(p.name for p in PLATFORMS if p.tested)
+
+
 def by_id(platform_id: str | None, described: str = "") -> Platform:
     """The entry the probe chose; UnsupportedPlatform naming the system when it chose none."""
     for platform in PLATFORMS:
         if platform.id == platform_id:
             return platform
-    supported = " and ".join(p.name for p in PLATFORMS if p.tested)
     raise UnsupportedPlatform(
-        f"unsupported server system {described or '(no /etc/os-release)'}: flaskdeploy runs on {supported}"
-        " (and is expected to work on Debian-like systems such as Ubuntu LTS)"
+        f"unsupported server system {described or '(no /etc/os-release)'}: flaskdeploy runs on {_tested()}"
+        " (and is expected to work on Debian-like systems such as Ubuntu 24.04 LTS)"
+    )
+
+
+def python_refusal(version: str) -> str:
+    """Why the kit refuses a server whose python3 is `version` (the probe's "3.9.2"); "" when it runs
+    there."""
+    found = tuple(int(number) for number in version.split(".")[:2] if number.isdigit())
+    if not found or found >= MIN_PYTHON:  # not found: no answer to refuse (by_id refuses what has none)
+        return ""
+    needed = ".".join(map(str, MIN_PYTHON))
+    return (
+        f"python3 on the server is {version}; flaskdeploy runs on Python {needed} and later, as on"
+        f" {_tested()}: upgrade the server"
     )

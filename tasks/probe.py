@@ -19,7 +19,15 @@ from fabric import Connection
 from tasks import https, lock, recap, remote, settings
 from tasks.facts import Facts
 from tasks.layout import META, RELEASE_FILES, Layout, app_paths, health_host, health_rule, health_url, layout
-from tasks.platform import PLATFORMS, SSHD_PROCESS_NAMES, Platform, UnsupportedPlatform, by_id
+from tasks.platform import (
+    MIN_PYTHON,
+    PLATFORMS,
+    SSHD_PROCESS_NAMES,
+    Platform,
+    UnsupportedPlatform,
+    by_id,
+    python_refusal,
+)
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
 
@@ -96,6 +104,8 @@ def questions(s: Settings, salt: str = "") -> dict:
         # Who holds the deploy lock, if anyone: read from its records, never taken (runtime/lock.sh).
         "lock": {"root": app_paths(s).lock_root, "sshd_process_names": list(SSHD_PROCESS_NAMES)},
         "time_limit": TIME_LIMIT,
+        # Below it, the probe answers its python3's version only (see run).
+        "python_min": list(MIN_PYTHON),
     }
     return {**asked, "salt": salt} if salt else asked
 
@@ -172,12 +182,19 @@ def run(
     health: bool = False,
     salt: str = "",
 ) -> Facts | None:
-    """Probe c's host; report a failure (unreachable, locked, no python3) for the recap and return None."""
+    """Probe c's host; report a failure (unreachable, locked, no python3 or too old a one) for the recap
+    and return None."""
     probed = send(c, host, script(s, holder=holder, action=action, health=health, salt=salt))
     if probed is None:
         return None
     if probed.code == 0:
-        return parse(probed.stdout)
+        facts = parse(probed.stdout)
+        # Here, once for every task: a python3 older than MIN_PYTHON answers nothing else to go on.
+        refused = python_refusal(facts.python)
+        if refused:
+            recap.report(host, "probe", "failed", refused)
+            return None
+        return facts
     failure = next((m for m in remote.parse_markers(probed.stdout) if m.kind == "fail"), None)
     if failure:
         recap.report_failure(host, failure)

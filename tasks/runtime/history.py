@@ -21,7 +21,7 @@ FIELDS = ("user", "release", "action", "result", "detail")
 
 def entry(values):
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for field, value in zip(FIELDS, values):
+    for field, value in zip(FIELDS, values, strict=False):
         record[field] = " ".join(value.split()) or "-"
     return record
 

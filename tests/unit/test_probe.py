@@ -44,7 +44,7 @@ import pytest
 from tasks import lock, probe, recap, remote, runtime
 from tasks.facts import Facts, Listener, Lock, PathState, Program, Release, Unit, User
 from tasks.layout import META, RELEASE_FILES, app_paths, health_host, layout
-from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES
+from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES, python_refusal
 from tasks.remote import RemoteError, Result
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
@@ -152,7 +152,7 @@ class Server:
     def questions(self, s: Settings, **app) -> dict:
         """tasks.probe.questions(s) pointed at this server; the app named APP unless `app` says otherwise."""
         real = probe.questions(s)
-        asked_of_all = {"os_release", "app", "platforms", "lock", "time_limit"}
+        asked_of_all = {"os_release", "app", "platforms", "lock", "time_limit", "python_min"}
         assert set(real) == asked_of_all, "a new question: point it in here"
         asked = {**real["app"], "name": APP, **app}
         assert set(asked) == set(real["app"]), "the app is asked something new"
@@ -162,6 +162,7 @@ class Server:
             "platforms": [self.entry(real) for real in real["platforms"]],
             "lock": {**real["lock"], "root": str(self.locks)},
             "time_limit": real["time_limit"],
+            "python_min": real["python_min"],
         }
 
     def guard(self, value) -> None:
@@ -1345,6 +1346,95 @@ def test_look_finds_nothing_on_a_host_it_cannot_reach(connection, fake_remote, p
     fake_remote.recorded = RemoteError("cannot connect to h-probe port 22: refused")
     assert probe.look(connection, "status") is None
     assert printed() == [f"{HOST}  connect  failed: cannot connect to h-probe port 22: refused"]
+
+
+# A server whose python3 is older than the kit's (tasks/platform.py MIN_PYTHON): the probe answers its version
+# only, before anything else it does (its health check included), and every task that probes stops there.
+# CI has no old python3: this one runs probe.py as an old one would, its sys.version_info made old before its
+# code runs; where pyenv keeps old pythons (developers' machines), they run it too.
+
+AS_OLD = """import runpy, sys
+sys.version_info = tuple(int(n) for n in sys.argv.pop(1).split(".")) + ("final", 0)
+sys.argv.pop(0)  # -c
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def probe_as(python: list[str], server: Server, questions: dict) -> subprocess.CompletedProcess:
+    """probe.py run by `python` (and its arguments), as the server runs it, with a health check to run."""
+    server.guard(questions)
+    health = [(runtime.HERE / "health.py").read_text(), "http://127.0.0.1:9/", "localhost", "answered"]
+    return subprocess.run(
+        [*python, str(PROBE), probe.encoded(questions), *health],
+        capture_output=True, text=True, timeout=10, env={**os.environ, "PATH": f"{server.bin}:/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def as_old(version: str) -> list[str]:
+    return [sys.executable, "-I", "-S", "-c", AS_OLD, version]
+
+
+def installed_python(version: str) -> str | None:
+    """A python3 of that minor version on this machine ("3.9"): pyenv's, or one on PATH; None if none runs."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = [
+        *map(str, sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))),
+        shutil.which(f"python{version}"),
+    ]
+    for candidate in filter(None, candidates):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                  capture_output=True, text=True, timeout=10)  # fmt: skip
+            if done.returncode == 0 and done.stdout.strip() == version:
+                return candidate
+    return None
+
+
+@pytest.mark.parametrize("version", ["3.9.2", "3.10.12", "3.8.10"])
+def test_on_a_python3_older_than_the_kit_s_the_probe_answers_its_version_only(version, server, settings):
+    done = probe_as(as_old(version), server, server.questions(settings))
+    assert (done.returncode, done.stdout, done.stderr) == (0, f'{{"python": "{version}"}}\n', "")
+
+
+def test_on_the_oldest_python3_of_the_kit_s_the_probe_answers_it_all(server, settings):
+    done = probe_as(as_old("3.11.0"), server, server.questions(settings))
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert (facts["python"], facts["platform"], facts["healthy"]) == ("3.11.0", "debian-12", False)
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.9", "3.10"])
+def test_a_real_old_python3_runs_the_probe_to_its_version(version, server, settings):
+    python = installed_python(version)
+    if python is None:
+        pytest.skip(f"no python{version} on this machine (CI has none): the simulated runs above stand in")
+    done = probe_as([python, "-I", "-S"], server, server.questions(settings))
+    assert (done.returncode, done.stderr) == (0, "")
+    (printed,) = done.stdout.splitlines()
+    assert json.loads(printed)["python"].startswith(f"{version}.")
+    assert set(json.loads(printed)) == {"python"}
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        lambda c, s: probe.run(c, HOST, s, holder="alice@laptop", action="deploy", health=True),  # deploy
+        lambda c, s: probe.run(c, HOST, s, holder="alice@laptop", action="push"),  # a step, exec
+        lambda c, s: probe.run(c, HOST, s, salt="s4lt"),  # --check
+        lambda c, s: probe.look(c, "status", health=True),  # status, releases
+    ],
+    ids=["deploy", "step", "check", "status"],
+)
+@pytest.mark.parametrize("version", ["3.9.2", "3.10.12"])
+def test_a_server_with_too_old_a_python3_is_refused_in_one_line_by_every_task_that_probes(
+    version, task, connection, fake_remote, printed, server, settings
+):
+    done = probe_as(as_old(version), server, server.questions(settings))
+    fake_remote.result = Result(done.returncode, done.stdout, done.stderr)
+    assert task(connection, settings) is None
+    assert printed() == [f"{HOST}  probe  failed: {python_refusal(version)}"]
+    assert python_refusal(version).startswith(f"python3 on the server is {version}; ")
+    assert recap._tallies[HOST].failed == 1  # the run exits non-zero
 
 
 def probe_functions() -> dict:
