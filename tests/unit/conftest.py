@@ -61,14 +61,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         path: PathState.dir(owner, group, mode)
         for path, owner, group, mode in directories(s, paths, PLATFORM)
     }
-    files = {
-        paths.tmpfiles_conf: configs.tmpfiles(s, paths),
-        paths.nginx_site: configs.nginx_site(s, paths, PLATFORM),
-        paths.supervisor_conf: configs.supervisor_program(s, paths),
-        paths.gunicorn_conf: configs.gunicorn_conf(s, paths, cpu_count),
-        paths.nginx_default: "stock",
-        paths.nginx_default_backup: "stock",
-    }
+    files = {paths.nginx_default: "stock", paths.nginx_default_backup: "stock"}
     states |= {path: PathState.file(configs.sha256(text)) for path, text in files.items()}
     states |= {
         paths.current: PathState.link(f"{paths.releases_dir}/{live}"),
@@ -76,7 +69,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         paths.nginx_link: PathState.link(paths.nginx_site),
     }
     active = Unit("active", "enabled")
-    return replace(
+    converged = replace(
         fresh_facts(),
         cpus=cpu_count,
         package_lists_age=100,
@@ -93,6 +86,19 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
         health="200",
         healthy=True,
     )
+    return written(s, converged)
+
+
+def written(s: Settings, facts: Facts) -> Facts:
+    """The facts once every step wrote the config files it plans to write (StepPlan.writes): how a step's
+    files join the converged server without a line here."""
+    for _ in PIPELINE:  # a step's files may change what a later one writes: at most one pass a step
+        writes = {path: text for p in plans(s, facts) if p.acts for path, text in p.writes.items()}
+        if all(facts.sha256(path) == configs.sha256(text) for path, text in writes.items()):
+            return facts
+        files = {path: PathState.file(configs.sha256(text)) for path, text in writes.items()}
+        facts = replace(facts, paths={**facts.paths, **files})
+    return facts
 
 
 def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS)) -> Situation:
