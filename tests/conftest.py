@@ -12,6 +12,9 @@ import pytest
 from tests.sandbox.image import DEFAULT_SUITE, SUITES
 from tests.sandbox.lab import Lab, Sandbox, sweep_orphans
 
+# What tests/fixtures holds is for tests to copy (a worked example of a step: tests/unit/test_new_step.py).
+collect_ignore = ["fixtures"]
+
 
 def _why_no_sandboxes() -> str | None:
     if not sys.platform.startswith("linux"):
