@@ -237,12 +237,12 @@ def _with_app(
     situation = replace(situation, app=app, declared=declared, venv_id=wheels.venv_id(declared, target))
     if check:
         return "", situation
-    new_venv = situation.venv_id not in facts.venvs
+    new_venv = situation.venv_id not in facts.of(push.Releases).venvs
     new_release = not push.is_live(situation, push.shape_of(situation))
     try:
         built = wheels.dependencies(declared, target) if new_venv else ()
         own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None
-        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.tools
+        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.of(push.Releases).tools
         uv = wheels.uv_wheel(facts.machine) if needs_uv else None
     except wheels.WheelError as error:
         return str(error), situation

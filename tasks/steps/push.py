@@ -10,18 +10,67 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tasks import configs, https, static
+from tasks.facts import Release, release_record, target_name
 from tasks.layout import META, RELEASE_FILES, Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource
-from tasks.steps.model import Situation, Step, StepPlan
+from tasks.steps.model import Probe, Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
+
+
+@dataclass(frozen=True)
+class Releases:
+    """push's facts (runtime/probe_releases.py): the releases, what shaped the live one, the venvs, and
+    the wheels and the kit's tools the server keeps. Rollback, `releases` and status read them too."""
+
+    releases: tuple[Release, ...] = ()  # oldest first
+    fingerprint: str = ""  # what shaped the live release (see `fingerprint`); "" when unknown
+    venvs: frozenset[str] = frozenset()  # complete venvs
+    venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
+    wheels: frozenset[str] = frozenset()  # the wheels the server keeps (wheels/), by file name
+    tools: frozenset[str] = frozenset()  # the kit's tools there (tools/): "uv-0.13.8"
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Releases:
+        return cls(
+            releases=tuple(
+                Release(
+                    r["id"],
+                    target_name(r.get("venv")) or "",
+                    release_record(r.get("record")),
+                    r.get("failed", ""),
+                )
+                for r in sorted(doc.get("releases", ()), key=lambda r: r["id"])
+            ),
+            fingerprint=doc.get("fingerprint", ""),
+            venvs=frozenset(doc.get("venvs", ())),
+            venv_dirs=frozenset(doc.get("venv_dirs", ())),
+            wheels=frozenset(doc.get("wheels", ())),
+            tools=frozenset(doc.get("tools", ())),
+        )
+
+    @property
+    def ids(self) -> list[str]:
+        """The releases on the server, oldest first."""
+        return [r.id for r in self.releases]
+
+    def release(self, release_id: str) -> Release | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+    def venv_of(self, release_id: str) -> str | None:
+        """The id of the venv a release runs on."""
+        release = self.release(release_id)
+        return release.venv or None if release else None
+
 
 # The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
 SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
@@ -85,7 +134,8 @@ def shape_of(sit: Situation) -> str:
 
 def is_live(sit: Situation, shape: str) -> bool:
     """Whether the release of that fingerprint is the live one already, on its venv: nothing to push."""
-    return sit.facts.fingerprint == shape and sit.venv_id in sit.facts.venvs
+    kept = sit.facts.of(Releases)
+    return kept.fingerprint == shape and sit.venv_id in kept.venvs
 
 
 def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
@@ -93,7 +143,7 @@ def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
     yet, and the list of all of them (the venv gets exactly those)."""
     assert sit.declared is not None, "the app's dependencies"
     files: dict[str, bytes | Path] = {
-        f"wheels/{w.name}": w for w in sit.wheels if w.name not in sit.facts.wheels
+        f"wheels/{w.name}": w for w in sit.wheels if w.name not in sit.facts.of(Releases).wheels
     }
     files["wheels/manifest"] = "".join(f"{w.name}\n" for w in sit.wheels).encode()
     return [line("note", sit.declared.describe()), line("build_venv", sit.venv_id)], files
@@ -101,18 +151,19 @@ def venv(sit: Situation) -> tuple[list[str], dict[str, bytes | Path]]:
 
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, app = sit.settings, sit.facts, sit.layout, sit.app
+    held = facts.of(Releases)
     assert app is not None, "push needs the local app"
     shape = shape_of(sit)
     if is_live(sit, shape):
         return StepPlan()
 
-    commands, files = venv(sit) if sit.venv_id not in facts.venvs else ([], {})
+    commands, files = venv(sit) if sit.venv_id not in held.venvs else ([], {})
     if sit.uv_wheel is not None:
         files["tools/uv.whl"] = sit.uv_wheel
         commands.insert(0, line("install_uv"))
     if sit.app_wheel is not None:  # installed into the release (build_release)
         files[f"app/{sit.app_wheel.name}"] = sit.app_wheel
-    new = release_id(app.content_hash, sit.now, facts.release_ids)
+    new = release_id(app.content_hash, sit.now, held.ids)
     files.update({f"release/{name}": app.root / name for name in app.files})
     record = {
         "id": new, "time": f"{sit.now:%Y-%m-%dT%H:%M:%SZ}", "user": sit.user, "host": sit.control_host,
@@ -136,17 +187,17 @@ def plan(sit: Situation) -> StepPlan:
     commands.append(line("switch_to_built"))
 
     live = facts.link_name(paths.current)
-    releases = [*facts.release_ids, new]
+    releases = [*held.ids, new]
     prune = releases_to_prune(releases, s.keep_releases, (new, live))
     kept = [r for r in releases if r not in prune and r != new]
-    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [sit.venv_id])
+    venvs = venvs_to_prune(held.venv_dirs, [held.venv_of(r) for r in kept] + [sit.venv_id])
     # Pruned at the very end of a successful run only (see converge.apply_script).
     cleanup = [
         line("prune", Var(under), *ids)
         for under, ids in (("RELEASES_DIR", prune), ("VENVS_DIR", venvs))
         if ids
     ]
-    if venvs or sit.venv_id not in facts.venvs:
+    if venvs or sit.venv_id not in held.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     why = explain(sit, new)
     return StepPlan(
@@ -185,7 +236,7 @@ def explain(sit: Situation, new: str) -> tuple[str, ...]:
         lines.append(f"  {len(app.files)} files (the live release keeps no list of its own to compare)")
     else:
         lines.append(f"  {len(app.files)} files")
-    if sit.venv_id in facts.venvs:
+    if sit.venv_id in facts.of(Releases).venvs:
         lines.append(f"venv {sit.venv_id}: reused")
     else:
         assert sit.declared is not None
@@ -202,7 +253,7 @@ def explain(sit: Situation, new: str) -> tuple[str, ...]:
                 lines.append(f"app.env: ~ {key}=**** (a new value)")
     if not live:
         lines.append("then: the app starts on it (supervisor_update)")
-    elif sit.venv_id == facts.release_venv(live):
+    elif sit.venv_id == facts.of(Releases).venv_of(live):
         lines.append(f"then: {sit.layout.app} reloads onto it gracefully (no request dropped)")
     else:
         lines.append(f"then: {sit.layout.app} restarts onto it (another venv: a gap of a second or two)")
@@ -216,4 +267,16 @@ STEP = Step(
     requires=(PROVISIONED,),
     needs_app=True,
     runtime=("release.sh", "static.sh", "import_check.py", "shared_dirs.py"),
+    probe=Probe(
+        part="probe_releases.py",
+        asks=lambda s, paths, platform: {
+            "releases_dir": paths.releases_dir,
+            "venvs_dir": paths.venvs_dir,
+            "wheels_dir": paths.wheels_dir,
+            "tools_dir": paths.tools_dir,
+            "current": paths.current,
+            "meta": META,
+        },
+        facts=Releases,
+    ),
 )
