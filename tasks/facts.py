@@ -1,14 +1,18 @@
 """What the probe found on a server, as typed data (see runtime/probe.py for how it is found).
 
-Read-only answers and the questions steps ask of them; tests build Facts directly, as objects.
+Read-only answers and the questions steps ask of them; tests build Facts directly, as objects. The
+facts every run shares (the platform, the app's user, the paths, the units, the lock, the health) are
+fields here; each step's own are a type in its module (steps.model.Probe.facts), held in `parts`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,32 +53,12 @@ class Release:
 
 
 @dataclass(frozen=True)
-class Program:
-    """Supervisor's view of the app's program."""
-
-    state: str  # RUNNING, STARTING, STOPPED, FATAL ...
-    pid: int | None
-    description: str = ""  # "pid 427, uptime 0:01:02"
-    uptime: int | None = None  # seconds since it started, while it runs
-    workers: int | None = None  # its process's children (gunicorn's workers), while it runs
-
-
-@dataclass(frozen=True)
 class User:
     """The app's user as the server has it."""
 
     home: str
     shell: str
     comment: str = ""
-
-
-@dataclass(frozen=True)
-class Listener:
-    """A process of another user than the app's listening on the app's port."""
-
-    pid: int
-    user: str
-    command: str
 
 
 @dataclass(frozen=True)
@@ -92,16 +76,6 @@ class Lock:
 
 
 @dataclass(frozen=True)
-class Certificate:
-    """The certificate the app's site serves (https): its names, when it expires, its ACME directory."""
-
-    path: str
-    domains: tuple[str, ...] = ()
-    not_after: str = ""  # UTC, ISO 8601
-    server: str = ""  # the ACME directory certbot renews it from ("" for files of the user's)
-
-
-@dataclass(frozen=True)
 class Facts:
     platform: str | None = None  # the platform table's entry for this server (tasks/platform.py)
     system: str = ""  # os-release's PRETTY_NAME
@@ -109,37 +83,27 @@ class Facts:
     machine: str = ""  # "x86_64"
     glibc: str = ""  # "2.36"
     cpus: int = 1
-    installed: frozenset[str] = frozenset()  # of the packages the kit needs
-    package_lists_age: int | None = None  # seconds since the package lists were updated; None: none
     app_user: User | None = None  # None when there is no such user
-    listeners: tuple[Listener, ...] = ()  # of other users, on the app's port
     paths: Mapping[str, PathState] = field(default_factory=dict)
-    releases: tuple[Release, ...] = ()  # oldest first
-    fingerprint: str = ""  # what shaped the live release (see steps/push.py); "" when unknown
-    venvs: frozenset[str] = frozenset()  # complete venvs
-    venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
-    wheels: frozenset[str] = frozenset()  # the wheels the server keeps (wheels/), by file name
-    tools: frozenset[str] = frozenset()  # the kit's tools there (tools/): "uv-0.13.8"
     # Asked by a check run only: the config files' text (None: absent), the live release's files (path ->
     # sha256; None: it keeps no list) and its app.env as digests salted with `salt` (None: no env file).
     configs: Mapping[str, str | None] = field(default_factory=dict)
     release_files: Mapping[str, str] | None = None
     env_digests: Mapping[str, str] | None = None
     env_salt: str = ""
-    program: Program | None = None  # None when supervisor has no such program or does not run
     units: Mapping[str, Unit] = field(default_factory=dict)
-    nginx_stale: bool = False  # a file under nginx's config changed after nginx last loaded it
     health: str | None = None  # the health check's status ("200", "302", "no answer (...)") when asked for
     healthy: bool = False  # the health check passed its rule (runtime/health.py)
     health_ms: int | None = None  # how long the health check's final request took
     disk_free: int | None = None  # bytes free under the app's base directory (df's "available")
     lock: Lock | None = None  # None when no run holds the app's deploy lock
-    certificate: Certificate | None = None  # with https: the certificate the site serves, when present
+    # Each step's own facts (steps.model.Probe.facts), by their type: see `of` and `having`.
+    parts: Mapping[type, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Facts:
-        """Facts from the probe's JSON document (the merged lines of its output)."""
-        program = doc.get("program")
+    def from_json(cls, doc: Mapping[str, Any], kinds: Iterable[type] = ()) -> Facts:
+        """Facts from the probe's JSON document (the merged lines of its output): the shared ones, and
+        each of `kinds` (the steps' facts: steps.KINDS) read by its own `from_json(doc)`."""
         return cls(
             platform=doc.get("platform"),
             system=doc.get("system", ""),
@@ -147,54 +111,31 @@ class Facts:
             machine=doc.get("machine", ""),
             glibc=doc.get("glibc", ""),
             cpus=int(doc.get("cpus") or 1),
-            installed=frozenset(doc.get("installed", ())),
-            package_lists_age=doc.get("package_lists_age"),
             app_user=User(**doc["app_user"]) if doc.get("app_user") else None,
-            listeners=tuple(Listener(**listener) for listener in doc.get("listeners", ())),
             paths={path: PathState(**state) for path, state in doc.get("paths", {}).items()},
-            releases=tuple(
-                Release(
-                    r["id"],
-                    target_name(r.get("venv")) or "",
-                    release_record(r.get("record")),
-                    r.get("failed", ""),
-                )
-                for r in sorted(doc.get("releases", ()), key=lambda r: r["id"])
-            ),
-            fingerprint=doc.get("fingerprint", ""),
-            venvs=frozenset(doc.get("venvs", ())),
-            venv_dirs=frozenset(doc.get("venv_dirs", ())),
-            wheels=frozenset(doc.get("wheels", ())),
-            tools=frozenset(doc.get("tools", ())),
             configs=dict(doc.get("configs") or {}),
             release_files=doc.get("release_files"),
             env_digests=doc.get("env_digests"),
             env_salt=doc.get("env_salt", ""),
-            program=Program(
-                program["state"],
-                program.get("pid") or None,
-                program.get("description", ""),
-                program.get("uptime"),
-                program.get("workers"),
-            )
-            if program
-            else None,
             units={name: Unit(**unit) for name, unit in doc.get("units", {}).items()},
-            nginx_stale=bool(doc.get("nginx_stale")),
             health=doc.get("health"),
             healthy=doc.get("healthy") is True,
             health_ms=doc.get("health_ms"),
             disk_free=doc.get("disk_free"),
             lock=Lock(**doc["lock"]) if doc.get("lock") else None,
-            certificate=Certificate(
-                cert["path"],
-                tuple(cert.get("domains", ())),
-                cert.get("not_after", ""),
-                cert.get("server", ""),
-            )
-            if (cert := doc.get("certificate"))
-            else None,
+            parts={kind: kind.from_json(doc) for kind in kinds},  # type: ignore[attr-defined]
         )
+
+    def of(self, kind: type[T]) -> T:
+        """A step's facts, by their type (steps.model.Probe.facts): as the probe answered them, or the
+        type's default (nothing found) when it was not asked."""
+        found = self.parts.get(kind)
+        return found if found is not None else kind()
+
+    def having(self, *found: object) -> Facts:
+        """These facts with steps' facts put in (each replacing the one of its type): how tests build
+        a server's facts."""
+        return replace(self, parts={**self.parts, **{type(part): part for part in found}})
 
     @property
     def app_user_shell(self) -> str | None:
@@ -222,28 +163,6 @@ class Facts:
         """'owner:group:mode' of a directory, None when it is no directory."""
         state = self.path(path)
         return f"{state.owner}:{state.group}:{state.mode}" if state.kind == "dir" else None
-
-    @property
-    def release_ids(self) -> list[str]:
-        """The releases on the server, oldest first."""
-        return [r.id for r in self.releases]
-
-    def release(self, release_id: str) -> Release | None:
-        return next((r for r in self.releases if r.id == release_id), None)
-
-    def release_venv(self, release_id: str) -> str | None:
-        """The id of the venv a release runs on."""
-        release = self.release(release_id)
-        return release.venv or None if release else None
-
-    @property
-    def program_state(self) -> str | None:
-        """Supervisor's state of the app's program (RUNNING, STOPPED, FATAL ...); None if it has none."""
-        return self.program.state if self.program else None
-
-    @property
-    def program_pid(self) -> int | None:
-        return self.program.pid if self.program else None
 
     def active(self, unit: str) -> bool:
         return unit in self.units and self.units[unit].active == "active"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tasks.facts import Facts
     from tasks.layout import Layout
     from tasks.settings import Settings
+    from tasks.steps.https import Certificate
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,12 @@ def tls(s: Settings, paths: Layout, facts: Facts | None = None) -> Tls | None:
     return None
 
 
-def wants_certificate(s: Settings, facts: Facts) -> list[str]:
-    """Why certbot must be asked for a certificate (acme mode): none yet, other domains, another CA."""
+def wants_certificate(s: Settings, held: Certificate) -> list[str]:
+    """Why certbot must be asked for a certificate (acme mode), given the one the site serves (as the
+    probe found it): none yet, other domains, another CA."""
     if s.https_mode != "acme":
         return []
-    held = facts.certificate
-    if held is None or not held.domains:
+    if not held.domains:
         return [f"no certificate yet: obtain one for {' '.join(s.https_domains)} from {s.https_directory}"]
     why = []
     if set(held.domains) != set(s.https_domains):

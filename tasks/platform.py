@@ -98,18 +98,12 @@ class Platform:
         return (self.nginx_unit, self.supervisor_unit)
 
     def probe_entry(self) -> dict:
-        """What the probe needs of this entry to choose it and to ask its questions."""
+        """What the probe needs of this entry to choose it and to ask the facts every run shares (the
+        steps ask theirs: steps.model.Probe.asks)."""
         return {
             "id": self.id,
             "match": self.match,
-            "package_query": list(self.package_query),
-            "packages": list(self.packages.asked()),
-            "installed": self.installed_status,
-            "package_lists": self.package_lists,
             "units": [*self.units, self.certbot_timer],
-            "nginx_conf_dir": self.nginx_conf_dir,
-            "nginx_pid": self.nginx_pid,
-            "supervisor_socket": self.supervisor_socket,
         }
 
 

@@ -1,9 +1,13 @@
 """The probe: one round trip that finds out what the steps need to know about a server.
 
 Its parts, each its own runtime code, are put together here: taking the deploy lock (for runs that
-change the server: runtime/lock.sh), the facts (runtime/probe.py), and the health check through nginx
-(runtime/health.py, run by probe.py in its interpreter) for runs that end with the health gate. It
-prints a JSON line (the facts, the health), parsed into Facts, or a lock's `::fail lock` marker.
+change the server: runtime/lock.sh), the facts (runtime/probe.py: the shared ones, and each step's by
+the step's part, runtime/probe_*.py, whose source travels in the questions), and the health check
+through nginx (runtime/health.py, run by probe.py in its interpreter) for runs that end with the health
+gate. It prints a JSON line (the facts, the health), parsed into Facts, or a lock's `::fail lock` marker.
+
+Every probe asks what all the steps of the pipeline ask (steps.PROBES), whatever the run plans: status,
+the guards and rollback read the facts of steps that do not run.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-from tasks import https, lock, recap, remote, settings
+from tasks import lock, recap, remote, runtime, settings
 from tasks.facts import Facts
 from tasks.layout import META, RELEASE_FILES, Layout, app_paths, health_host, health_rule, health_url, layout
 from tasks.platform import (
@@ -30,6 +34,7 @@ from tasks.platform import (
 )
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
+from tasks.steps import KINDS, PARTS, PROBES
 
 OS_RELEASE = "/etc/os-release"
 # Seconds the probe may take on the server, its health check's one try included (runtime/health.py's
@@ -38,40 +43,27 @@ TIME_LIMIT = 30
 
 
 def described_paths(s: Settings, paths: Layout) -> list[str]:
-    """The paths whose state the steps compare with what they want (or must not find)."""
+    """The paths whose state the steps compare with what they want (or must not find): the app's
+    directories and releases, which several steps, the guards and status read, then each step's own."""
     shared = {
         paths.shared("/".join(d.split("/")[: n + 1]))
         for d in ("instance", *s.shared_dirs) for n in range(d.count("/") + 1)
     }  # fmt: skip
-    return [
+    return list(dict.fromkeys([
         paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.wheels_dir, paths.tools_dir,
-        paths.shared_dir, *sorted(shared),
-        paths.log_dir, paths.run_dir, paths.tmpfiles_conf, paths.gunicorn_conf, paths.current,
-        f"{paths.current}/.venv", paths.previous, paths.nginx_site, paths.nginx_link, paths.nginx_default,
-        paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
-        *https_paths(s, paths),
-    ]  # fmt: skip
+        paths.shared_dir, *sorted(shared), paths.log_dir, paths.run_dir, paths.current,
+        f"{paths.current}/.venv", paths.previous,
+        *(path for probe in PROBES for path in probe.paths(s, paths)),
+        *hashed_paths(s, paths),
+    ]))  # fmt: skip
 
 
 def hashed_paths(s: Settings, paths: Layout) -> list[str]:
     """Of the described paths, the files whose content the steps compare with theirs (Facts.sha256): the
-    kit's configs and the certificate files it installs, where only root writes. Of the others the probe
-    (root) reads the state only: where the app's user may write, a FIFO or a file of a terabyte may be."""
-    configs = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
-    if s.https_mode == "files":
-        return [*configs, paths.tls_cert, paths.tls_key]
-    if s.https_mode == "acme":
-        return [*configs, paths.acme_ca_bundle]
-    return configs
-
-
-def https_paths(s: Settings, paths: Layout) -> list[str]:
-    """What the https steps compare: the user's certificate files, certbot's lineage, the CA it trusts."""
-    if s.https_mode == "files":
-        return [paths.tls_cert, paths.tls_key]
-    if s.https_mode == "acme":
-        return [paths.acme_webroot, paths.certbot_fullchain, paths.acme_ca_bundle, paths.certbot_dropin]
-    return []
+    kit's configs and the certificate files it installs, where only root writes (each step says which).
+    Of the others the probe (root) reads the state only: where the app's user may write, a FIFO or a file
+    of a terabyte may be."""
+    return list(dict.fromkeys(path for probe in PROBES for path in probe.hashed(s, paths)))
 
 
 def _entry(s: Settings, platform: Platform) -> dict:
@@ -80,18 +72,27 @@ def _entry(s: Settings, platform: Platform) -> dict:
         **platform.probe_entry(),
         "paths": described_paths(s, paths),
         "hashed": hashed_paths(s, paths),
-        "releases_dir": paths.releases_dir,
-        "venvs_dir": paths.venvs_dir,
-        "wheels_dir": paths.wheels_dir,
-        "tools_dir": paths.tools_dir,
         "base_dir": paths.base_dir,  # free space under it
         "current": paths.current,
-        "nginx_loaded_stamp": paths.nginx_loaded_stamp,
         "configs": [paths.nginx_site, paths.supervisor_conf, paths.gunicorn_conf, paths.tmpfiles_conf],
-        "tls": {"cert": tls.cert, "renewal": paths.certbot_renewal if s.https_mode == "acme" else ""}
-        if (tls := https.tls(s, paths))
-        else None,
+        # What each step's part is asked here (its `gather(asked)`), by the part's name.
+        "asks": {
+            part_name(probe.part): dict(probe.asks(s, paths, platform) if probe.asks else {})
+            for probe in PROBES
+            if probe.part
+        },
     }
+
+
+def part_name(part: str) -> str:
+    """A part's name, as the questions hold its source and what it is asked: probe_nginx.py -> probe_nginx."""
+    return part.removesuffix(".py")
+
+
+def part_sources() -> dict[str, str]:
+    """The steps' parts of the probe (runtime/probe_*.py), by name: their source, which runtime/probe.py
+    compiles and runs."""
+    return {part_name(part): (runtime.HERE / part).read_text() for part in PARTS}
 
 
 def questions(s: Settings, salt: str = "") -> dict:
@@ -106,6 +107,7 @@ def questions(s: Settings, salt: str = "") -> dict:
         "time_limit": TIME_LIMIT,
         # Below it, the probe answers its python3's version only (see run).
         "python_min": list(MIN_PYTHON),
+        "parts": part_sources(),
     }
     return {**asked, "salt": salt} if salt else asked
 
@@ -146,7 +148,7 @@ def parse(stdout: str) -> Facts:
             document.update(json.loads(text) if text.startswith("{") else {})
         except ValueError:
             continue
-    return Facts.from_json(document)
+    return Facts.from_json(document, KINDS)
 
 
 def reach(c: Connection, host: str) -> bool:

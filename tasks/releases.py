@@ -17,6 +17,7 @@ from tasks.layout import Layout, app_paths
 from tasks.remote import host_name
 from tasks.shell import Script, line
 from tasks.steps import rollback as rollback_step
+from tasks.steps.push import Releases
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def listing(facts: Facts, paths: Layout) -> list[Release]:
     """The releases the probe found, oldest first."""
     current, previous = facts.link_name(paths.current), facts.link_name(paths.previous)
     releases = []
-    for found in facts.releases:
+    for found in facts.of(Releases).releases:
         record = found.record
         stamp = found.id[:16]  # a release made before release.json existed: its id holds the time
         time = (

@@ -14,9 +14,12 @@ from datetime import datetime
 from json import dumps
 
 from tasks import recap
-from tasks.facts import Certificate, Lock
+from tasks.facts import Lock
 from tasks.probe import Found
 from tasks.releases import Release, listing
+from tasks.steps.https import Certificate
+from tasks.steps.provision import Packages
+from tasks.steps.supervisor import Program
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
            "HEALTH", "FREE", "CERTIFICATE", "LOCK")  # fmt: skip
@@ -71,12 +74,13 @@ def problems(found: Found) -> list[str]:
     found_ = []
     if facts.link_name(paths.current) is None:
         found_.append("no live release (run fab deploy)")
-    if platform.packages.supervisor not in facts.installed:
+    state = facts.of(Program).state
+    if platform.packages.supervisor not in facts.of(Packages).installed:
         found_.append("supervisor is not installed (run fab deploy)")
-    elif facts.program is None:
+    elif state is None:
         found_.append(f"{paths.app} is not a program of supervisor (run fab deploy)")
-    elif facts.program.state != "RUNNING":
-        found_.append(f"the app is {facts.program.state}")
+    elif state != "RUNNING":
+        found_.append(f"the app is {state}")
     for unit in platform.units:
         if not facts.active(unit):
             state = facts.units.get(unit)
@@ -99,7 +103,8 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
     """A looked-at host's row."""
     facts, platform, paths = found.facts, found.platform, found.paths
     live = next((r for r in listing(facts, paths) if r.current), None)
-    program = facts.program
+    program = facts.of(Program)
+    held = facts.of(Certificate)
     why = problems(found)
 
     def service(unit: str) -> Service | None:
@@ -112,13 +117,10 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
         release_time=live.time if live else None,
         release_age_seconds=seconds_since(live.time, now) if live else None,
         deployed_by=deployer(live) if live else None,
-        app=program.state if program else None,
-        app_pid=program.pid if program else None,
-        app_uptime_seconds=program.uptime if program else None,
-        workers=program.workers if program else None,
+        app=program.state, app_pid=program.pid, app_uptime_seconds=program.uptime, workers=program.workers,
         nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
         health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free,
-        certificate=facts.certificate, lock=facts.lock,
+        certificate=held if held.path else None, lock=facts.lock,
     )  # fmt: skip
 
 

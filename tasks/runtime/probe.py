@@ -3,9 +3,12 @@
     probe.py QUESTIONS [HEALTH_SOURCE URL HOST RULE]
 
 QUESTIONS (built by tasks/probe.py: marshal's data, compressed, in base64) holds the platform
-table's entries and the app's paths. The probe picks the first entry whose `match` fits
-/etc/os-release and answers that entry's questions; the control machine parses the answers into
-tasks.facts.Facts. Read-only: it changes nothing on the server.
+table's entries, the app's paths and the sources of the steps' parts (runtime/probe_*.py). The probe
+picks the first entry whose `match` fits /etc/os-release and answers that entry's questions: the facts
+every run shares here (the platform, the app's user, the paths, the units, the lock), each step's own
+by its part, run in this interpreter with what the entry asks of it. Their answers are one flat JSON
+object; the control machine parses it into tasks.facts.Facts. Read-only: it changes nothing on the
+server.
 
 Every deploy and `status` starts it, on every host at once: it imports only modules built into
 python3 or written in C. json, re, socket, hashlib and shlex, in their Python halves, would take as
@@ -22,16 +25,13 @@ stopped.
 """
 
 import _signal
-import _socket
 import binascii
 import grp
 import marshal
 import os
 import pwd
 import stat
-import struct
 import sys
-import time
 import zlib
 
 try:
@@ -159,24 +159,6 @@ def entries(directory):
         return []
 
 
-def releases(releases_dir, meta):
-    """Each release with the venv it runs on, its record (release.json's text: the control machine
-    parses it) and why it failed, if it did."""
-    found = []
-    for name in entries(releases_dir):
-        path = os.path.join(releases_dir, name)
-        if not os.path.isdir(path):
-            continue
-        try:
-            venv = os.readlink(os.path.join(path, ".venv"))
-        except OSError:
-            venv = ""
-        record = read_text(os.path.join(path, meta, "release.json"))
-        failed = read_text(os.path.join(path, meta, "failed")).split("\n")[0]
-        found.append({"id": name, "venv": venv, "record": record, "failed": failed})
-    return found
-
-
 def output(argv):
     """What the command argv prints (its errors dropped; "" when it cannot start). os.posix_spawn rather
     than the subprocess module, which costs a probe more to import than its commands cost to run."""
@@ -195,28 +177,6 @@ def output(argv):
         text = pipe.read()
     os.waitpid(pid, 0)
     return text
-
-
-def packages(platform):
-    """Package name -> its status in the package manager, for the packages the kit needs."""
-    found = {}
-    for line in output(platform["package_query"] + platform["packages"]).splitlines():
-        name, _, status = line.partition("\t")
-        found[name] = status
-    return found
-
-
-def package_lists_age(directory):
-    """Seconds since the package lists were updated; None when there are none (a fresh server)."""
-    newest = None
-    try:
-        for entry in os.scandir(directory):
-            if "Packages" in entry.name and entry.is_file(follow_symlinks=False):
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-                newest = mtime if newest is None else max(newest, mtime)
-    except OSError:
-        pass
-    return None if newest is None else int(time.time() - newest)
 
 
 def units(names):
@@ -238,86 +198,11 @@ def units(names):
     return found
 
 
-# supervisord's XML-RPC, asked over its socket in a few lines: xmlrpc.client (http.client, email) would
-# be half the probe's start-up. Only getProcessInfo's answer is read: a struct of strings and ints.
-RPC_CALL = (
-    '<?xml version="1.0"?><methodCall><methodName>supervisor.getProcessInfo</methodName>'
-    "<params><param><value><string>{}</string></value></param></params></methodCall>"
-)
-RPC_NUMBERS, RPC_TYPES = ("int", "i4", "boolean"), ("string", "int", "i4", "boolean")
-XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
-
-
-def rpc_process_info(socket_path, name):
-    """supervisor.getProcessInfo(name) as a dict, or None (no such program, supervisord down, a fault)."""
-    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    body = RPC_CALL.format(escaped).encode()
-    head = f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
-    answer = b""
-    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        conn.settimeout(5)
-        conn.connect(socket_path)
-        conn.sendall(head.encode() + body)
-        while chunk := conn.recv(1 << 16):
-            answer += chunk
-    finally:
-        conn.close()
-    status, _, rest = answer.decode(errors="replace").partition("\r\n\r\n")
-    if " 200 " not in status.split("\r\n", 1)[0] or "<fault>" in rest:
-        return None
-    return rpc_struct(rest)
-
-
-def rpc_struct(text):
-    """The members of the XML-RPC struct in text whose values are strings or ints (booleans as ints):
-    name -> value. Members of other types are left out; getProcessInfo's answer has none."""
-    info = {}
-    for member in text.split("<member>")[1:]:
-        key = member.partition("<name>")[2].partition("</name>")[0]
-        value = member.partition("<value>")[2].partition("</value>")[0].strip()
-        kind = value[1:].partition(">")[0] if value.startswith("<") else ""
-        if kind:  # <int>42</int>: typed; with no type it is a string
-            if kind not in RPC_TYPES or not value.endswith(f"</{kind}>"):
-                continue
-            value = value[len(kind) + 2 : -len(kind) - 3]
-        for entity, char in XML_ENTITIES:
-            value = value.replace(entity, char)
-        info[key] = int(value) if kind in RPC_NUMBERS else value
-    return info
-
-
-def program(socket_path, name):
-    """Supervisor's view of the app's program, over supervisord's socket (supervisorctl takes ~0.2 s)."""
-    try:
-        info = rpc_process_info(socket_path, name)
-        running = info["statename"] == "RUNNING" and info["pid"]
-    except (OSError, KeyError, TypeError, ValueError):  # supervisord down or will not say: the steps ask
-        return None
-    return {
-        "state": info["statename"],
-        "pid": info["pid"],
-        "description": info["description"],
-        "uptime": info.get("now", 0) - info["start"] if running and info.get("start") else None,
-        "workers": len(children(info["pid"])) if running else None,
-    }
-
-
 def proc_stat(pid):
     """The fields of /proc/PID/stat after the command name (which may hold spaces): state, parent, ...
     (field 22, the start time, is [19]); None when there is no such process."""
     _, sep, rest = read_text(f"/proc/{pid}/stat").rpartition(") ")
     return rest.split() if sep else None
-
-
-def children(pid):
-    """The processes whose parent is `pid` (a gunicorn master's workers), from /proc."""
-    found = []
-    for name in os.listdir("/proc"):
-        fields = proc_stat(name) if name.isdigit() else None
-        if fields and fields[1] == str(pid):
-            found.append(int(name))
-    return found
 
 
 def disk_free(path):
@@ -373,24 +258,6 @@ def lock_holder(lock, app):
     return {"holder": holder, "since": since} if sep else {"holder": owner, "since": ""}
 
 
-def nginx_stale(platform):
-    """Whether anything under nginx's config changed after nginx last (re)loaded it: after its pidfile
-    was written (a start) or the kit's stamp was touched (a reload), whichever is later."""
-    marks = (platform["nginx_pid"], platform["nginx_loaded_stamp"])
-    loaded = [os.stat(p).st_mtime_ns for p in marks if os.path.exists(p)]
-    if not loaded:
-        return False
-    since = max(loaded)
-    for root, dirs, files in os.walk(platform["nginx_conf_dir"]):
-        for name in [""] + dirs + files:
-            try:
-                if os.lstat(os.path.join(root, name)).st_mtime_ns > since:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 def app_user(name):
     """The app's user as the account database has it, or None."""
     try:
@@ -400,114 +267,11 @@ def app_user(name):
     return {"home": user.pw_dir, "shell": user.pw_shell, "comment": user.pw_gecos}
 
 
-# Netlink's socket diagnostics (linux/inet_diag.h, linux/sock_diag.h), as `ss` asks them.
-NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLMSG_ERROR, NLMSG_DONE = 4, 20, 2, 3
-NLM_F_REQUEST_DUMP = 0x301
-TCPF_LISTEN = 1 << 10
-NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
-# inet_diag_req_v2: family, protocol, extensions, pad, states; the socket id: source port (big-endian),
-# destination port, addresses and interface (none: zero), cookie (none: all ones)
-DIAG_REQUEST = struct.Struct("=BBBxI2s38x8s")
-DIAG_PORT, DIAG_UID = struct.Struct(">H"), struct.Struct("=I")  # in inet_diag_msg, at bytes 4 and 64
-
-
-def listening_uids(port):
-    """The owners (uids) of the TCP sockets listening on port, IPv4 and IPv6, as the kernel's socket
-    diagnostics list them (None when they cannot be asked). Asked for listening sockets only, the kernel
-    never walks its table of connections: reading /proc/net/tcp does, wherever one stops reading."""
-    uids = set()
-    try:
-        for family in (_socket.AF_INET, _socket.AF_INET6):
-            for message in listening_sockets(family, port):
-                if DIAG_PORT.unpack_from(message, 4)[0] == port:
-                    uids.add(DIAG_UID.unpack_from(message, 64)[0])
-    except (OSError, struct.error):
-        return None
-    return uids
-
-
-def listening_sockets(family, port):
-    """The kernel's inet_diag_msg of each TCP socket of family listening on port (the kernel filters by
-    port where it can: check each); OSError when it refuses to answer."""
-    request = DIAG_REQUEST.pack(
-        family, _socket.IPPROTO_TCP, 0, TCPF_LISTEN, port.to_bytes(2, "big"), b"\xff" * 8
-    )
-    size = NLMSG_HEADER.size + len(request)
-    diag = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-    try:
-        diag.settimeout(5)
-        diag.sendall(NLMSG_HEADER.pack(size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, 1, 0) + request)
-        while data := diag.recv(1 << 16):
-            offset = 0
-            while offset < len(data):
-                length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR or length < NLMSG_HEADER.size:
-                    raise OSError("the kernel refused the socket diagnostics request")
-                yield data[offset + NLMSG_HEADER.size : offset + length]
-                offset += (length + 3) & ~3  # messages are aligned to 4 bytes
-        raise OSError("the socket diagnostics ended without their last message")
-    finally:
-        diag.close()
-
-
-def listeners(port, app):
-    """Who else listens on the app's port: [{"pid", "user", "command"}] of the processes of users other
-    than the app's. Only when the kernel shows a socket of another owner does `ss` name the processes (none
-    when it is missing)."""
-    try:
-        app_uid = pwd.getpwnam(app).pw_uid
-    except KeyError:
-        app_uid = None
-    uids = listening_uids(port)
-    if uids is not None and uids <= {app_uid}:
-        return []
-    import re  # here: only when another user's socket is there to name
-
-    named = output(["ss", "-Hltnp", f"sport = :{port}"])
-    found = []
-    for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", named)}):
-        try:
-            owner = os.stat(f"/proc/{pid}").st_uid
-            command = read_text(f"/proc/{pid}/comm").strip()
-        except OSError:
-            continue
-        if owner != app_uid:
-            found.append({"pid": pid, "user": name_of(pwd.getpwuid, owner), "command": command})
-    return found
-
-
 def glibc():
     try:
         return os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
     except (ValueError, OSError, IndexError, AttributeError):
         return ""
-
-
-def certificate(tls):
-    """The site's certificate (https): its DNS names, its expiry in UTC, the ACME directory of its
-    renewal configuration; None when there is none. Read with the ssl module's own decoder."""
-    if not tls or not os.path.isfile(tls["cert"]):
-        return None
-    import ssl  # here: its import is a tenth of the probe's start, and most sites have no certificate
-
-    try:
-        decoded = ssl._ssl._test_decode_cert(tls["cert"])
-        expires = time.gmtime(ssl.cert_time_to_seconds(decoded["notAfter"]))
-    except (ssl.SSLError, OSError, ValueError, KeyError):
-        return {"path": tls["cert"]}
-    server = ""
-    for line in read_text(tls.get("renewal") or "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "server":
-            server = value.strip()
-    return {
-        "path": tls["cert"],
-        "domains": [value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"],
-        "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", expires),
-        "server": server,
-    }
 
 
 def detail(platform, app, salt):
@@ -547,31 +311,30 @@ def probe(questions):
     }
     if not platform:
         return facts
-    facts["app_user"] = app_user(app["name"])
-    facts["listeners"] = listeners(app["port"], app["name"])
-    status = packages(platform)
     hashed = set(platform["hashed"])
-    venvs_dir = platform["venvs_dir"]
-    venvs = entries(venvs_dir)
     facts.update({
-        "installed": [name for name in platform["packages"] if status.get(name) == platform["installed"]],
-        "package_lists_age": package_lists_age(platform["package_lists"]),
+        "app_user": app_user(app["name"]),
         "paths": {path: describe(path, path in hashed) for path in platform["paths"]},
-        "releases": releases(platform["releases_dir"], app["meta"]),
-        "fingerprint": read_text(os.path.join(platform["current"], app["meta"], "fingerprint")).strip(),
-        "venv_dirs": venvs,
-        "venvs": [name for name in venvs if os.path.exists(os.path.join(venvs_dir, name, ".complete"))],
-        "wheels": entries(platform["wheels_dir"]),
-        "tools": entries(platform["tools_dir"]),
-        "program": program(platform["supervisor_socket"], app["name"]),
         "units": units(platform["units"]),
-        "nginx_stale": nginx_stale(platform),
         "disk_free": disk_free(platform["base_dir"]),
         "lock": lock_holder(questions["lock"], app["name"]),
-        "certificate": certificate(platform.get("tls")),
     })  # fmt: skip
+    facts.update(parts(questions["parts"], platform["asks"]))
     if "salt" in questions:
         facts.update(detail(platform, app, questions["salt"]))
+    return facts
+
+
+def parts(sources, asks):
+    """The steps' parts (runtime/probe_*.py, each a step's facts), from their sources, run in this
+    interpreter: each one's `gather(asked)`, with what the platform's entry asks of it. A part imports
+    what it shares with the rest of the probe from module `probe`: this one."""
+    sys.modules.setdefault("probe", sys.modules[__name__])
+    facts = {}
+    for name, asked in asks.items():
+        module = {"__name__": name}
+        exec(compile(sources[name], name + ".py", "exec"), module)
+        facts.update(module["gather"](asked))
     return facts
 
 

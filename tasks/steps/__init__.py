@@ -3,6 +3,10 @@
 PIPELINE is the registry: the order `deploy` runs the steps in. The step tasks of `fab --list`, the
 namespace and the tests' list of steps all derive from it, so a new step is one module, one line here,
 and its tests. Rollback and restart plan with the same model but are actions, not steps of the pipeline.
+
+PROBES are what the probe asks besides the shared facts: PIPELINE's steps' and the guards'. Every probe
+asks all of them, whatever steps its run plans: status, the guards, rollback and the steps' requirements
+read the facts of steps that do not run (push's releases, provision's packages, supervisor's program).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Value
-from tasks.steps import boot, https, nginx, provision, push, supervisor
-from tasks.steps.model import Step
+from tasks.steps import boot, guards, https, nginx, provision, push, supervisor
+from tasks.steps.model import Probe, Step
 
 PIPELINE: tuple[Step, ...] = (
     provision.STEP,
@@ -28,6 +32,10 @@ PIPELINE: tuple[Step, ...] = (
     https.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
+PROBES: tuple[Probe, ...] = (*(step.probe for step in PIPELINE), guards.PROBE)
+# The steps' facts, as Facts holds them (Facts.of), and their parts of the probe (runtime/probe_*.py).
+KINDS: tuple[type, ...] = tuple(dict.fromkeys(probe.facts for probe in PROBES if probe.facts))
+PARTS: tuple[str, ...] = tuple(dict.fromkeys(probe.part for probe in PROBES if probe.part))
 # What an apply script includes: the runtime files every run shares, then the steps'.
 APPLY = tuple(dict.fromkeys((*runtime.SHARED, *(name for step in PIPELINE for name in step.runtime))))
 

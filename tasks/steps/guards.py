@@ -4,8 +4,41 @@ probe, with nothing changed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from tasks import static
-from tasks.steps.model import Situation
+from tasks.steps.model import Probe, Situation
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A process of another user than the app's listening on the app's port."""
+
+    pid: int
+    user: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The guards' facts (runtime/probe_listeners.py): who else listens on the app's port."""
+
+    found: tuple[Listener, ...] = ()  # processes of other users than the app's
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Listeners:
+        return cls(tuple(Listener(**listener) for listener in doc.get("listeners", ())))
+
+
+# What the guards ask of the probe: the app's port, and the paths of the app that its user must own.
+PROBE = Probe(
+    paths=lambda s, paths: (paths.base_dir, paths.run_dir, paths.log_dir, paths.tmpfiles_conf),
+    part="probe_listeners.py",
+    asks=lambda s, paths, platform: {"port": s.port, "app": paths.app},
+    facts=Listeners,
+)
 
 
 def refusals(sit: Situation) -> list[str]:
@@ -28,8 +61,9 @@ def refusals(sit: Situation) -> list[str]:
                 f"app.name: {taken[0]} exists but the server has no user {paths.app}: it belongs to something"
                 " else; choose another app.name"
             )
-    if facts.listeners:  # processes of other users than the app's
-        listener = facts.listeners[0]
+    listeners = facts.of(Listeners).found  # processes of other users than the app's
+    if listeners:
+        listener = listeners[0]
         who = f"{listener.command} (pid {listener.pid}, user {listener.user})"
         found.append(f"app.port: {s.port} is taken by {who}: choose another app.port")
     if not sit.runs("provision"):

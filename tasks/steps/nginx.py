@@ -6,18 +6,34 @@ How each is done on the server: runtime/nginx.sh.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from tasks import configs, https
+from tasks.layout import Layout
+from tasks.settings import Settings
 from tasks.shell import line
-from tasks.steps.model import Situation, Step, StepPlan
-from tasks.steps.provision import NGINX
+from tasks.steps.model import Probe, Situation, Step, StepPlan
+from tasks.steps.provision import NGINX, installed
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """reload_nginx's facts (runtime/probe_nginx.py)."""
+
+    stale: bool = False  # a file under nginx's config changed after nginx last loaded it
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> NginxConfig:
+        return cls(bool(doc.get("nginx_stale")))
 
 
 def plan_backup_default(sit: Situation) -> StepPlan:
     facts, paths = sit.facts, sit.layout
     # A backup, once taken, is never overwritten: it is the only copy of the stock site.
-    installed = sit.platform.packages.nginx in facts.installed
-    if facts.exists(paths.nginx_default_backup) or (installed and not facts.exists(paths.nginx_default)):
+    has_nginx = sit.platform.packages.nginx in installed(sit)
+    if facts.exists(paths.nginx_default_backup) or (has_nginx and not facts.exists(paths.nginx_default)):
         return StepPlan()
     why = (f"copy {paths.nginx_default} to {paths.nginx_default_backup} (once)",)
     return StepPlan((line("backup_default_site"),), why=why)
@@ -60,18 +76,30 @@ def plan_enable_site(sit: Situation) -> StepPlan:
 
 
 def plan_reload_nginx(sit: Situation) -> StepPlan:
-    facts = sit.facts
+    facts, stale = sit.facts, sit.facts.of(NginxConfig).stale
     # Run alone, it reloads when nginx's config changed since nginx loaded it; inside deploy, also when
     # an earlier step may change that config.
-    if facts.active(sit.platform.nginx_unit) and not facts.nginx_stale and not sit.earlier_touches("nginx"):
+    if facts.active(sit.platform.nginx_unit) and not stale and not sit.earlier_touches("nginx"):
         return StepPlan()
     if not facts.active(sit.platform.nginx_unit):
         why = "nginx is not running: start it"
-    elif facts.nginx_stale:
+    elif stale:
         why = "nginx's config changed since nginx loaded it: reload nginx"
     else:
         why = "an earlier step changes nginx's config: reload nginx (if nginx -t passes)"
-    return StepPlan((line("reload_nginx", int(facts.nginx_stale)),), why=(why,))
+    return StepPlan((line("reload_nginx", int(stale)),), why=(why,))
+
+
+def site_paths(s: Settings, paths: Layout) -> tuple[str, ...]:
+    """What enable_site compares: the site, its link, the stock site's link, and the certificate files
+    the site serves (the user's with https.mode files; certbot's, once it has them, with acme)."""
+    tls = {"files": (paths.tls_cert, paths.tls_key), "acme": (paths.certbot_fullchain,)}.get(s.https_mode, ())
+    return (paths.nginx_site, paths.nginx_link, paths.nginx_default_link, *tls)
+
+
+def site_hashed(s: Settings, paths: Layout) -> tuple[str, ...]:
+    """Of those, the kit's files whose content it compares: the site, the user's certificate files."""
+    return (paths.nginx_site, *((paths.tls_cert, paths.tls_key) if s.https_mode == "files" else ()))
 
 
 BACKUP_DEFAULT = Step(
@@ -80,6 +108,7 @@ BACKUP_DEFAULT = Step(
     plan_backup_default,
     requires=(NGINX,),
     runtime=("nginx.sh",),
+    probe=Probe(paths=lambda s, paths: (paths.nginx_default, paths.nginx_default_backup)),
 )
 ENABLE_SITE = Step(
     "enable_site",
@@ -87,6 +116,7 @@ ENABLE_SITE = Step(
     plan_enable_site,
     requires=(NGINX,),
     runtime=("nginx.sh",),
+    probe=Probe(paths=site_paths, hashed=site_hashed),
 )
 RELOAD_NGINX = Step(
     "reload_nginx",
@@ -94,4 +124,13 @@ RELOAD_NGINX = Step(
     plan_reload_nginx,
     requires=(NGINX,),
     runtime=("nginx.sh",),
+    probe=Probe(
+        part="probe_nginx.py",
+        asks=lambda s, paths, platform: {
+            "conf_dir": platform.nginx_conf_dir,
+            "pid": platform.nginx_pid,
+            "loaded_stamp": paths.nginx_loaded_stamp,
+        },
+        facts=NginxConfig,
+    ),
 )

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from tasks import configs
 from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, Word, line, ref
-from tasks.steps.model import Requirement, Situation, Step, StepPlan
+from tasks.steps.model import Probe, Requirement, Situation, Step, StepPlan
+
+
+@dataclass(frozen=True)
+class Packages:
+    """provision's facts (runtime/probe_packages.py): which of the packages the kit needs are installed,
+    and how old the package lists are."""
+
+    installed: frozenset[str] = frozenset()
+    package_lists_age: int | None = None  # seconds since the package lists were updated; None: none
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Packages:
+        return cls(frozenset(doc.get("installed", ())), doc.get("package_lists_age"))
+
+
+def installed(sit: Situation) -> frozenset[str]:
+    """The packages the kit needs that the server has."""
+    return sit.facts.of(Packages).installed
+
 
 # What provision provides, as later steps require it when they run alone.
 NGINX = Requirement(
-    lambda sit: sit.platform.packages.nginx not in sit.facts.installed, "nginx is not installed", "provision"
+    lambda sit: sit.platform.packages.nginx not in installed(sit), "nginx is not installed", "provision"
 )
 SUPERVISOR = Requirement(
-    lambda sit: sit.platform.packages.supervisor not in sit.facts.installed,
+    lambda sit: sit.platform.packages.supervisor not in installed(sit),
     "supervisor is not installed", "provision",
 )  # fmt: skip
 SERVICES = Requirement(
-    lambda sit: not {sit.platform.packages.nginx, sit.platform.packages.supervisor} <= sit.facts.installed,
+    lambda sit: not {sit.platform.packages.nginx, sit.platform.packages.supervisor} <= installed(sit),
     "nginx or supervisor is not installed", "provision",
 )  # fmt: skip
 PROVISIONED = Requirement(
@@ -63,11 +86,11 @@ def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[st
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, platform = sit.settings, sit.facts, sit.layout, sit.platform
     commands, why = [], []
-    missing = [p for p in packages(s, platform) if p not in facts.installed]
+    missing = [p for p in packages(s, platform) if p not in installed(sit)]
     if missing:
         # In the background: the steps after provision go on beside it until one needs the packages
         # (StepPlan.beside_packages; converge.apply_script puts the wait before the others).
-        age = facts.package_lists_age
+        age = facts.of(Packages).package_lists_age
         update = age is None or age > s.apt_cache_valid_time
         if update:
             why.append("package lists " + ("missing" if age is None else f"{age} s old") + ": update them")
@@ -108,6 +131,19 @@ def plan(sit: Situation) -> StepPlan:
     )  # fmt: skip
 
 
+PROBE = Probe(
+    # Its config, and the configs it keeps a copy of on a server set up by hand.
+    paths=lambda s, paths: (paths.tmpfiles_conf, paths.nginx_site, paths.supervisor_conf),
+    hashed=lambda s, paths: (paths.tmpfiles_conf,),
+    part="probe_packages.py",
+    asks=lambda s, paths, platform: {
+        "query": list(platform.package_query),
+        "packages": list(platform.packages.asked()),
+        "installed": platform.installed_status,
+        "lists": platform.package_lists,
+    },
+    facts=Packages,
+)
 STEP = Step(
     "provision",
     "apt packages (nginx, supervisor; certbot with https), the app's system user, its directories.",
@@ -118,4 +154,5 @@ STEP = Step(
         "PACKAGES_UPDATE": platform.update_command,
         "PACKAGES_INSTALL": platform.install_command,
     },
+    probe=PROBE,
 )

@@ -10,20 +10,68 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tasks import configs, dependencies, https, static, wheels
 from tasks.dependencies import Declared, DependencyError
+from tasks.facts import Release, release_record, target_name
 from tasks.layout import META, RELEASE_FILES, Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource, SourceError, read_source
-from tasks.steps.model import Refused, Situation, Step, StepPlan
+from tasks.steps.model import Probe, Refused, Situation, Step, StepPlan
 from tasks.steps.provision import PROVISIONED
+
+
+@dataclass(frozen=True)
+class Releases:
+    """push's facts (runtime/probe_releases.py): the releases, what shaped the live one, the venvs, and
+    the wheels and the kit's tools the server keeps. Rollback, `releases` and status read them too."""
+
+    releases: tuple[Release, ...] = ()  # oldest first
+    fingerprint: str = ""  # what shaped the live release (see `fingerprint`); "" when unknown
+    venvs: frozenset[str] = frozenset()  # complete venvs
+    venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
+    wheels: frozenset[str] = frozenset()  # the wheels the server keeps (wheels/), by file name
+    tools: frozenset[str] = frozenset()  # the kit's tools there (tools/): "uv-0.13.8"
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Releases:
+        return cls(
+            releases=tuple(
+                Release(
+                    r["id"],
+                    target_name(r.get("venv")) or "",
+                    release_record(r.get("record")),
+                    r.get("failed", ""),
+                )
+                for r in sorted(doc.get("releases", ()), key=lambda r: r["id"])
+            ),
+            fingerprint=doc.get("fingerprint", ""),
+            venvs=frozenset(doc.get("venvs", ())),
+            venv_dirs=frozenset(doc.get("venv_dirs", ())),
+            wheels=frozenset(doc.get("wheels", ())),
+            tools=frozenset(doc.get("tools", ())),
+        )
+
+    @property
+    def ids(self) -> list[str]:
+        """The releases on the server, oldest first."""
+        return [r.id for r in self.releases]
+
+    def release(self, release_id: str) -> Release | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+    def venv_of(self, release_id: str) -> str | None:
+        """The id of the venv a release runs on."""
+        release = self.release(release_id)
+        return release.venv or None if release else None
+
 
 # The rendered configs a release keeps in .deploy/ (runtime/switch.sh restores them by these names).
 SNAPSHOT = ("nginx-site", "supervisor.conf", "gunicorn.conf.py")
@@ -120,12 +168,12 @@ def prepare(sit: Situation, local: tuple[AppSource, Declared], check: bool = Fal
     found = Ready(app, declared, wheels.venv_id(declared, target))
     if check:
         return found
-    new_venv = found.venv_id not in facts.venvs
+    new_venv = found.venv_id not in facts.of(Releases).venvs
     new_release = not is_live(sit, shape_of(sit, found), found)
     try:
         built = wheels.dependencies(declared, target) if new_venv else ()
         own = wheels.app_wheel(app, declared.project) if declared.project and new_release else None
-        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.tools
+        needs_uv = (built or own) and f"uv-{wheels.UV_VERSION}" not in facts.of(Releases).tools
         uv = wheels.uv_wheel(facts.machine) if needs_uv else None
     except wheels.WheelError as error:
         raise Refused(str(error)) from None
@@ -146,14 +194,15 @@ def shape_of(sit: Situation, local: Ready) -> str:
 
 def is_live(sit: Situation, shape: str, local: Ready) -> bool:
     """Whether the release of that fingerprint is the live one already, on its venv: nothing to push."""
-    return sit.facts.fingerprint == shape and local.venv_id in sit.facts.venvs
+    kept = sit.facts.of(Releases)
+    return kept.fingerprint == shape and local.venv_id in kept.venvs
 
 
 def venv(sit: Situation, local: Ready) -> tuple[list[str], dict[str, bytes | Path]]:
     """The commands and files that build the venv this release needs: the wheels the server does not keep
     yet, and the list of all of them (the venv gets exactly those)."""
     files: dict[str, bytes | Path] = {
-        f"wheels/{w.name}": w for w in local.wheels if w.name not in sit.facts.wheels
+        f"wheels/{w.name}": w for w in local.wheels if w.name not in sit.facts.of(Releases).wheels
     }
     files["wheels/manifest"] = "".join(f"{w.name}\n" for w in local.wheels).encode()
     return [line("note", local.declared.describe()), line("build_venv", local.venv_id)], files
@@ -161,18 +210,18 @@ def venv(sit: Situation, local: Ready) -> tuple[list[str], dict[str, bytes | Pat
 
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths, local = sit.settings, sit.facts, sit.layout, ready(sit)
-    app = local.app
+    app, held = local.app, facts.of(Releases)
     shape = shape_of(sit, local)
     if is_live(sit, shape, local):
         return StepPlan()
 
-    commands, files = venv(sit, local) if local.venv_id not in facts.venvs else ([], {})
+    commands, files = venv(sit, local) if local.venv_id not in held.venvs else ([], {})
     if local.uv_wheel is not None:
         files["tools/uv.whl"] = local.uv_wheel
         commands.insert(0, line("install_uv"))
     if local.app_wheel is not None:  # installed into the release (build_release)
         files[f"app/{local.app_wheel.name}"] = local.app_wheel
-    new = release_id(app.content_hash, sit.now, facts.release_ids)
+    new = release_id(app.content_hash, sit.now, held.ids)
     files.update({f"release/{name}": app.root / name for name in app.files})
     record = {
         "id": new, "time": f"{sit.now:%Y-%m-%dT%H:%M:%SZ}", "user": sit.user, "host": sit.control_host,
@@ -196,17 +245,17 @@ def plan(sit: Situation) -> StepPlan:
     commands.append(line("switch_to_built"))
 
     live = facts.link_name(paths.current)
-    releases = [*facts.release_ids, new]
+    releases = [*held.ids, new]
     prune = releases_to_prune(releases, s.keep_releases, (new, live))
     kept = [r for r in releases if r not in prune and r != new]
-    venvs = venvs_to_prune(facts.venv_dirs, [facts.release_venv(r) for r in kept] + [local.venv_id])
+    venvs = venvs_to_prune(held.venv_dirs, [held.venv_of(r) for r in kept] + [local.venv_id])
     # Pruned at the very end of a successful run only (see converge.apply_script).
     cleanup = [
         line("prune", Var(under), *ids)
         for under, ids in (("RELEASES_DIR", prune), ("VENVS_DIR", venvs))
         if ids
     ]
-    if venvs or local.venv_id not in facts.venvs:
+    if venvs or local.venv_id not in held.venvs:
         cleanup.append(line("prune_wheels"))  # the wheels no venv left was built from
     why = explain(sit, local, new)
     return StepPlan(
@@ -244,7 +293,7 @@ def explain(sit: Situation, local: Ready, new: str) -> tuple[str, ...]:
         lines.append(f"  {len(app.files)} files (the live release keeps no list of its own to compare)")
     else:
         lines.append(f"  {len(app.files)} files")
-    if local.venv_id in facts.venvs:
+    if local.venv_id in facts.of(Releases).venvs:
         lines.append(f"venv {local.venv_id}: reused")
     else:
         lines.append(f"venv {local.venv_id}: built ({local.declared.describe()})")
@@ -260,7 +309,7 @@ def explain(sit: Situation, local: Ready, new: str) -> tuple[str, ...]:
                 lines.append(f"app.env: ~ {key}=**** (a new value)")
     if not live:
         lines.append("then: the app starts on it (supervisor_update)")
-    elif local.venv_id == facts.release_venv(live):
+    elif local.venv_id == facts.of(Releases).venv_of(live):
         lines.append(f"then: {sit.layout.app} reloads onto it gracefully (no request dropped)")
     else:
         lines.append(f"then: {sit.layout.app} restarts onto it (another venv: a gap of a second or two)")
@@ -275,4 +324,16 @@ STEP = Step(
     read=read,
     prepare=prepare,
     runtime=("release.sh", "static.sh", "import_check.py", "shared_dirs.py"),
+    probe=Probe(
+        part="probe_releases.py",
+        asks=lambda s, paths, platform: {
+            "releases_dir": paths.releases_dir,
+            "venvs_dir": paths.venvs_dir,
+            "wheels_dir": paths.wheels_dir,
+            "tools_dir": paths.tools_dir,
+            "current": paths.current,
+            "meta": META,
+        },
+        facts=Releases,
+    ),
 )

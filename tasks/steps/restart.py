@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tasks.shell import line
 from tasks.steps.model import Requirement, Situation, Step, StepPlan
+from tasks.steps.supervisor import Program
 
 
 def plan(sit: Situation, hard: bool) -> StepPlan:
@@ -14,7 +15,7 @@ def plan(sit: Situation, hard: bool) -> StepPlan:
     return StepPlan((first, line("ensure_running")), why=(f"restart {sit.layout.app}: {how}",))
 
 
-DEPLOYED = Requirement(lambda sit: sit.facts.program_state is None, "{app} is not deployed", "deploy")
+DEPLOYED = Requirement(lambda sit: sit.facts.of(Program).state is None, "{app} is not deployed", "deploy")
 
 
 def step(hard: bool = False) -> Step:

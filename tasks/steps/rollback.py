@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tasks.shell import line
 from tasks.steps.model import Requirement, Situation, Step, StepPlan
+from tasks.steps.push import Releases
 
 DEPLOYED = Requirement(
     lambda sit: sit.facts.link_name(sit.layout.current) is None, "no release on the server", "deploy"
@@ -13,18 +14,19 @@ DEPLOYED = Requirement(
 
 def plan(sit: Situation, to: str) -> StepPlan:
     facts, paths = sit.facts, sit.layout
+    held = facts.of(Releases)  # push's facts
     target = to or facts.link_name(paths.previous)
     if not target:
         return StepPlan(blocked="no previous release to roll back to (see `fab releases`, --to=ID)")
-    if target not in facts.release_ids:
+    if target not in held.ids:
         return StepPlan(blocked=f"no release {target} on the server (see `fab releases`)")
     if target == facts.link_name(paths.current):
         return StepPlan()
-    venv = facts.release_venv(target)
-    if venv not in facts.venvs:
+    venv = held.venv_of(target)
+    if venv not in held.venvs:
         return StepPlan(blocked=f"release {target} cannot run: its venv {venv} is gone; deploy instead")
     live = facts.link_name(paths.current)
-    how = "a graceful reload" if venv == facts.release_venv(live or "") else "a restart (another venv)"
+    how = "a graceful reload" if venv == held.venv_of(live or "") else "a restart (another venv)"
     why = (f"current -> {target} (from {live}), with the configs it was deployed with; {how}",)
     return StepPlan((line("roll_back_to", target),), why=why, switches_to=target)
 

@@ -12,15 +12,16 @@ import yaml
 from tasks import configs
 from tasks.converge import plan
 from tasks.dependencies import declared
-from tasks.facts import Facts, PathState, Program, Release, Unit, User
+from tasks.facts import Facts, PathState, Release, Unit, User
 from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
 from tasks.settings import PROJECT_ROOT, Settings, parse
 from tasks.source import read_source
 from tasks.steps import PIPELINE, push
 from tasks.steps.model import Situation, Step, StepPlan
-from tasks.steps.provision import directories
-from tasks.steps.push import fingerprint, release_id
+from tasks.steps.provision import Packages, directories
+from tasks.steps.push import Releases, fingerprint, release_id
+from tasks.steps.supervisor import Program
 from tasks.wheels import UV_VERSION, Target, venv_id
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
@@ -51,6 +52,11 @@ def fresh_facts() -> Facts:
     )  # fmt: skip
 
 
+def amended(facts: Facts, kind: type, **changes: object) -> Facts:
+    """facts with some of a step's facts (a type of steps.KINDS) changed."""
+    return facts.having(replace(facts.of(kind), **changes))
+
+
 def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     """What the probe reports right after a successful deploy of the local app."""
     paths = paths_of(s)
@@ -72,19 +78,21 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     converged = replace(
         fresh_facts(),
         cpus=cpu_count,
-        package_lists_age=100,
         app_user=User(f"/srv/{s.name}", PLATFORM.nologin_shell),
-        installed=frozenset(PLATFORM.packages.all()),
         paths=states,
-        releases=(Release(live, vid, {"id": live, "venv": vid}),),
-        fingerprint=fingerprint(s, paths, PLATFORM, app, vid, cpu_count),
-        venvs=frozenset({vid}),
-        venv_dirs=frozenset({vid}),
-        tools=frozenset({f"uv-{UV_VERSION}"}),
-        program=Program("RUNNING", 427, "pid 427, uptime 0:01:00"),
         units={"nginx": active, "supervisor": active},
         health="200",
         healthy=True,
+    ).having(
+        Packages(frozenset(PLATFORM.packages.all()), package_lists_age=100),
+        Releases(
+            releases=(Release(live, vid, {"id": live, "venv": vid}),),
+            fingerprint=fingerprint(s, paths, PLATFORM, app, vid, cpu_count),
+            venvs=frozenset({vid}),
+            venv_dirs=frozenset({vid}),
+            tools=frozenset({f"uv-{UV_VERSION}"}),
+        ),
+        Program("RUNNING", 427, "pid 427, uptime 0:01:00"),
     )
     return written(s, converged)
 
@@ -105,8 +113,9 @@ def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS))
     app = read_source(s.src)
     deps = declared(app.root, s.gunicorn)
     vid = venv_id(deps, TARGET)
-    built = () if vid in probed.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
-    uv = None if f"uv-{UV_VERSION}" in probed.tools or not built else Path("/cache/uv.whl")
+    held = probed.of(Releases)
+    built = () if vid in held.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)
+    uv = None if f"uv-{UV_VERSION}" in held.tools or not built else Path("/cache/uv.whl")
     ready = push.Ready(app, deps, vid, wheels=built, uv_wheel=uv)
     return Situation(
         s, probed, PLATFORM, paths_of(s), steps, NOW, user="alice", control_host="laptop",

@@ -9,7 +9,10 @@ from tasks import check, configs, recap
 from tasks.facts import Unit
 from tasks.steps import PIPELINE, push, rollback
 from tasks.steps.model import StepPlan
-from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plans, situation
+from tasks.steps.nginx import NginxConfig
+from tasks.steps.push import Releases
+from tasks.steps.supervisor import Program
+from tests.unit.conftest import PLATFORM, amended, converged_facts, fresh_facts, paths_of, plans, situation
 
 SECRET = "s3cr3t-value"
 
@@ -114,7 +117,7 @@ def test_a_release_lists_its_new_changed_and_removed_files_against_the_live_ones
     assert app is not None
     (first, second) = sorted(app.hashes)
     live_files = {first: "0" * 64, second: app.hashes[second], "gone.py": "1" * 64}
-    facts = replace(facts, release_files=live_files, fingerprint="another")
+    facts = amended(replace(facts, release_files=live_files), Releases, fingerprint="another")
     (plan,) = [p for p in plans(settings, facts) if p.name == "push"]
     assert f"  ~ {first}" in plan.why and "  - gone.py" in plan.why
     assert f"  ~ {second}" not in plan.why and f"  + {second}" not in plan.why
@@ -124,7 +127,8 @@ def test_a_release_lists_its_new_changed_and_removed_files_against_the_live_ones
 
 def test_a_new_venv_is_said_to_be_built_and_the_app_restarted(settings):
     facts = converged_facts(settings)
-    facts = replace(facts, venvs=frozenset(), releases=(replace(facts.releases[0], venv="0" * 16),))
+    (live,) = facts.of(Releases).releases
+    facts = amended(facts, Releases, venvs=frozenset(), releases=(replace(live, venv="0" * 16),))
     (plan,) = [p for p in plans(settings, facts) if p.name == "push"]
     assert any(": built (dependencies from requirements.txt" in line for line in plan.why)
     assert any("restarts onto it" in line for line in plan.why)
@@ -132,17 +136,20 @@ def test_a_new_venv_is_said_to_be_built_and_the_app_restarted(settings):
 
 def test_the_other_steps_say_why_they_act(settings):
     facts = converged_facts(settings)
-    stale = plans(settings, replace(facts, nginx_stale=True), ("reload_nginx",))
+    stale = plans(settings, facts.having(NginxConfig(stale=True)), ("reload_nginx",))
     assert stale[0].why == ("nginx's config changed since nginx loaded it: reload nginx",)
     off = replace(facts, units={"nginx": Unit("active", "disabled"), "supervisor": Unit("active", "enabled")})
     assert plans(settings, off, ("enable_boot",))[0].why == ("enable at boot: nginx",)
-    stopped = replace(facts, program=None)
+    stopped = facts.having(Program())
     assert plans(settings, stopped, ("supervisor_update",))[0].why == (
         "flaskdemo is not a program of supervisor: start it",
     )
-    live = facts.release_ids[0]
-    older = replace(
-        facts, releases=(replace(facts.releases[0], id="20200101T000000Z-aaaaaaaaaaaa"), *facts.releases)
+    held = facts.of(Releases)
+    live = held.ids[0]
+    older = amended(
+        facts,
+        Releases,
+        releases=(replace(held.releases[0], id="20200101T000000Z-aaaaaaaaaaaa"), *held.releases),
     )
     sit = replace(situation(settings, older, ()), steps=("rollback",))
     (back,) = [rollback.step("20200101T000000Z-aaaaaaaaaaaa").plan_for(sit)]

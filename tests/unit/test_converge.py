@@ -15,7 +15,8 @@ from tasks.shell import VALUES_END
 from tasks.source import read_source
 from tasks.steps import NAMES, push
 from tasks.steps.model import Refused, StepPlan
-from tests.unit.conftest import acting, converged_facts, fresh_facts, plans, situation
+from tasks.steps.push import Releases
+from tests.unit.conftest import acting, amended, converged_facts, fresh_facts, plans, situation
 
 
 def report_outcome(host: str, names: list[str], acting: set[str], result) -> bool:
@@ -282,8 +283,8 @@ def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_whe
     assert sit.declared is not None and sit.declared.project == "flaskr"
     # A server that holds the venv and uv already: only the app's own wheel, for the new release.
     asked.clear()
-    holding = replace(
-        fresh_facts(), venvs=frozenset({sit.venv_id}), tools=frozenset({f"uv-{wheels.UV_VERSION}"})
+    holding = fresh_facts().having(
+        Releases(venvs=frozenset({sit.venv_id}), tools=frozenset({f"uv-{wheels.UV_VERSION}"}))
     )
     again = push.prepare(situation(settings, holding, ("push",)), (app, declared))
     assert (asked, again.venv_id, again.wheels, again.uv_wheel) == (
@@ -306,7 +307,7 @@ def test_steps_after_provision_wait_for_its_packages_unless_they_run_beside_them
     assert lines[named["backup_default"] - 1] == "await_packages"
     # Nothing to install (a new release only): nothing to wait for.
     converged = converged_facts(settings)
-    code_change = replace(converged, fingerprint="other")
+    code_change = amended(converged, Releases, fingerprint="other")
     again = plans(settings, code_change)
     assert "push" in acting(again) and "provision" not in acting(again)
     assert "await_packages" not in apply_script(situation(settings, code_change), again, "deploy", True).lines

@@ -16,6 +16,7 @@ from tasks import configs
 from tasks.facts import PathState
 from tasks.runtime import globals_for
 from tasks.steps import provision
+from tasks.steps.provision import Packages
 from tests.unit.conftest import PLATFORM, converged_facts, fresh_facts, paths_of, plan_one
 from tests.unit.serverside import run_functions
 
@@ -262,9 +263,9 @@ def test_the_kits_own_lineage_and_no_lineage_at_all_keep_nothing(tmp_path):
 def test_before_the_first_release_provision_keeps_what_push_would_write_over(settings):
     paths = paths_of(settings)
     hand_made = replace(
-        fresh_facts(), installed=frozenset(PLATFORM.packages.all()),
+        fresh_facts(),
         paths={paths.nginx_site: PathState.file("1" * 64), paths.supervisor_conf: PathState.file("2" * 64)},
-    )  # fmt: skip
+    ).having(Packages(frozenset(PLATFORM.packages.all())))
     step = plan_one(settings, hand_made, provision.STEP)
     assert "keep_hand_made_configs" in step.commands
     assert f"no release yet: keep a copy of {paths.nginx_site} and {paths.supervisor_conf}" in " ".join(

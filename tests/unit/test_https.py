@@ -14,12 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tasks import configs, https, status
-from tasks.facts import Certificate, PathState
+from tasks.facts import PathState
 from tasks.platform import DEBIAN_13
 from tasks.settings import SettingError, parse
 from tasks.steps import https as certificate_step
 from tasks.steps import nginx, provision
-from tests.unit.conftest import PLATFORM, converged_facts, default_config, paths_of, plan_one
+from tasks.steps.https import Certificate
+from tasks.steps.provision import Packages
+from tests.unit.conftest import PLATFORM, amended, converged_facts, default_config, paths_of, plan_one
 from tests.unit.serverside import run_functions
 
 PEBBLE = "https://198.18.1.1:14000/dir"
@@ -157,15 +159,17 @@ def test_the_release_keeps_the_https_site_while_the_server_waits_for_its_certifi
 
 def certified(s, facts, domains=("app.test",), server=PEBBLE):
     paths = paths_of(s)
-    return replace(
-        facts,
-        installed=facts.installed | {"certbot"},
-        paths={
-            **facts.paths,
-            paths.certbot_fullchain: PathState.link("../../archive/flaskdemo/fullchain1.pem"),
-        },
-        certificate=Certificate(paths.certbot_fullchain, domains, "2031-12-01T00:00:00Z", server),
-    )
+    return amended(
+        replace(
+            facts,
+            paths={
+                **facts.paths,
+                paths.certbot_fullchain: PathState.link("../../archive/flaskdemo/fullchain1.pem"),
+            },
+        ),
+        Packages,
+        installed=facts.of(Packages).installed | {"certbot"},
+    ).having(Certificate(paths.certbot_fullchain, domains, "2031-12-01T00:00:00Z", server))
 
 
 def test_acme_installs_certbot_and_makes_the_webroot(settings):
@@ -177,7 +181,8 @@ def test_acme_installs_certbot_and_makes_the_webroot(settings):
 
 def test_no_certificate_yet_certbot_obtains_one_then_the_site_gets_its_443_server(settings):
     s = acme(settings)
-    facts = replace(converged_facts(settings), installed=converged_facts(settings).installed | {"certbot"})
+    converged = converged_facts(settings)
+    facts = amended(converged, Packages, installed=converged.of(Packages).installed | {"certbot"})
     step = plan_one(s, facts, certificate_step.STEP)
     assert step.commands == (
         "obtain_certificate app.test",

@@ -14,10 +14,12 @@ import pytest
 
 from tasks import maintenance, probe, recap
 from tasks import status as status_rows
-from tasks.facts import Lock, Program, Unit
+from tasks.facts import Lock, Unit
 from tasks.probe import Found
 from tasks.status import COLUMNS, HostStatus, Service
-from tests.unit.conftest import NOW, PLATFORM, converged_facts, default_config, fresh_facts, paths_of
+from tasks.steps.push import Releases
+from tasks.steps.supervisor import Program
+from tests.unit.conftest import NOW, PLATFORM, amended, converged_facts, default_config, fresh_facts, paths_of
 
 LIVE_TIME = "2026-11-26T08:55:00Z"  # NOW minus 1 h 5 min
 RUNNING = Program("RUNNING", 427, "pid 427, uptime 1:01:01", uptime=3661, workers=2)
@@ -31,10 +33,11 @@ KEYS = [
 def deployed(settings, **changes) -> Found:
     """A server right after a deploy by alice@laptop, its app up for an hour, 8 GiB free, healthy."""
     facts = converged_facts(settings)
-    (live,) = facts.releases
+    (live,) = facts.of(Releases).releases
     record = {**live.record, "time": LIVE_TIME, "user": "alice", "host": "laptop"}
-    healthy = {"releases": (replace(live, record=record),), "program": RUNNING, "health_ms": 12}
-    facts = replace(facts, **{**healthy, "disk_free": 8 << 30, **changes})
+    facts = amended(facts, Releases, releases=(replace(live, record=record),))
+    program = changes.pop("program", RUNNING)
+    facts = replace(facts, **{"health_ms": 12, "disk_free": 8 << 30, **changes}).having(program)
     return Found(facts, PLATFORM, paths_of(settings))
 
 
@@ -46,7 +49,7 @@ def columns(text: str) -> list[list[str]]:
 def test_a_healthy_host_s_row(settings):
     found = deployed(settings)
     row = status_rows.of_host("web1", found, NOW)
-    live = found.facts.releases[0].id
+    live = found.facts.of(Releases).releases[0].id
     assert row == HostStatus(
         "web1", reachable=True, healthy=True, error=None, problems=(), release=live, release_time=LIVE_TIME,
         release_age_seconds=3900, deployed_by="alice@laptop", app="RUNNING", app_pid=427,
@@ -90,7 +93,7 @@ def test_a_fresh_server_is_unhealthy_with_every_reason(settings):
 
 
 def test_a_program_supervisor_lacks_and_a_failed_unit(settings):
-    found = deployed(settings, program=None, units={"nginx": Unit("failed", "disabled")})
+    found = deployed(settings, program=Program(), units={"nginx": Unit("failed", "disabled")})
     row = status_rows.of_host("web1", found, NOW)
     assert row.problems[:3] == (
         "flaskdemo is not a program of supervisor (run fab deploy)",
@@ -103,8 +106,12 @@ def test_a_program_supervisor_lacks_and_a_failed_unit(settings):
 def test_the_lock_holder_and_a_release_without_a_record(settings):
     held = Lock("bob@desk (deploy)", "2026-11-26T09:58:00Z")
     found = deployed(settings, lock=held)
-    bare = replace(found.facts.releases[0], record={})  # made before release.json: its id holds the time
-    row = status_rows.of_host("web1", replace(found, facts=replace(found.facts, releases=(bare,))), NOW)
+    bare = replace(
+        found.facts.of(Releases).releases[0], record={}
+    )  # before release.json: its id holds the time
+    row = status_rows.of_host(
+        "web1", replace(found, facts=amended(found.facts, Releases, releases=(bare,))), NOW
+    )
     assert (row.release_time, row.release_age_seconds, row.deployed_by) == ("2026-11-26T10:00:00Z", 0, None)
     assert row.lock == held
     assert columns(status_rows.table([row]))[1][-1] == "bob@desk (deploy) since 2026-11-26T09:58:00Z"

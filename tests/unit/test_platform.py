@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.facts import Facts
+from tasks.layout import layout
 from tasks.platform import (
     DEBIAN_12,
     DEBIAN_13,
@@ -17,6 +18,7 @@ from tasks.platform import (
     by_id,
     python_refusal,
 )
+from tasks.steps import provision
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -53,11 +55,13 @@ def test_exact_entries_come_before_the_family_that_would_also_match():
     assert max(exact) < min(families)
 
 
-def test_what_the_probe_is_told_of_an_entry():
+def test_what_the_probe_is_told_of_an_entry(settings):
     entry = DEBIAN_12.probe_entry()
-    assert entry["packages"] == ["nginx", "supervisor", "certbot"]  # certbot: asked, needed with acme only
-    assert entry["units"] == ["nginx", "supervisor", "certbot.timer"] and entry["installed"] == "installed"
-    assert entry["package_query"][0] == "dpkg-query"
+    assert entry["units"] == ["nginx", "supervisor", "certbot.timer"]
+    # provision's part asks about the packages
+    asked = provision.PROBE.asks(settings, layout(settings, DEBIAN_12), DEBIAN_12)
+    assert asked["packages"] == ["nginx", "supervisor", "certbot"]  # certbot: asked, needed with acme only
+    assert asked["installed"] == "installed" and asked["query"][0] == "dpkg-query"
 
 
 def test_the_install_waits_for_anothers_dpkg_and_the_repair_keeps_changed_config_files_as_it_does():

@@ -42,13 +42,18 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import pytest
 
 from tasks import lock, probe, recap, remote, runtime
-from tasks.facts import Facts, Listener, Lock, PathState, Program, Release, Unit, User
+from tasks.facts import Facts, Lock, PathState, Release, Unit, User
 from tasks.layout import META, RELEASE_FILES, app_paths, health_host, layout
 from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES, python_refusal
 from tasks.remote import RemoteError, Result
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
-from tasks.steps import push
+from tasks.steps import KINDS, push
+from tasks.steps.guards import Listener, Listeners
+from tasks.steps.nginx import NginxConfig
+from tasks.steps.provision import Packages
+from tasks.steps.push import Releases
+from tasks.steps.supervisor import Program
 from tests.polling import wait_until
 from tests.unit.conftest import default_config
 from tests.unit.serverside import COSTLY_IMPORTS, run_bash, run_importing
@@ -124,27 +129,36 @@ class Server:
         # may write, as in its shared directories).
         self.hashed = [path for name, path in self.described.items() if name != "app_file"]
 
-    def entry(self, real: dict) -> dict:
-        """A platform entry of tasks.probe.questions with every server path pointed under root."""
+    def entry(self, real: dict, app: str) -> dict:
+        """A platform entry of tasks.probe.questions with every server path pointed under root, and what
+        it asks each step's part (its app named `app`)."""
+        pointed = {
+            "probe_packages": {"query": PACKAGE_QUERY, "lists": str(self.lists)},
+            "probe_releases": {
+                "releases_dir": str(self.releases), "venvs_dir": str(self.venvs),
+                "wheels_dir": str(self.wheels), "tools_dir": str(self.tools), "current": str(self.current),
+            },
+            "probe_program": {"socket": str(self.socket), "name": app},
+            "probe_nginx": {
+                "conf_dir": str(self.nginx), "pid": str(self.nginx_pid), "loaded_stamp": str(self.stamp),
+            },
+            "probe_certificate": {},  # https.mode off: asked nothing
+            "probe_listeners": {"app": app},
+        }  # fmt: skip
+        assert set(real["asks"]) == set(pointed), "a new part: point what it asks into the scratch server"
+        asks = {name: {**asked, **pointed[name]} for name, asked in real["asks"].items()}
+        for name, asked in asks.items():
+            assert set(asked) == set(real["asks"][name]), f"{name} asks something new: point it in here"
         fake = {
             **real,
             "paths": list(self.described.values()),
             "hashed": self.hashed,
-            "releases_dir": str(self.releases),
-            "venvs_dir": str(self.venvs),
-            "wheels_dir": str(self.wheels),
-            "tools_dir": str(self.tools),
             "base_dir": str(self.srv),
             "current": str(self.current),
-            "nginx_conf_dir": str(self.nginx),
-            "nginx_pid": str(self.nginx_pid),
-            "nginx_loaded_stamp": str(self.stamp),
-            "supervisor_socket": str(self.socket),
-            "package_lists": str(self.lists),
-            "package_query": PACKAGE_QUERY,
             "configs": [
                 str(self.root / "configs" / name) for name in ("site", "program", "gunicorn", "tmpfiles")
             ],
+            "asks": asks,
         }
         assert set(fake) == set(real), "the entry asks something new: point it into the scratch server"
         return fake
@@ -152,17 +166,18 @@ class Server:
     def questions(self, s: Settings, **app) -> dict:
         """tasks.probe.questions(s) pointed at this server; the app named APP unless `app` says otherwise."""
         real = probe.questions(s)
-        asked_of_all = {"os_release", "app", "platforms", "lock", "time_limit", "python_min"}
+        asked_of_all = {"os_release", "app", "platforms", "lock", "time_limit", "python_min", "parts"}
         assert set(real) == asked_of_all, "a new question: point it in here"
         asked = {**real["app"], "name": APP, **app}
         assert set(asked) == set(real["app"]), "the app is asked something new"
         return {
             "os_release": str(self.os_release),
             "app": asked,
-            "platforms": [self.entry(real) for real in real["platforms"]],
+            "platforms": [self.entry(entry, asked["name"]) for entry in real["platforms"]],
             "lock": {**real["lock"], "root": str(self.locks)},
             "time_limit": real["time_limit"],
             "python_min": real["python_min"],
+            "parts": real["parts"],  # the steps' parts' sources
         }
 
     def guard(self, value) -> None:
@@ -360,8 +375,17 @@ def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_pare
             paths.nginx_default_backup, paths.nginx_default_link, paths.supervisor_conf,
         } <= set(entry["paths"])  # fmt: skip
         assert entry["base_dir"] == paths.base_dir  # the space free under it
-        asked_dirs = [entry[key] for key in ("releases_dir", "venvs_dir", "current", "nginx_loaded_stamp")]
+        releases, nginx = entry["asks"]["probe_releases"], entry["asks"]["probe_nginx"]
+        asked_dirs = [
+            releases["releases_dir"],
+            releases["venvs_dir"],
+            releases["current"],
+            nginx["loaded_stamp"],
+        ]
         assert asked_dirs == [paths.releases_dir, paths.venvs_dir, paths.current, paths.nginx_loaded_stamp]
+        assert entry["current"] == paths.current  # a check run reads the live release's files
+        assert entry["asks"]["probe_program"]["name"] == s.name
+        assert entry["asks"]["probe_listeners"] == {"port": 8123, "app": s.name}
     plain = probe.questions(settings)["platforms"][0]["paths"]  # shared_dirs: [instance]
     shared = app_paths(settings).shared_dir
     assert [p for p in plain if p.startswith(f"{shared}/")] == [f"{shared}/instance"]
@@ -390,7 +414,7 @@ def test_the_probe_reads_the_content_only_of_the_kit_s_configs_and_certificate_f
     paths = layout(s, DEBIAN_12)
     https_files = {"off": [], "files": [paths.tls_cert, paths.tls_key], "acme": [paths.acme_ca_bundle]}
     expected = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
-    assert probe.hashed_paths(s, paths) == expected + https_files[mode]
+    assert sorted(probe.hashed_paths(s, paths)) == sorted(expected + https_files[mode])
     entry = next(e for e in probe.questions(s)["platforms"] if e["id"] == DEBIAN_12.id)
     assert entry["hashed"] == probe.hashed_paths(s, paths)
     assert set(entry["hashed"]) <= set(entry["paths"])
@@ -550,7 +574,8 @@ def test_listeners_are_the_processes_of_other_users_ss_lists_on_the_port_with_us
     ]
     expected = sorted(listening, key=lambda listener: listener["pid"])
     assert facts["listeners"] == expected  # each once, by PID; one gone since ss looked is left out
-    assert probe.parse(json.dumps(facts)).listeners == tuple(Listener(**listener) for listener in expected)
+    read_back = probe.parse(json.dumps(facts)).of(Listeners)
+    assert read_back.found == tuple(Listener(**listener) for listener in expected)
     assert app_nobody["listeners"] == [listening[0]]  # the app's user's own processes are left out
 
 
@@ -614,7 +639,7 @@ def diag_message(port: int, uid: int) -> bytes:
 def test_the_kernel_s_socket_diagnostics_are_read_to_their_last_message_or_give_no_answer(
     monkeypatch, replies, uids
 ):
-    listening_uids = runpy.run_path(str(PROBE), run_name="probe")["listening_uids"]
+    listening_uids = part_functions("probe_listeners.py", monkeypatch)["listening_uids"]
     kernel = KernelAnswers(*replies, *replies)  # the same for IPv4 and IPv6
     names = ("AF_INET", "AF_INET6", "AF_NETLINK", "SOCK_RAW", "IPPROTO_TCP")
     fake = SimpleNamespace(**{name: getattr(socket, name) for name in names}, socket=kernel)
@@ -667,7 +692,7 @@ def test_releases_venvs_and_fingerprint(server, settings):
          "failed": "health: 502 after 30 s"},
     ]  # fmt: skip
     # The control machine parses them: no record where the text is none, or no JSON object
-    assert [r.record for r in Facts.from_json(facts).releases] == [{}, json.loads(record), {}]
+    assert [r.record for r in Releases.from_json(facts).releases] == [{}, json.loads(record), {}]
     assert (facts["venv_dirs"], facts["venvs"]) == (["v1", "v2"], ["v1"])
     assert facts["fingerprint"] == "f1ng3rpr1nt"
     # The wheels and tools kept: names in wheels/ and tools/, hidden ones (unfinished) left out.
@@ -685,14 +710,14 @@ def test_installed_are_the_packages_whose_status_is_the_entry_s_installed_status
     questions = server.questions(settings)
     assert server.facts(questions)["installed"] == ["nginx"]
     for entry in questions["platforms"]:
-        entry["installed"] = "config-files"
+        entry["asks"]["probe_packages"]["installed"] = "config-files"
     assert server.facts(questions)["installed"] == ["supervisor"]
 
 
 def test_installed_is_empty_when_the_package_query_cannot_run(server, settings):
     questions = server.questions(settings)
     for entry in questions["platforms"]:
-        entry["package_query"] = [str(server.root / "no-such-query")]
+        entry["asks"]["probe_packages"]["query"] = [str(server.root / "no-such-query")]
     assert server.facts(questions)["installed"] == []
 
 
@@ -808,7 +833,7 @@ def test_program_is_supervisor_s_view_of_the_app_s_program_with_its_uptime_and_w
             "workers": 3,
         }  # fmt: skip
         assert server.facts(server.questions(settings, name="other-app"))["program"] is None
-        read_back = probe.parse(server.run(server.questions(settings)).stdout).program
+        read_back = probe.parse(server.run(server.questions(settings)).stdout).of(Program)
     assert read_back == Program("RUNNING", pid, f"pid {pid}, uptime 0:01:00", uptime=60, workers=3)
 
 
@@ -893,12 +918,12 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     fill(server)
     document = server.facts(server.questions(settings))
     document["releases"].reverse()  # Facts sorts them itself
-    facts = Facts.from_json(document)
+    facts = Facts.from_json(document, KINDS)
     named = server.described
     assert facts.platform == "debian-12"
-    assert facts.installed == frozenset({"nginx"})
+    assert facts.of(Packages).installed == frozenset({"nginx"})
     assert facts.app_user is None and facts.app_user_shell is None
-    assert facts.listeners == ()
+    assert facts.of(Listeners).found == ()
     assert facts.path(named["absent"]) == PathState("absent")
     assert not facts.exists(named["absent"])
     assert facts.sha256(named["file"]) == hashlib.sha256(Path(named["file"]).read_bytes()).hexdigest()
@@ -906,41 +931,45 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.path(named["fifo"]).kind == "other" and facts.directory(named["fifo"]) is None
     assert facts.path(named["dirlink"]) == PathState.link(named["dir"])
     assert facts.link_name(named["link"]) == "x"
-    assert facts.releases == (
+    held = facts.of(Releases)
+    assert held.releases == (
         Release(BARE, "", {}, ""),
         Release(OLD, "v1", {"id": OLD, "venv": "v1", "user": "alice"}),
         Release(FAILED, "v2", {}, "health: 502 after 30 s"),
     )
-    assert facts.release_venv(BARE) is None
-    assert facts.fingerprint == "f1ng3rpr1nt"
-    assert (facts.venvs, facts.venv_dirs) == (frozenset({"v1"}), frozenset({"v1", "v2"}))
-    assert facts.wheels == frozenset({"flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl"})
-    assert facts.tools == frozenset({"uv-0.9.0"})
-    assert facts.program is None and facts.program_state is None
+    assert held.venv_of(BARE) is None
+    assert held.fingerprint == "f1ng3rpr1nt"
+    assert (held.venvs, held.venv_dirs) == (frozenset({"v1"}), frozenset({"v1", "v2"}))
+    assert held.wheels == frozenset({"flask-3.1.3-py3-none-any.whl", "gunicorn-23.0.0-py3-none-any.whl"})
+    assert held.tools == frozenset({"uv-0.9.0"})
+    assert facts.of(Program) == Program() and facts.of(Program).state is None
     assert facts.units == {
         "nginx": Unit("active", "enabled"), "supervisor": Unit("inactive", "disabled"),
         "certbot.timer": Unit("inactive", "disabled"),
     }  # fmt: skip
     assert facts.active("nginx") and not facts.active("supervisor")
-    assert facts.nginx_stale is False
+    assert facts.of(NginxConfig).stale is False
     assert facts.health is None and not facts.healthy and facts.health_ms is None
     assert facts.lock is None and facts.disk_free and facts.disk_free > 0
 
 
 def test_a_program_reads_back_with_pid_0_as_none():
-    stopped = Facts.from_json({"program": {"state": "STOPPED", "pid": 0, "description": "Not started"}})
-    assert stopped.program == Program("STOPPED", None, "Not started")
+    stopped = Facts.from_json(
+        {"program": {"state": "STOPPED", "pid": 0, "description": "Not started"}}, KINDS
+    )
+    assert stopped.of(Program) == Program("STOPPED", None, "Not started")
 
 
 def test_an_app_user_and_listeners_read_back_as_typed_facts():
     facts = Facts.from_json({
         "app_user": {"home": "/srv/flaskdemo", "shell": "/usr/sbin/nologin", "comment": ""},
         "listeners": [{"pid": 1234, "user": "flaskdemo", "command": "gunicorn"}],
-    })  # fmt: skip
+    }, KINDS)  # fmt: skip
     assert facts.app_user == User("/srv/flaskdemo", "/usr/sbin/nologin", "")
     assert facts.app_user_shell == "/usr/sbin/nologin"
-    assert facts.listeners == (Listener(1234, "flaskdemo", "gunicorn"),)
-    assert Facts.from_json({"app_user": None, "listeners": []}) == Facts()
+    assert facts.of(Listeners).found == (Listener(1234, "flaskdemo", "gunicorn"),)
+    assert Facts.from_json({"app_user": None, "listeners": []}, KINDS) == Facts.from_json({}, KINDS)
+    assert Facts.from_json({}, KINDS) == Facts().having(*(kind() for kind in KINDS))
 
 
 def test_parse_merges_the_json_lines_of_the_output_and_ignores_the_rest(server, settings):
@@ -948,7 +977,7 @@ def test_parse_merges_the_json_lines_of_the_output_and_ignores_the_rest(server, 
     output = f"starting\n{json.dumps({'health': '200', 'healthy': True})}\n{printed}::note probe done\n"
     facts = probe.parse(output)
     assert (facts.platform, facts.health, facts.healthy) == ("debian-12", "200", True)
-    assert facts.installed == frozenset({"nginx"})
+    assert facts.of(Packages).installed == frozenset({"nginx"})
     unhealthy = probe.parse(output.replace('"200", "healthy": true', '"502", "healthy": false'))
     assert (unhealthy.health, unhealthy.healthy) == ("502", False)
 
@@ -1079,7 +1108,7 @@ def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
     assert done.returncode == 0, done.stderr
     facts = probe.parse(done.stdout)
     assert (facts.platform, facts.healthy) == ("debian-12", True)
-    assert facts.installed == frozenset({"nginx"})
+    assert facts.of(Packages).installed == frozenset({"nginx"})
     assert site.hosts == [health_host(settings)]  # one check (timeout 0), with the site's Host
     owner, conn = (lock_root / f"{settings.name}.{name}" for name in ("owner", "conn"))
     assert owner.read_text().startswith("alice@laptop (deploy) since ")
@@ -1441,6 +1470,12 @@ def probe_functions() -> dict:
     return runpy.run_path(str(PROBE), run_name="probe")
 
 
+def part_functions(part: str, monkeypatch) -> dict:
+    """A step's part of the probe, as a module: it imports what it shares from runtime/probe.py."""
+    monkeypatch.syspath_prepend(str(runtime.HERE))
+    return runpy.run_path(str(runtime.HERE / part), run_name=part.removesuffix(".py"))
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -1479,7 +1514,8 @@ def test_the_probe_imports_none_of_the_modules_that_cost_it_its_start(server, se
     assert facts["health"].startswith("no answer")
 
 
-def test_supervisor_s_answer_reads_as_xmlrpc_client_reads_it():
+def test_supervisor_s_answer_reads_as_xmlrpc_client_reads_it(monkeypatch):
+    rpc_struct = part_functions("probe_program.py", monkeypatch)["rpc_struct"]
     info = {
         "name": "a<b>&'\"c",
         "pid": 427,
@@ -1488,9 +1524,7 @@ def test_supervisor_s_answer_reads_as_xmlrpc_client_reads_it():
         "description": "pid 427, uptime 0:01:00",
     }
     answer = xmlrpc.client.dumps(({**info, "running": True, "ratio": 0.5},), methodresponse=True)
-    assert probe_functions()["rpc_struct"](answer) == {**info, "running": 1}  # a double left out
-    assert probe_functions()["rpc_struct"](
-        "<struct><member><name>bare</name><value>text</value></member>"
-    ) == {
+    assert rpc_struct(answer) == {**info, "running": 1}  # a double left out
+    assert rpc_struct("<struct><member><name>bare</name><value>text</value></member>") == {
         "bare": "text"  # a value with no type is a string
     }

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from tasks import releases
 from tasks.facts import PathState, Release
+from tasks.steps.push import Releases
 from tests.unit.conftest import converged_facts, paths_of
 
 OLD, LIVE, FAILED = (
@@ -18,18 +19,25 @@ def listed(s):
     paths = paths_of(s)
     probed = replace(
         converged_facts(s),
-        releases=(
-            Release(OLD, "v1"),  # made before release.json existed: its time comes from its id
-            Release(
-                LIVE, "v2", {"time": "2026-11-26T10:00:00Z", "user": "alice", "host": "laptop", "venv": "v2"}
-            ),
-            Release(FAILED, "v2", {"user": "bob", "host": "ci", "venv": "v2"}, "release command exited 1"),
-        ),
         paths={
             **converged_facts(s).paths,
             paths.current: PathState.link(f"{paths.releases_dir}/{LIVE}"),
             paths.previous: PathState.link(f"{paths.releases_dir}/{OLD}/"),
         },
+    ).having(
+        Releases(
+            releases=(
+                Release(OLD, "v1"),  # made before release.json existed: its time comes from its id
+                Release(
+                    LIVE,
+                    "v2",
+                    {"time": "2026-11-26T10:00:00Z", "user": "alice", "host": "laptop", "venv": "v2"},
+                ),
+                Release(
+                    FAILED, "v2", {"user": "bob", "host": "ci", "venv": "v2"}, "release command exited 1"
+                ),
+            ),
+        )
     )
     return releases.listing(probed, paths)
 

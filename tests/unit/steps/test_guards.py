@@ -3,8 +3,8 @@ by something else, its port taken, a link planted among the shared directories."
 
 from dataclasses import replace
 
-from tasks.facts import Listener, PathState, User
-from tasks.steps.guards import refusals
+from tasks.facts import PathState, User
+from tasks.steps.guards import Listener, Listeners, refusals
 from tests.unit.conftest import converged_facts, fresh_facts, paths_of, situation
 
 
@@ -33,7 +33,7 @@ def test_the_apps_paths_held_by_something_else(settings):
 def test_a_port_another_user_listens_on(settings):
     converged = converged_facts(settings)
     assert refusals(situation(settings, converged)) == []
-    theirs = replace(converged, listeners=(Listener(99, "postgres", "postgres"), Listener(7, "root", "nc")))
+    theirs = converged.having(Listeners((Listener(99, "postgres", "postgres"), Listener(7, "root", "nc"))))
     assert refusals(situation(settings, theirs)) == [
         "app.port: 8080 is taken by postgres (pid 99, user postgres): choose another app.port"
     ]

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 from tasks.facts import ABSENT, PathState
 from tasks.steps import nginx
+from tasks.steps.nginx import NginxConfig
 from tests.unit.conftest import acting, converged_facts, paths_of, plan_one, plans
 
 
@@ -26,7 +27,7 @@ def test_a_deleted_site_link_is_restored_and_then_nginx_reloaded(settings):
     assert site.commands == ("enable_site files/nginx-site 1",)  # 1: the catch-all site replaces the default
     assert b"proxy_pass http://127.0.0.1:8080;" in site.files["files/nginx-site"]
     # reload_nginx alone sees nginx's config changed after its last load.
-    assert plan_one(settings, replace(converged, nginx_stale=True), nginx.RELOAD_NGINX).commands == (
+    assert plan_one(settings, converged.having(NginxConfig(stale=True)), nginx.RELOAD_NGINX).commands == (
         "reload_nginx 1",
     )
     assert not plan_one(settings, converged, nginx.RELOAD_NGINX).acts

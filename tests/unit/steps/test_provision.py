@@ -5,6 +5,7 @@ from dataclasses import replace
 from tasks.facts import PathState, User
 from tasks.shell import Var, line
 from tasks.steps import provision
+from tasks.steps.provision import Packages
 from tests.unit.conftest import (
     PLATFORM,
     converged_facts,
@@ -40,10 +41,11 @@ def test_a_fresh_server_gets_the_packages_the_user_and_every_directory(settings)
 
 def test_apt_update_only_when_the_lists_are_older_than_the_cache_valid_time(settings):
     converged = converged_facts(settings)
-    probed = replace(converged, installed=converged.installed - {"supervisor"}, package_lists_age=60)
+    installed = converged.of(Packages).installed - {"supervisor"}
+    probed = converged.having(Packages(installed, package_lists_age=60))
     step = plan_one(settings, probed, provision.STEP)
     assert step.commands == ("start_packages 0 supervisor",) and not step.touches
-    old = replace(probed, package_lists_age=settings.apt_cache_valid_time + 1)
+    old = converged.having(Packages(installed, package_lists_age=settings.apt_cache_valid_time + 1))
     assert "start_packages 1 supervisor" in script_of(plan_one(settings, old, provision.STEP))
 
 

@@ -8,8 +8,17 @@ from tasks.facts import PathState, Release
 from tasks.shell import line
 from tasks.steps import push
 from tasks.steps.model import Situation
-from tasks.steps.push import releases_to_prune
-from tests.unit.conftest import NOW, converged_facts, fresh_facts, paths_of, plan_one, plans, situation
+from tasks.steps.push import Releases, releases_to_prune
+from tests.unit.conftest import (
+    NOW,
+    amended,
+    converged_facts,
+    fresh_facts,
+    paths_of,
+    plan_one,
+    plans,
+    situation,
+)
 
 FLASK, JINJA, WERKZEUG = (
     Path(f"/cache/{name}")
@@ -55,7 +64,7 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
 
 
 def test_code_change_builds_a_release_on_the_installed_venv_and_new_requirements_ship_wheels(settings):
-    probed = replace(converged_facts(settings), fingerprint="other code")
+    probed = amended(converged_facts(settings), Releases, fingerprint="other code")
     step = plan_one(settings, probed, push.STEP)
     assert step.acts and not any(n.startswith(("wheels/", "tools/", "app/")) for n in step.files)
     assert not any(c.startswith(("install_uv", "note", "build_venv")) for c in step.commands)
@@ -63,7 +72,7 @@ def test_code_change_builds_a_release_on_the_installed_venv_and_new_requirements
     assert "release/.deploy/release.json" in step.files and "files/env.json" in step.files
     assert "prune_wheels" not in step.cleanup  # no venv built, none pruned: the wheels kept stay
     step = plan_one(
-        settings, replace(probed, venvs=frozenset({"old"}), venv_dirs=frozenset({"old"})), push.STEP
+        settings, amended(probed, Releases, venvs=frozenset({"old"}), venv_dirs=frozenset({"old"})), push.STEP
     )
     # The server keeps uv: the venv is built with it, nothing under tools/ travels.
     assert [c.split()[0] for c in step.commands[:2]] == ["note", "build_venv"]
@@ -72,8 +81,9 @@ def test_code_change_builds_a_release_on_the_installed_venv_and_new_requirements
 
 
 def test_only_the_wheels_the_server_lacks_travel_and_the_manifest_lists_all_of_them(settings):
-    probed = replace(
+    probed = amended(
         converged_facts(settings),
+        Releases,
         venvs=frozenset(),
         venv_dirs=frozenset(),
         wheels=frozenset({FLASK.name, "click-8.5.1-py3-none-any.whl"}),
@@ -113,7 +123,9 @@ def test_an_installable_app_ships_its_own_wheel_into_each_release_on_the_same_ve
 
 
 def test_uv_travels_when_the_server_lacks_it_and_is_installed_first(settings):
-    probed = replace(converged_facts(settings), venvs=frozenset(), venv_dirs=frozenset(), tools=frozenset())
+    probed = amended(
+        converged_facts(settings), Releases, venvs=frozenset(), venv_dirs=frozenset(), tools=frozenset()
+    )
     sit = prepared(situation(settings, probed, ("push",)), uv_wheel=Path("/cache/uv.whl"))
     step = push.STEP.plan_for(sit)
     assert step.files["tools/uv.whl"] == Path("/cache/uv.whl")
@@ -131,7 +143,7 @@ def test_a_new_app_env_makes_a_new_release_and_travels_only_in_a_file(settings):
 
 def test_the_release_command_runs_after_the_import_check_and_before_the_switch(settings):
     s = replace(settings, release_command="flask db upgrade")
-    step = plan_one(s, replace(converged_facts(settings), fingerprint="other code"), push.STEP)
+    step = plan_one(s, amended(converged_facts(settings), Releases, fingerprint="other code"), push.STEP)
     commands = [c.split()[0] for c in step.commands]
     assert commands == ["build_release", "check_release", "run_release_command", "switch_to_built"]
     assert "flask db upgrade" not in "\n".join(step.commands)  # a setting: it travels as a value
@@ -160,15 +172,18 @@ OLD_VENV, BROKEN, HALF = "0000000000000001", "000000000000000b", "00000000000000
 def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     converged = converged_facts(settings)
     paths = paths_of(settings)
-    (live,) = converged.releases
+    (live,) = converged.of(Releases).releases
     # Five older releases, the newest two of them failed (their own venv "broken"); an unfinished venv too.
     older = [f"20261120T00000{n}Z-aaaaaaaaaaaa" for n in range(5)]
-    probed = replace(
-        converged,
+    probed = amended(
+        replace(
+            converged,
+            paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{older[0]}")},
+        ),
+        Releases,
         fingerprint="other code",
         releases=tuple(Release(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
         venv_dirs=frozenset({live.venv, OLD_VENV, BROKEN, HALF}),
-        paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{older[0]}")},
     )
     later = replace(
         situation(replace(settings, keep_releases=3), probed, ("push",)), now=NOW + timedelta(hours=1)
@@ -188,8 +203,8 @@ def test_the_same_files_again_within_the_same_second_get_the_next_second_for_the
     # Deployed at NOW, then app.env changed and deployed again before the clock moved on: the id of the
     # same files at the same second is the live release's, which build_release refuses to replace.
     converged = converged_facts(settings)
-    (live,) = converged.releases
-    step = plan_one(settings, replace(converged, fingerprint="app.env changed"), push.STEP)
+    (live,) = converged.of(Releases).releases
+    step = plan_one(settings, amended(converged, Releases, fingerprint="app.env changed"), push.STEP)
     sit = situation(settings, converged, ("push",))
     new = push.release_id(push.ready(sit).app.content_hash, NOW + timedelta(seconds=1))
     assert new != live.id and new > live.id  # the newer still sorts last

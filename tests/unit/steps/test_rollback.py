@@ -4,7 +4,8 @@ from dataclasses import replace
 
 from tasks.facts import ABSENT, PathState, Release
 from tasks.steps import restart, rollback
-from tests.unit.conftest import converged_facts, fresh_facts, paths_of, plan_one
+from tasks.steps.push import Releases
+from tests.unit.conftest import amended, converged_facts, fresh_facts, paths_of, plan_one
 
 OLD = "20261125T090000Z-aaaaaaaaaaaa"
 
@@ -13,11 +14,14 @@ def server_with_two_releases(s, old_venv: str = "v1"):
     """The live release (from converged_facts) and an older one, previous, on venv `old_venv`."""
     probed = converged_facts(s)
     paths = paths_of(s)
-    return replace(
-        probed,
-        releases=(Release(OLD, old_venv), *probed.releases),
-        paths={**probed.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{OLD}")},
-        venvs=probed.venvs | {"v1"},
+    held = probed.of(Releases)
+    return amended(
+        replace(
+            probed, paths={**probed.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{OLD}")}
+        ),
+        Releases,
+        releases=(Release(OLD, old_venv), *held.releases),
+        venvs=held.venvs | {"v1"},
     )
 
 
@@ -30,7 +34,7 @@ def test_rollback_goes_to_the_previous_release_with_its_configs(settings):
 
 def test_rollback_to_an_id_and_the_refusals(settings):
     probed = server_with_two_releases(settings)
-    live = probed.releases[-1].id
+    live = probed.of(Releases).releases[-1].id
     assert plan_one(settings, probed, rollback.step(OLD)) == plan_one(settings, probed, rollback.step())
     assert not plan_one(settings, probed, rollback.step(live)).acts  # already live: nothing to do
     assert plan_one(settings, probed, rollback.step("20200101T000000Z-x")).blocked == (

@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from tasks.facts import Program
 from tasks.steps import supervisor
+from tasks.steps.supervisor import Program
 from tests.unit.conftest import converged_facts, plan_one
 
 
@@ -17,5 +17,5 @@ def test_changed_gunicorn_config_is_applied_by_supervisor_update(settings):
 
 
 def test_a_stopped_program_is_started(settings):
-    stopped = replace(converged_facts(settings), program=Program("STOPPED", None))
+    stopped = converged_facts(settings).having(Program("STOPPED", None))
     assert plan_one(settings, stopped, supervisor.STEP).acts
