@@ -7,7 +7,7 @@ and its tests. Rollback and restart plan with the same model but are actions, no
 
 from __future__ import annotations
 
-from tasks.steps import boot, https, nginx, provision, push, supervisor
+from tasks.steps import boot, certificate, nginx, provision, push, supervisor
 from tasks.steps.model import Step
 
 PIPELINE: tuple[Step, ...] = (
@@ -18,6 +18,6 @@ PIPELINE: tuple[Step, ...] = (
     nginx.RELOAD_NGINX,
     supervisor.STEP,
     boot.STEP,
-    https.STEP,
+    certificate.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
