@@ -39,8 +39,9 @@ ABSENT = PathState("absent")
 
 
 @dataclass(frozen=True)
-class Release:
-    """A release on the server (releases/<id>)."""
+class ReleaseDir:
+    """A release's directory as the probe found it (releases/<id>): its venv, its record, why it failed.
+    What `fab releases` shows of it is a ReleaseRow (tasks/releases.py)."""
 
     id: str
     venv: str  # the id of the venv it runs on ("" when its link is missing)
@@ -114,7 +115,7 @@ class Facts:
     app_user: User | None = None  # None when there is no such user
     listeners: tuple[Listener, ...] = ()  # of other users, on the app's port
     paths: Mapping[str, PathState] = field(default_factory=dict)
-    releases: tuple[Release, ...] = ()  # oldest first
+    releases: tuple[ReleaseDir, ...] = ()  # oldest first
     fingerprint: str = ""  # what shaped the live release (see steps/push.py); "" when unknown
     venvs: frozenset[str] = frozenset()  # complete venvs
     venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
@@ -153,7 +154,7 @@ class Facts:
             listeners=tuple(Listener(**listener) for listener in doc.get("listeners", ())),
             paths={path: PathState(**state) for path, state in doc.get("paths", {}).items()},
             releases=tuple(
-                Release(
+                ReleaseDir(
                     r["id"],
                     target_name(r.get("venv")) or "",
                     release_record(r.get("record")),
@@ -228,7 +229,7 @@ class Facts:
         """The releases on the server, oldest first."""
         return [r.id for r in self.releases]
 
-    def release(self, release_id: str) -> Release | None:
+    def release(self, release_id: str) -> ReleaseDir | None:
         return next((r for r in self.releases if r.id == release_id), None)
 
     def release_venv(self, release_id: str) -> str | None:

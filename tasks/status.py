@@ -19,7 +19,7 @@ from tasks import probe, recap
 from tasks.cli import host_task
 from tasks.facts import Certificate, Lock
 from tasks.probe import Found
-from tasks.releases import Release, listing
+from tasks.releases import ReleaseRow, listing
 from tasks.remote import host_name
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
@@ -159,7 +159,7 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
     )  # fmt: skip
 
 
-def deployer(release: Release) -> str | None:
+def deployer(release: ReleaseRow) -> str | None:
     """Who deployed a release: "alice@laptop" (user@control machine), as its record says."""
     return (f"{release.user}@{release.host}" if release.host else release.user) or None
 

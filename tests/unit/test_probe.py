@@ -42,7 +42,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import pytest
 
 from tasks import lock, probe, recap, remote, runtime
-from tasks.facts import Facts, Listener, Lock, PathState, Program, Release, Unit, User
+from tasks.facts import Facts, Listener, Lock, PathState, Program, ReleaseDir, Unit, User
 from tasks.layout import META, RELEASE_FILES, app_paths, health_host, layout
 from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES
 from tasks.remote import RemoteError, Result
@@ -906,9 +906,9 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.path(named["dirlink"]) == PathState.link(named["dir"])
     assert facts.link_name(named["link"]) == "x"
     assert facts.releases == (
-        Release(BARE, "", {}, ""),
-        Release(OLD, "v1", {"id": OLD, "venv": "v1", "user": "alice"}),
-        Release(FAILED, "v2", {}, "health: 502 after 30 s"),
+        ReleaseDir(BARE, "", {}, ""),
+        ReleaseDir(OLD, "v1", {"id": OLD, "venv": "v1", "user": "alice"}),
+        ReleaseDir(FAILED, "v2", {}, "health: 502 after 30 s"),
     )
     assert facts.release_venv(BARE) is None
     assert facts.fingerprint == "f1ng3rpr1nt"

@@ -17,7 +17,7 @@ import pytest
 
 from tasks import commands, probe, runtime
 from tasks.converge import apply_script, plan
-from tasks.facts import PathState, Release
+from tasks.facts import PathState, ReleaseDir
 from tasks.settings import PROJECT_ROOT
 from tasks.shell import Script, line
 from tasks.steps import restart, rollback
@@ -36,7 +36,7 @@ def scripts(s) -> dict[str, Script]:
     old = "20261125T090000Z-aaaaaaaaaaaa"
     two = replace(
         converged,
-        releases=(Release(old, next(iter(converged.venvs))), *converged.releases),
+        releases=(ReleaseDir(old, next(iter(converged.venvs))), *converged.releases),
         paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{old}")},
     )
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from tasks.facts import PathState, Release
+from tasks.facts import PathState, ReleaseDir
 from tasks.shell import line
 from tasks.steps import push
 from tasks.steps.push import releases_to_prune
@@ -154,7 +154,7 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
     probed = replace(
         converged,
         fingerprint="other code",
-        releases=tuple(Release(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
+        releases=tuple(ReleaseDir(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
         venv_dirs=frozenset({live.venv, OLD_VENV, BROKEN, HALF}),
         paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{older[0]}")},
     )

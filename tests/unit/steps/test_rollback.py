@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from tasks.facts import ABSENT, PathState, Release
+from tasks.facts import ABSENT, PathState, ReleaseDir
 from tasks.steps import restart, rollback
 from tests.unit.conftest import converged_facts, fresh_facts, paths_of, plan_one
 
@@ -15,7 +15,7 @@ def server_with_two_releases(s, old_venv: str = "v1"):
     paths = paths_of(s)
     return replace(
         probed,
-        releases=(Release(OLD, old_venv), *probed.releases),
+        releases=(ReleaseDir(OLD, old_venv), *probed.releases),
         paths={**probed.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{OLD}")},
         venvs=probed.venvs | {"v1"},
     )
