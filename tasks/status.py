@@ -170,8 +170,9 @@ def not_looked_at(host: str, failures: list[tuple[str, str]]) -> HostStatus:
     return HostStatus(host, reachable=reachable, error="; ".join(m for _, m in failures) or "not looked at")
 
 
-def duration(seconds: int | None) -> str:
-    """45s, 12m, 5h07m, 3d04h; - for none."""
+def age(seconds: int | None) -> str:
+    """How old something is, as the table says it (the live release, the app's uptime): 45s, 12m, 5h07m,
+    3d04h; - for none. Coarser than recap.duration, a run's time: "3.1 s"."""
     if seconds is None:
         return "-"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
@@ -206,8 +207,8 @@ def cells(row: HostStatus) -> list[str]:
     if row.health is not None and row.health_ms is not None:
         health = f"{row.health} {row.health_ms}ms"
     return [
-        row.host, row.state, row.release or "-", duration(row.release_age_seconds), row.deployed_by or "-",
-        row.app or "-", duration(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
+        row.host, row.state, row.release or "-", age(row.release_age_seconds), row.deployed_by or "-",
+        row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
         certificate(row.certificate),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",

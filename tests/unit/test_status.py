@@ -172,8 +172,8 @@ def test_a_host_whose_probe_failed_is_reachable_but_failed():
     [(None, "-"), (0, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h00m"), (3900, "1h05m"),
      (86400 * 3 + 3600 * 4 + 5, "3d04h")],
 )  # fmt: skip
-def test_durations(seconds, shown):
-    assert status.duration(seconds) == shown
+def test_ages(seconds, shown):
+    assert status.age(seconds) == shown
 
 
 @pytest.mark.parametrize(
