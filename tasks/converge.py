@@ -210,7 +210,7 @@ def _situation(
     )  # fmt: skip
     refused = guards.refusals(situation)
     if refused:
-        return None, ("check", refused[0])
+        return None, (guards.NAME, refused[0])
     if local is not None:
         stop, situation = _with_app(situation, *local, check)
         if stop:

@@ -210,13 +210,13 @@ REFUSALS = [
     Refusal("a release command with a NUL", 2, r"^deploy\.release_command: holds the control character"
             r" U\+0000",
             lambda s: s.fab("deploy", config=s.config(deploy={"release_command": "flask\0db upgrade"}))),
-    Refusal("a user the kit did not make", 1, r"check  failed: app\.name: the server has a user legacy that"
+    Refusal("a user the kit did not make", 1, r"guard  failed: app\.name: the server has a user legacy that"
             r" flaskdeploy did not make \(its home is /home/legacy\)", foreign_user),
     Refusal("a runtime directory of another owner", 1,
-            r"check  failed: app\.name: /run/otherthing exists but the server has no user otherthing",
+            r"guard  failed: app\.name: /run/otherthing exists but the server has no user otherthing",
             foreign_run_dir),
     Refusal("a port another process listens on", 1,
-            r"check  failed: app\.port: 8097 is taken by python3 \(pid \d+, user nobody\)", port_taken),
+            r"guard  failed: app\.port: 8097 is taken by python3 \(pid \d+, user nobody\)", port_taken),
     Refusal("an unknown host key", 1, r"connect  failed: unknown host key ED25519 key SHA256:\S+ for",
             unknown_key),
     Refusal("a changed host key, even with --trust-new-host-key", 1, r"connect  failed: HOST KEY CHANGED for",
