@@ -42,9 +42,9 @@ class AppPaths:
     error_log: str
     run_dir: str  # the app user's runtime directory (its sockets, PID files), recreated at boot by tmpfiles.d
     lock_root: str  # the deploy locks (runtime/lock.sh): a directory only root may use, gone at reboot
-    # The import check forked from the live gunicorn master (release.sh forked_check): root's request
-    # and the FIFO the check answers on. Root's directory, which only the app's group may enter.
-    check_dir: str
+    # The import trial forked from the live gunicorn master (release.sh forked_trial): root's request
+    # and the FIFO the trial answers on. Root's directory, which only the app's group may enter.
+    trial_dir: str
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str
     # The system user that builds the venvs (runtime/units.sh): the kit's, one a server, owning nothing but
@@ -105,7 +105,8 @@ def app_paths(s: Settings) -> AppPaths:
         error_log=f"/var/log/{name}/error.log",
         run_dir=f"/run/{name}",
         lock_root="/run/flaskdeploy",
-        check_dir=f"/run/flaskdeploy-{name}.check",
+        # ".check": live masters' gunicorn configs name it so (renaming it would restart every app).
+        trial_dir=f"/run/flaskdeploy-{name}.check",
         nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
         builder="flaskdeploy",
     )

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 APPLY = (
     "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "provision.sh", "release.sh", "static.sh",
     "nginx.sh", "https.sh", "supervisor.sh", "boot.sh", "history.py", "health.py", "reload.py",
-    "bounded.py", "import_check.py", "shared_dirs.py", "mask.py",
+    "bounded.py", "import_trial.py", "shared_dirs.py", "mask.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
 SHOW = ("show.sh",)

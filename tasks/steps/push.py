@@ -2,7 +2,7 @@
 
 The release keeps what shaped it in .deploy/ (release.json, the rendered nginx site, supervisor program
 and gunicorn config, env.json), so that a rollback brings all of it back; see runtime/release.sh for how
-it is built, checked and switched to.
+it is built, tried (the import trial) and switched to.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def plan(sit: Situation) -> StepPlan:
     # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
     missing = [d for d in s.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
     commands += [line("make_shared_dirs", *missing)] if missing else []
-    commands += [line("build_release", new, sit.venv_id), line("check_release")]
+    commands += [line("build_release", new, sit.venv_id), line("try_import")]
     commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:
         commands.append(line("run_release_command"))

@@ -172,7 +172,7 @@ def test_requirements_without_gunicorn_get_the_kits_and_markers_are_the_servers(
         """,
     )
     # A gunicorn config of the app's own (for its Docker image, say), for a package not in its
-    # requirements: the kit's master never reads it, and neither does the kit's import check.
+    # requirements: the kit's master never reads it, and neither does the kit's import trial.
     (src / "gunicorn.conf.py").write_text(
         'bind = "0.0.0.0:8000"\n'
         "from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics\n"

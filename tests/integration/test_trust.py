@@ -530,7 +530,7 @@ def test_the_app_user_switching_a_shared_dir_for_a_link_never_steers_roots_chown
 
 def test_no_code_of_a_dependency_runs_as_root(server: Server):
     # A dependency whose .pth file notes the uid of every python that starts with it in site-packages:
-    # the venv's python, which uv starts to compile the venv, the app's gunicorn, its import check.
+    # the venv's python, which uv starts to compile the venv, the app's gunicorn, its import trial.
     marks = "/var/tmp/flaskdeploy-pth-marks"
     server.ssh(f"install -d -m 1777 {marks}")
     note = f"import os; open('{marks}/uid-%d' % os.getuid(), 'a').close()\n"
