@@ -130,9 +130,9 @@ class Facts:
     program: Program | None = None  # None when supervisor has no such program or does not run
     units: Mapping[str, Unit] = field(default_factory=dict)
     nginx_stale: bool = False  # a file under nginx's config changed after nginx last loaded it
-    health: str | None = None  # the health check's status ("200", "302", "no answer (...)") when asked for
-    healthy: bool = False  # the health check passed its rule (runtime/health.py)
-    health_ms: int | None = None  # how long the health check's final request took
+    health: str | None = None  # the health request's status ("200", "302", "no answer (...)") when asked for
+    healthy: bool = False  # the health request passed its rule (runtime/health.py)
+    health_ms: int | None = None  # how long the health request's last try took
     disk_free: int | None = None  # bytes free under the app's base directory (df's "available")
     lock: Lock | None = None  # None when no run holds the app's deploy lock
     certificate: Certificate | None = None  # with https: the certificate the site serves, when present

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 META = ".deploy"
 # In a release's META: its files (path -> sha256); a check run compares the next release's with them.
 RELEASE_FILES = "files.json"
-# nginx listens here for the site; the health check goes through it.
+# nginx listens here for the site; the health request goes through it.
 HTTP_PORT = 80
 
 
@@ -137,13 +137,13 @@ def layout(s: Settings, p: Platform) -> Layout:
 
 
 def health_url(s: Settings) -> str:
-    """The health check's URL, through nginx, as requested on the server itself: app.health_path, or /
+    """The health request's URL, through nginx, as requested on the server itself: app.health_path, or /
     when the app has none."""
     return f"http://127.0.0.1:{HTTP_PORT}{s.health_path or '/'}"
 
 
 def health_rule(s: Settings) -> str:
-    """What passes the health check (runtime/health.py's RULE): `2xx` from app.health_path when it is
+    """What passes the health request (runtime/health.py's RULE): `2xx` from app.health_path when it is
     set; with none, `answered`: GET / answering any status below 500 (the app answered)."""
     return "2xx" if s.health_path else "answered"
 

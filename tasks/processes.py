@@ -22,7 +22,7 @@ from tasks.steps import restart as restart_step
 )
 def restart(c: Connection, hard: bool = False, check: bool = False) -> None:
     """Restart the app: new workers without dropping a request (or --hard); then a health check via nginx."""
-    converge(c, (restart_step.step(hard),), action="restart", check_health=True, check=check)
+    converge(c, (restart_step.step(hard),), action="restart", health_gate=True, check=check)
 
 
 @host_task(

@@ -82,7 +82,7 @@ def render(releases: list[ReleaseRow], as_json: bool = False) -> str:
 )
 def rollback(c: Connection, to: str = "", check: bool = False) -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
-    converge(c, (rollback_step.step(to),), action="rollback", check_health=True, check=check)
+    converge(c, (rollback_step.step(to),), action="rollback", health_gate=True, check=check)
 
 
 @host_task(

@@ -88,7 +88,7 @@ def _optional(validate: Callable[[Any], int]) -> Callable[[Any], int | None]:
 
 def _fullmatch(pattern: str, value: str) -> bool:
     """Whether all of value matches pattern, its word characters and digits ASCII only: other letters and
-    digits would reach nginx, supervisor, the shell and the health check's HTTP request."""
+    digits would reach nginx, supervisor, the shell and the health request."""
     return re.fullmatch(pattern, value, re.ASCII) is not None
 
 

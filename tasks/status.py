@@ -1,7 +1,7 @@
 """The `status` task: a row a host, gathered as Fabric calls the task for each host, then printed once
 after the last one (recap.at_end): a plain table for people, or one JSON document for scripts.
 
-The row is made from the probe's facts (the health check through nginx included, no lock taken); a host
+The row is made from the probe's facts (the health request through nginx included, no lock taken); a host
 that could not be looked at is a row that says why. The task's docstring documents the keys of the JSON
 document and the exit code.
 """
@@ -103,7 +103,7 @@ class HostStatus:
 
 def problems(found: Found) -> list[str]:
     """Why a host is not healthy: healthy is a live release, its program RUNNING under supervisor, nginx
-    and supervisor active, and the deploy's health check through nginx passing."""
+    and supervisor active, and the health request through nginx passing, as the deploy's gate asks it."""
     facts, platform, paths = found.facts, found.platform, found.paths
     found_ = []
     if facts.link_name(paths.current) is None:

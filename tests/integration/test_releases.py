@@ -309,12 +309,12 @@ def test_a_release_that_does_not_import_fails_before_its_switch_under_load(site:
         importers.setdefault(label, set()).add((pid, parent))
     assert {parent for _, parent in importers[same_venv.label]} == {master}, importers
     assert master not in {parent for _, parent in importers[own_venv.label]}, importers
-    checks = " ".join(pid for pid, _ in importers[same_venv.label])
-    assert site.ssh(f"ps -o pid= -p {checks}", check=False).strip() == "", "the check's child is left"
+    trials = " ".join(pid for pid, _ in importers[same_venv.label])
+    assert site.ssh(f"ps -o pid= -p {trials}", check=False).strip() == "", "the trial's child is left"
     assert site.ssh(f"supervisorctl pid {APP}").strip() == master, "the master was restarted"
 
 
-def test_a_release_failing_the_health_check_is_switched_back_under_load(site: Site, versions):
+def test_a_release_failing_the_health_gate_is_switched_back_under_load(site: Site, versions):
     good, sick = versions.make("sick-v1"), versions.make("sick-v2", unhealthy=True)
     good_id = site.deploy(good)
 

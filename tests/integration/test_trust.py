@@ -387,7 +387,7 @@ def test_a_run_cut_off_after_its_switch_puts_the_live_release_back_and_records_i
     assert "version" in server.get() and server.get() != "version cut"
 
 
-def test_a_health_check_that_answers_500_fails_at_once(server: Server):
+def test_a_health_request_answered_500_fails_at_once(server: Server):
     live = server.current()
     sick = server.versions.make("sick", env={"SECRET_KEY": SECRET}, unhealthy=True)
     run = server.fab("deploy", version=sick)

@@ -41,10 +41,10 @@ def scripts(s) -> dict[str, Script]:
     )
 
     def apply(facts, steps, action):
-        return apply_script(situation(s, facts), plan(situation(s, facts), steps), action, check_health=True)
+        return apply_script(situation(s, facts), plan(situation(s, facts), steps), action, health_gate=True)
 
     made = {
-        "deploy": apply_script(situation(s, fresh), plans(s, fresh), "deploy", check_health=True),
+        "deploy": apply_script(situation(s, fresh), plans(s, fresh), "deploy", health_gate=True),
         "rollback": apply(two, [rollback.step()], "rollback"),
         "restart": apply(converged, [restart.step()], "restart"),
         "restart --hard": apply(converged, [restart.step(hard=True)], "restart"),

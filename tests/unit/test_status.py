@@ -234,7 +234,7 @@ def test_status_prints_one_table_for_all_hosts_at_the_end_and_exits_1_for_an_unh
     run.looks |= {"a": deployed(settings), "b": deployed(settings, health="502", healthy=False)}
     run.status("a")
     run.status("b")
-    assert run.asked == [("a", "status", True), ("b", "status", True)]  # the health check, no lock
+    assert run.asked == [("a", "status", True), ("b", "status", True)]  # the health request, no lock
     out, err, code = run.finish()
     assert err == ""
     steps, table = out.split("\n\n")
