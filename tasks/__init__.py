@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from tasks import commands, deploy, maintenance, releases
+from tasks import commands, deploy, processes, releases, status
 
 
 def namespace() -> Collection:
     """Every task at the top level, under the contract's names (`fab backup_default`)."""
     return Collection(
         deploy.deploy, *deploy.STEP_TASKS,
-        maintenance.restart, maintenance.status, maintenance.logs,
+        processes.restart, status.status, processes.logs,
         releases.rollback, releases.releases, releases.history,
         commands.exec_,
     )  # fmt: skip

@@ -65,7 +65,7 @@ def nginx_site(s: Settings, paths: Layout, platform: Platform, tls: Tls | None =
         "nginx-site.conf.j2",
         s,
         paths,
-        # The static directories depend on the local app (app.src, a directory settings checked exists).
+        # The static directories depend on the local app (app.src, a directory the settings validated).
         static=static.folders(s, s.src),
         tls=tls,
         acme_webroot=paths.acme_webroot if s.https_mode == "acme" else None,

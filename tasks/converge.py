@@ -43,7 +43,7 @@ def plan(situation: Situation, steps: Sequence[Step]) -> list[StepPlan]:
     return plans
 
 
-def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, check_health: bool) -> Script:
+def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, health_gate: bool) -> Script:
     """One script running the acting steps in order, each reported; then the health gate, and only after
     all of it succeeded, the steps' cleanup (pruning) and the history entry."""
     paths = situation.layout
@@ -65,7 +65,7 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, c
         installing = installing or p.installs_beside
     if installing:
         lines.append(line("await_packages"))
-    if check_health:
+    if health_gate:
         lines += [line("begin_step", "health"), line("gate"), line("end_step")]
     lines += [command for p in plans if p.acts for command in p.cleanup]
     lines.append(line("finish_run"))
@@ -173,7 +173,7 @@ def read_only(c: Connection, step: str, script: Script) -> str | None:
 
 
 def converge(
-    c: Connection, steps: Sequence[Step], *, action: str, check_health: bool = False, check: bool = False
+    c: Connection, steps: Sequence[Step], *, action: str, health_gate: bool = False, check: bool = False
 ) -> bool:
     """Bring c's host to the state `steps` describe; report each step and count it for the recap.
 
@@ -182,7 +182,7 @@ def converge(
     With `check`, only say what would change (tasks/check.py): no lock, nothing applied.
     """
     try:
-        return _converge(c, steps, action, check_health, check)
+        return _converge(c, steps, action, health_gate, check)
     finally:
         # Ends the SSH connection now: the lock the probe took lives as long as it (see runtime/lock.sh),
         # so a next run, even a next task of this `fab` command, finds it free.
@@ -210,7 +210,7 @@ def _situation(
     )  # fmt: skip
     refused = guards.refusals(situation)
     if refused:
-        return None, ("check", refused[0])
+        return None, (guards.NAME, refused[0])
     for step in steps:
         if step.prepare is not None:
             try:
@@ -238,18 +238,18 @@ def _read(s: Settings, steps: Sequence[Step], host: str) -> dict[str, Any] | Non
     return found
 
 
-def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: bool, check: bool) -> bool:
+def _converge(c: Connection, steps: Sequence[Step], action: str, health_gate: bool, check: bool) -> bool:
     s = settings.load(c)
     host = host_name(c)
     local = _read(s, steps, host)
     if local is None:
         return False
     user, control_host = getpass.getuser(), socket.gethostname()
-    if check:  # read-only: no lock, no health check (the app may write what it is asked)
+    if check:  # read-only: no lock, no health request (the app may write what it is asked)
         recap.checking(host)
         facts = probe.run(c, host, s, salt=checks.salt())
     else:
-        facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=check_health)
+        facts = probe.run(c, host, s, holder=holder(user, control_host), action=action, health=health_gate)
     if facts is None:
         return False
     situation, stop = _situation(s, facts, steps, local, user, control_host, check)
@@ -264,17 +264,17 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, check_health: b
     if check:
         checks.report(host, plans, facts.configs)
         return True
-    names = [p.name for p in plans] + (["health"] if check_health else [])
+    names = [p.name for p in plans] + (["health"] if health_gate else [])
     acting = {p.name for p in plans if p.acts}
-    if not acting and (not check_health or facts.healthy):
+    if not acting and (not health_gate or facts.healthy):
         for name in names:
             recap.report(host, name, "ok")
         recap.note(host, "nothing to change")
         return True
-    if check_health:
+    if health_gate:
         acting.add("health")
     files = {name: content for p in plans if p.acts for name, content in p.files.items()}
-    script = apply_script(situation, plans, action, check_health)
+    script = apply_script(situation, plans, action, health_gate)
     progress = Progress(host, names, acting)  # each step's line as the server reports it
     try:
         result = remote.execute(c, script.render(), pack(files), stdout_to=progress)

@@ -42,7 +42,7 @@ SHORT_OPTIONS = {
 INCLUDES = ("--requirement", "--constraint")
 LOCATIONS = ("--index-url", "--extra-index-url", "--find-links")
 # The deployer's variables naming where uv (resolving) and pip (downloading) fetch packages from: theirs
-# to set (a mirror), and checked as the app's options are.
+# to set (a mirror), and validated as the app's options are.
 LOCATION_VARIABLES = (
     "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS",
     "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
@@ -138,7 +138,7 @@ def _tree(directory: Path) -> bytes:
 
 class _Reading:
     """What resolving the app's dependencies reads, followed from its declaration: the names it requires,
-    the files and local trees besides the inputs (for the digest), each place packages come from checked."""
+    the files and local trees besides the inputs (for the digest), each place packages come from validated."""
 
     def __init__(self, root: Path, inputs: tuple[Path, ...]) -> None:
         self.root, self.inputs = root, inputs

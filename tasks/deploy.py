@@ -17,7 +17,7 @@ from tasks.steps.model import Step
 @host_task(help=CHECK, rolling=True)
 def deploy(c: Connection, check: bool = False) -> None:
     """The whole pipeline (provision .. enable_boot, certificate) over one connection, then a health check."""
-    converge(c, PIPELINE, action="deploy", check_health=True, check=check)
+    converge(c, PIPELINE, action="deploy", health_gate=True, check=check)
 
 
 def step_task(step: Step) -> Task:

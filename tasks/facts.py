@@ -43,8 +43,9 @@ ABSENT = PathState("absent")
 
 
 @dataclass(frozen=True)
-class Release:
-    """A release on the server (releases/<id>)."""
+class ReleaseDir:
+    """A release's directory as the probe found it (releases/<id>): its venv, its record, why it failed.
+    What `fab releases` shows of it is a ReleaseRow (tasks/releases.py)."""
 
     id: str
     venv: str  # the id of the venv it runs on ("" when its link is missing)
@@ -92,9 +93,9 @@ class Facts:
     env_digests: Mapping[str, str] | None = None
     env_salt: str = ""
     units: Mapping[str, Unit] = field(default_factory=dict)
-    health: str | None = None  # the health check's status ("200", "302", "no answer (...)") when asked for
-    healthy: bool = False  # the health check passed its rule (runtime/health.py)
-    health_ms: int | None = None  # how long the health check's final request took
+    health: str | None = None  # the health request's status ("200", "302", "no answer (...)") when asked for
+    healthy: bool = False  # the health request passed its rule (runtime/health.py)
+    health_ms: int | None = None  # how long the health request's last try took
     disk_free: int | None = None  # bytes free under the app's base directory (df's "available")
     lock: Lock | None = None  # None when no run holds the app's deploy lock
     # Each step's own facts (steps.model.Probe.facts), by their type: see `of` and `having`.

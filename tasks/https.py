@@ -12,7 +12,7 @@ Three modes (https.mode):
   0600 and root's, never printed.
 
 With HTTPS, port 80 answers 301 to https:// except for the ACME challenge path, and for requests from
-the server itself (the health check goes through nginx on 127.0.0.1:80, whichever site is live).
+the server itself (the health request goes through nginx on 127.0.0.1:80, whichever site is live).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tasks.facts import Facts
     from tasks.layout import Layout
     from tasks.settings import Settings
-    from tasks.steps.https import Certificate
+    from tasks.steps.certificate import Certificate
 
 
 @dataclass(frozen=True)

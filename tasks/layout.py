@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 META = ".deploy"
 # In a release's META: its files (path -> sha256); a check run compares the next release's with them.
 RELEASE_FILES = "files.json"
-# nginx listens here for the site; the health check goes through it.
+# nginx listens here for the site; the health request goes through it.
 HTTP_PORT = 80
 
 
@@ -42,9 +42,9 @@ class AppPaths:
     error_log: str
     run_dir: str  # the app user's runtime directory (its sockets, PID files), recreated at boot by tmpfiles.d
     lock_root: str  # the deploy locks (runtime/lock.sh): a directory only root may use, gone at reboot
-    # The import check forked from the live gunicorn master (release.sh forked_check): root's request
-    # and the FIFO the check answers on. Root's directory, which only the app's group may enter.
-    check_dir: str
+    # The import trial forked from the live gunicorn master (release.sh forked_trial): root's request
+    # and the FIFO the trial answers on. Root's directory, which only the app's group may enter.
+    trial_dir: str
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str
     # The system user that builds the venvs (runtime/units.sh): the kit's, one a server, owning nothing but
@@ -105,7 +105,8 @@ def app_paths(s: Settings) -> AppPaths:
         error_log=f"/var/log/{name}/error.log",
         run_dir=f"/run/{name}",
         lock_root="/run/flaskdeploy",
-        check_dir=f"/run/flaskdeploy-{name}.check",
+        # ".check": live masters' gunicorn configs name it so (renaming it would restart every app).
+        trial_dir=f"/run/flaskdeploy-{name}.check",
         nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
         builder="flaskdeploy",
     )
@@ -136,13 +137,13 @@ def layout(s: Settings, p: Platform) -> Layout:
 
 
 def health_url(s: Settings) -> str:
-    """The health check's URL, through nginx, as requested on the server itself: app.health_path, or /
+    """The health request's URL, through nginx, as requested on the server itself: app.health_path, or /
     when the app has none."""
     return f"http://127.0.0.1:{HTTP_PORT}{s.health_path or '/'}"
 
 
 def health_rule(s: Settings) -> str:
-    """What passes the health check (runtime/health.py's RULE): `2xx` from app.health_path when it is
+    """What passes the health request (runtime/health.py's RULE): `2xx` from app.health_path when it is
     set; with none, `answered`: GET / answering any status below 500 (the app answered)."""
     return "2xx" if s.health_path else "answered"
 

@@ -2,7 +2,7 @@
 
 Its parts, each its own runtime code, are put together here: taking the deploy lock (for runs that
 change the server: runtime/lock.sh), the facts (runtime/probe.py: the shared ones, and each step's by
-the step's part, runtime/probe_*.py, whose source travels in the questions), and the health check
+the step's part, runtime/probe_*.py, whose source travels in the questions), and the health request
 through nginx (runtime/health.py, run by probe.py in its interpreter) for runs that end with the health
 gate. It prints a JSON line (the facts, the health), parsed into Facts, or a lock's `::fail lock` marker.
 
@@ -37,7 +37,7 @@ from tasks.shell import Script, Var, line
 from tasks.steps import KINDS, PARTS, PROBES
 
 OS_RELEASE = "/etc/os-release"
-# Seconds the probe may take on the server, its health check's one try included (runtime/health.py's
+# Seconds the probe may take on the server, its health request's one try included (runtime/health.py's
 # TRY_LIMIT): past them it stops, and the run reports it as the probe's failure.
 TIME_LIMIT = 30
 

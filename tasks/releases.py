@@ -21,7 +21,10 @@ from tasks.steps.push import Releases
 
 
 @dataclass(frozen=True)
-class Release:
+class ReleaseRow:
+    """A release as `fab releases` lists it: a line of its table, an object of its JSON (these keys, in this
+    order); made from what the probe found (facts.ReleaseDir)."""
+
     id: str
     time: str  # UTC, ISO 8601
     user: str  # who deployed it (local user name on the control machine)
@@ -32,7 +35,7 @@ class Release:
     failed: str  # why it failed its deploy ("" if it did not)
 
 
-def listing(facts: Facts, paths: Layout) -> list[Release]:
+def listing(facts: Facts, paths: Layout) -> list[ReleaseRow]:
     """The releases the probe found, oldest first."""
     current, previous = facts.link_name(paths.current), facts.link_name(paths.previous)
     releases = []
@@ -44,7 +47,7 @@ def listing(facts: Facts, paths: Layout) -> list[Release]:
             or f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
         )
         releases.append(
-            Release(
+            ReleaseRow(
                 found.id, time, record.get("user", ""), record.get("host", ""), record.get("venv", ""),
                 current == found.id, previous == found.id, found.failed,
             )
@@ -52,7 +55,7 @@ def listing(facts: Facts, paths: Layout) -> list[Release]:
     return releases
 
 
-def render(releases: list[Release], as_json: bool = False) -> str:
+def render(releases: list[ReleaseRow], as_json: bool = False) -> str:
     """A table for people, or one line of JSON (a list, oldest first) for scripts."""
     if as_json:
         return dumps([asdict(r) for r in releases])
@@ -80,7 +83,7 @@ def render(releases: list[Release], as_json: bool = False) -> str:
 )
 def rollback(c: Connection, to: str = "", check: bool = False) -> None:
     """Back to the previous release (or --to=ID): a symlink switch and a graceful reload, health-gated."""
-    converge(c, (rollback_step.step(to),), action="rollback", check_health=True, check=check)
+    converge(c, (rollback_step.step(to),), action="rollback", health_gate=True, check=check)
 
 
 @host_task(

@@ -65,40 +65,40 @@ class Settings:
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
+    def validate(value: Any) -> int:
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise SettingError(f"must be an integer {low}-{high}")
         return value
 
-    return check
+    return validate
 
 
-def _optional(check: Callable[[Any], int]) -> Callable[[Any], int | None]:
+def _optional(validate: Callable[[Any], int]) -> Callable[[Any], int | None]:
     def optional(value: Any) -> int | None:
         if value is None or (
             isinstance(value, str) and value.strip().lower() in ("", "null", "none", "auto")
         ):
             return None
-        return check(value)
+        return validate(value)
 
     return optional
 
 
 def _fullmatch(pattern: str, value: str) -> bool:
     """Whether all of value matches pattern, its word characters and digits ASCII only: other letters and
-    digits would reach nginx, supervisor, the shell and the health check's HTTP request."""
+    digits would reach nginx, supervisor, the shell and the health request."""
     return re.fullmatch(pattern, value, re.ASCII) is not None
 
 
 def _matching(pattern: str, what: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
+    def validate(value: Any) -> str:
         if not isinstance(value, str) or not _fullmatch(pattern, value):
             raise SettingError(f"must be {what}")
         return value
 
-    return check
+    return validate
 
 
 # Accounts and directories a Debian server has, or its admin made: an app may not take them over (its
@@ -258,14 +258,14 @@ def _group(value: Any) -> str | None:
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
+    def validate(value: Any) -> str:
         if value is False:  # YAML reads a bare `off` as false
             value = "off"
         if value not in choices:
             raise SettingError(f"must be one of {', '.join(choices)}")
         return value
 
-    return check
+    return validate
 
 
 def _flag(value: Any) -> bool:
@@ -311,11 +311,11 @@ def _local_file(value: Any) -> Path | None:
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: where it is given, how it is checked, its default, whether its value is secret."""
+    """One setting: where it is given, how it is validated, its default, whether its value is secret."""
 
     section: str
     key: str
-    check: Callable[[Any], Any]
+    validate: Callable[[Any], Any]  # the value as given -> the value the kit uses, or SettingError
     default: Any
     secret: bool = False  # never echoed in an error message
 
@@ -362,7 +362,7 @@ SCHEMA: dict[str, Key] = {
     "parallel": Key("deploy", "parallel", _integer(1, 1000), 10),
     # Fabric's own (fab -t SECONDS and -T SECONDS set them for one run): giving up on a host that does not
     # answer, and on a remote command that does not end, so that a stalled server never hangs a run.
-    # HTTPS: tasks/https.py checks how these go together (and the files' contents) after each is checked.
+    # HTTPS: tasks/https.py validates how these go together (and the files' contents) after each alone.
     "https_mode": Key("https", "mode", _choice("off", "acme", "files"), "off"),
     "https_domains": Key("https", "domains", _domains, []),
     "https_email": Key("https", "email", _email, None),
@@ -410,7 +410,7 @@ def parse(config: Mapping[str, Any]) -> Settings:
         value = (config.get(key.section) or {}).get(key.key)
         value = key.default if value is None else value  # left out, or null: the default
         try:
-            values[attribute] = key.check(value)
+            values[attribute] = key.validate(value)
         except SettingError as error:
             got = "" if key.secret else f", got {value!r}"
             raise SettingError(f"{key.name}: {error}{got} {WHERE}") from None

@@ -1,28 +1,65 @@
-"""What `fab status` shows: a row a host, gathered as Fabric calls the task for each host, then printed
-once after the last one (recap.at_end): a plain table for people, or one JSON document for scripts.
+"""The `status` task: a row a host, gathered as Fabric calls the task for each host, then printed once
+after the last one (recap.at_end): a plain table for people, or one JSON document for scripts.
 
-The row is made from the probe's facts (the health check through nginx included, no lock taken); a host
-that could not be looked at is a row that says why. The keys of the JSON document and the exit code are
-the task's to document: see `status` in tasks/maintenance.py.
+The row is made from the probe's facts (the health request through nginx included, no lock taken); a host
+that could not be looked at is a row that says why. The task's docstring documents the keys of the JSON
+document and the exit code.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from json import dumps
 
-from tasks import recap
+from fabric import Connection
+
+from tasks import probe, recap
+from tasks.cli import host_task
 from tasks.facts import Lock
 from tasks.probe import Found
-from tasks.releases import Release, listing
-from tasks.steps.https import Certificate
+from tasks.releases import ReleaseRow, listing
+from tasks.remote import host_name
+from tasks.steps.certificate import Certificate
 from tasks.steps.provision import Packages
 from tasks.steps.supervisor import Program
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
            "HEALTH", "FREE", "CERTIFICATE", "LOCK")  # fmt: skip
+
+
+@host_task(help={"json": "print one JSON document instead: a list, an object a host (its keys: see above)"})
+def status(c: Connection, json: bool = False) -> None:
+    """One table for all hosts: live release, app, nginx and supervisor, health check, free disk, lock.
+
+    A row a host: the live release, its age and who deployed it; the app as supervisor has it (state,
+    uptime, gunicorn's workers); nginx and supervisor (ActiveState/UnitFileState: running, at boot); the
+    health check through nginx as deploy's gate asks it (status, latency); the space free under
+    /srv/APP; who holds the deploy lock, since when. A host that cannot be looked at is a row saying why.
+    Read-only: it takes no lock.
+
+    --json prints one JSON document on stdout instead (step and recap lines go to stderr): a list with an
+    object a host, in the order given, with the keys host, reachable (false: no connection), healthy,
+    error (why the host could not be looked at, else null), problems (why it is unhealthy: a list),
+    release, release_time, release_age_seconds, deployed_by, app (RUNNING, STOPPED, ...), app_pid,
+    app_uptime_seconds, workers, nginx and supervisor ({"active": ..., "enabled": ...} as systemd says
+    them), health (the check's status: "200", "502", "no answer (...)"), health_ms, disk_free_bytes and
+    lock ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
+
+    Exit code: 0 when every host is healthy (a live release, RUNNING under supervisor, nginx and
+    supervisor active, the health check passing); 1 when any is not, or could not be reached or probed.
+    """
+    host = host_name(c)
+    if json:
+        recap.to_stderr()
+    before = len(recap.failures(host))
+    found = probe.look(c, "status", health=True)
+    if found is None:
+        row = not_looked_at(host, recap.failures(host)[before:])
+    else:
+        row = of_host(host, found, datetime.now(UTC))
+    add(row, as_json=json)
 
 
 @dataclass(frozen=True)
@@ -69,7 +106,7 @@ class HostStatus:
 
 def problems(found: Found) -> list[str]:
     """Why a host is not healthy: healthy is a live release, its program RUNNING under supervisor, nginx
-    and supervisor active, and the deploy's health check through nginx passing."""
+    and supervisor active, and the health request through nginx passing, as the deploy's gate asks it."""
     facts, platform, paths = found.facts, found.platform, found.paths
     found_ = []
     if facts.link_name(paths.current) is None:
@@ -124,7 +161,7 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
     )  # fmt: skip
 
 
-def deployer(release: Release) -> str | None:
+def deployer(release: ReleaseRow) -> str | None:
     """Who deployed a release: "alice@laptop" (user@control machine), as its record says."""
     return (f"{release.user}@{release.host}" if release.host else release.user) or None
 
@@ -135,8 +172,9 @@ def not_looked_at(host: str, failures: list[tuple[str, str]]) -> HostStatus:
     return HostStatus(host, reachable=reachable, error="; ".join(m for _, m in failures) or "not looked at")
 
 
-def duration(seconds: int | None) -> str:
-    """45s, 12m, 5h07m, 3d04h; - for none."""
+def age(seconds: int | None) -> str:
+    """How old something is, as the table says it (the live release, the app's uptime): 45s, 12m, 5h07m,
+    3d04h; - for none. Coarser than recap.duration, a run's time: "3.1 s"."""
     if seconds is None:
         return "-"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
@@ -171,8 +209,8 @@ def cells(row: HostStatus) -> list[str]:
     if row.health is not None and row.health_ms is not None:
         health = f"{row.health} {row.health_ms}ms"
     return [
-        row.host, row.state, row.release or "-", duration(row.release_age_seconds), row.deployed_by or "-",
-        row.app or "-", duration(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
+        row.host, row.state, row.release or "-", age(row.release_age_seconds), row.deployed_by or "-",
+        row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
         certificate(row.certificate),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",

@@ -14,7 +14,7 @@ Everything is cached per declaration and server kind, so a repeat deploy needs n
 
 The tools read no configuration file, neither the app's (its uv.toml or `[tool.uv]` could swap the index
 for plain http) nor this machine's: where packages come from is what the app's requirements files say and
-the deployer's UV_* and PIP_* variables (tasks/dependencies.py checks both before anything connects).
+the deployer's UV_* and PIP_* variables (tasks/dependencies.py validates both before anything connects).
 """
 
 from __future__ import annotations

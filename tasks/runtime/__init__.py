@@ -30,7 +30,7 @@ SHARED = (
     "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "history.py", "health.py", "reload.py",
     "bounded.py", "mask.py",
 )  # fmt: skip
-PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when the probe locks, checks health
+PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when it locks, asks for health
 SHOW = ("show.sh",)
 FOLLOW = ("lock.sh", "show.sh")  # follow_logs: tail ends with the connection lock.sh finds
 # A command in the live release (tasks/commands.py): in a unit of its own, the lock held while it runs.

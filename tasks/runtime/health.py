@@ -1,4 +1,4 @@
-"""The health check: GET URL with a Host header, until it passes RULE or TIMEOUT.
+"""The health request: GET URL with a Host header, until it passes RULE or TIMEOUT.
 
 RULE says what passes: `2xx` (app.health_path is set: that path must answer 2xx) or `answered` (no
 health path: GET / passes when the app answered at all, with any status below 500: a 302 to its login
@@ -18,7 +18,7 @@ instead, one try within TRY_LIMIT seconds (so `status` answers within them), in 
 milliseconds (what `status` shows). Runs with the server's python3, so curl is not needed,
 and speaks HTTP/1.1 over a socket itself: urllib would triple the time it takes to start (every probe
 of a deploy or `status` runs it). For the same reason it takes sockets from _socket, the socket
-module's C half (socket.py's enums cost more to import than the check takes), and splits the URL the
+module's C half (socket.py's enums cost more to import than the request takes), and splits the URL the
 kit made itself (urllib.parse imports re).
 """
 
@@ -62,7 +62,7 @@ def connect(host, port, deadline):
     socket.create_connection."""
     error = OSError(f"no address for {host}")
     # An ASCII name as bytes: getaddrinfo passes a str through the idna codec, and importing it (re,
-    # unicodedata) takes longer than the whole check.
+    # unicodedata) takes longer than the whole request.
     name = host.encode() if host.isascii() else host
     for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
         conn = _socket.socket(family, kind, proto)
@@ -78,7 +78,7 @@ def connect(host, port, deadline):
 
 def status_of(url, host, deadline, seconds):
     """The status of GET url with this Host header (a redirect is the answer: it is not followed), from
-    the whole answer read by deadline (a time.monotonic() time, `seconds` after the check began): when
+    the whole answer read by deadline (a time.monotonic() time, `seconds` after the request began): when
     the deadline comes first, "no answer within SECONDS s", or "no whole answer ..." once some came."""
     hostname, port, target = split_url(url)
     headers = f"Host: {host}\r\nUser-Agent: flaskdeploy-health\r\nConnection: close\r\n"
@@ -90,7 +90,7 @@ def status_of(url, host, deadline, seconds):
             conn.sendall(request.encode("latin-1"))
             while len(answer) < 1 << 16:  # the whole answer (a short page), then the connection closes
                 # Each wait only as long as the deadline leaves: a byte now and then must not keep the
-                # check (and the deploy or `status` waiting on it) going past it.
+                # request (and the deploy or `status` waiting on it) going past it.
                 conn.settimeout(time_left(deadline))
                 chunk = conn.recv(1 << 14)
                 if not chunk:
@@ -113,7 +113,7 @@ def passes(status, rule):
     return status.isdigit() and RULES[rule][0](int(status))
 
 
-def check(url, host, timeout, rule):
+def poll(url, host, timeout, rule):
     """(status, passed): GET until it passes the rule, or until waiting cannot change the answer; all of
     it within TIMEOUT seconds."""
     timeout = float(timeout)
@@ -140,7 +140,7 @@ def main(url, host, timeout, rule):
     if rule not in RULES:
         print(f"health.py: no such rule {rule!r} (one of: {', '.join(RULES)})", file=sys.stderr)
         return 2
-    status, passed = check(url, host, timeout, rule)
+    status, passed = poll(url, host, timeout, rule)
     print(status if passed else f"{status} ({RULES[rule][1]})")
     return 0 if passed else 1
 

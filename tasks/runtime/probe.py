@@ -354,7 +354,7 @@ def to_json(value):
 
 
 def health(source, url, host, rule):
-    """The health check (runtime/health.py, from its source), one try, run in this interpreter rather
+    """The health request (runtime/health.py, from its source), one try, run in this interpreter rather
     than a python3 of its own: its report, for the facts."""
     module = {"__name__": "health"}
     exec(compile(source, "health.py", "exec"), module)
@@ -370,8 +370,8 @@ def out_of_time(signum, frame):
 
 
 if __name__ == "__main__":
-    # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the check runs first, and its
-    # report is part of the facts.
+    # QUESTIONS [HEALTH_SOURCE URL HOST RULE]: with health.py's source, the health request comes first,
+    # and its report is part of the facts.
     asked = marshal.loads(zlib.decompress(binascii.a2b_base64(sys.argv[1])))
     # Too old a python3 for the kit: its version, nothing else (the control machine refuses the server in
     # one line). What runs up to here runs on Python 3.8 (ruff's target for this file); after it, 3.11.
@@ -382,7 +382,7 @@ if __name__ == "__main__":
     _signal.signal(_signal.SIGALRM, out_of_time)
     _signal.alarm(asked["time_limit"])
     try:
-        checked = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
-        print(to_json({**checked, **probe(asked)}))
+        answered = health(*sys.argv[2:6]) if len(sys.argv) > 2 else {}
+        print(to_json({**answered, **probe(asked)}))
     except OutOfTime as stopped:
         sys.exit(f"it did not end within {asked['time_limit']} s: stopped in {stopped}")

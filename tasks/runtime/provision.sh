@@ -54,7 +54,7 @@ await_packages() {  # the install start_packages began has ended, or the run fai
 ensure_app_user() {  # a system user (and group) named like the app, that cannot log in
     local home
     if home=$(getent passwd "$APP" | cut -d: -f6) && [ -n "$home" ]; then
-        # Only a user the kit made: its home is the app's directory (the probe checked it; again here).
+        # Only a user the kit made: its home is the app's directory (the guards refused another; again here).
         [ "$home" = "$BASE_DIR" ] || die "user $APP exists and is not the app's (its home is $home): choose another app.name"
         quiet usermod -s "$NOLOGIN_SHELL" "$APP"
     else

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# push: a release of the app beside the others, its venv, its checks, the switch to it, and pruning.
+# push: a release of the app beside the others, its venv, its import trial and release command, the switch
+# to it, and pruning.
 #
 # A release is built under a hidden `.partial-<id>` name and renamed into `releases/<id>` only when
 # complete, so nothing half-built is ever listed or pointed at. It keeps what shaped it in $META
@@ -10,10 +11,10 @@
 #
 # Reads:   RELEASES_DIR, VENVS_DIR, WHEELS_DIR, TOOLS_DIR, UV_VERSION, SHARED_DIR, SHARED_DIRS (array),
 #          SUPERVISOR_CONF, META, APP, BUILDER, APP_MODULE, RELEASE_COMMAND, RELEASE_TIMEOUT,
-#          PY_IMPORT_CHECK, PY_SHARED_DIRS, SUPERVISORD_PIDFILE, CHECK_DIR; W (apply.sh), LIVE_DIR
+#          PY_IMPORT_TRIAL, PY_SHARED_DIRS, SUPERVISORD_PIDFILE, TRIAL_DIR; W (apply.sh), LIVE_DIR
 #          (switch.sh)
 # Defines: install_uv, uv_as_builder, keep_wheel, hand_to_root, build_venv, prune_wheels, no_link_below,
-#          make_shared_dirs, build_release, install_app_wheel, unit_reason, check_release, forked_check,
+#          make_shared_dirs, build_release, install_app_wheel, unit_reason, try_import, forked_trial,
 #          run_release_command, switch_to_built, prune
 # Sets:    BUILT (see switch.sh)
 
@@ -146,34 +147,34 @@ unit_reason() {  # FILE: ": LINE", LINE naming the error in what a unit wrote th
     printf '%s' "${line:+: $line}"
 }
 
-check_release() {  # the release this run built imports, as the app user, within RELEASE_TIMEOUT: else it fails
-    local out="$W/import-check.out" rc
-    forked_check && return 0
-    in_release_unit import-check "$RELEASE_TIMEOUT" "$BUILT" "$BUILT/.venv/bin/python" -c "$PY_IMPORT_CHECK" \
+try_import() {  # the release this run built imports, as the app user, within RELEASE_TIMEOUT: else it fails
+    local out="$W/import-trial.out" rc
+    forked_trial && return 0
+    in_release_unit import-trial "$RELEASE_TIMEOUT" "$BUILT" "$BUILT/.venv/bin/python" -c "$PY_IMPORT_TRIAL" \
         "$APP_MODULE" </dev/null >"$out" 2>&1
     rc=$?
     [ "$rc" = 124 ] && fail_release "it did not load within $RELEASE_TIMEOUT s (deploy.release_timeout)$(unit_reason "$out")"
     [ "$rc" = 0 ] || fail_release "it does not load$(unit_reason "$out")"
 }
 
-# The check forked from the live gunicorn master, Flask imported already (configs/gunicorn.conf.py.j2 says
-# how), when that master runs the venv of the release this run built and has the handler; else (no master,
-# another venv, a master from an older config, no start within 10 s) it returns 1 and check_release runs
-# the check apart.
-forked_check() {
+# The import trial forked from the live gunicorn master, Flask imported already (configs/gunicorn.conf.py.j2
+# says how), when that master runs the venv of the release this run built and has the handler; else (no
+# master, another venv, a master from an older config, no start within 10 s) it returns 1 and try_import
+# runs the trial apart.
+forked_trial() {
     local supervisord master key mask fd line child="" result="" token="$$-$EPOCHREALTIME" asked limit=10
     [ -n "$LIVE_DIR" ] && [ "$(readlink "$LIVE_DIR/.venv")" = "$(readlink "$BUILT/.venv")" ] || return 1
     read -r supervisord _ <"$SUPERVISORD_PIDFILE" 2>/dev/null || return 1
     master=$(pgrep -P "$supervisord" -u "$APP") && [[ $master =~ ^[0-9]+$ ]] || return 1
     { while read -r key mask; do [ "$key" = SigCgt: ] && break; done <"/proc/$master/status"; } 2>/dev/null
     [ "$key" = SigCgt: ] && ((0x$mask & 1 << 22)) || return 1 # it catches SIGURG (23)
-    if [ ! -d "$CHECK_DIR" ]; then mkdir -m 710 "$CHECK_DIR" && chgrp "$APP" "$CHECK_DIR" || return 1; fi
-    if [ ! -p "$CHECK_DIR/result" ]; then  # the request readable, the FIFO writable, by the app's group
-        : >"$CHECK_DIR/request" && mkfifo -m 620 "$CHECK_DIR/result" \
-            && chgrp "$APP" "$CHECK_DIR/request" "$CHECK_DIR/result" || return 1
+    if [ ! -d "$TRIAL_DIR" ]; then mkdir -m 710 "$TRIAL_DIR" && chgrp "$APP" "$TRIAL_DIR" || return 1; fi
+    if [ ! -p "$TRIAL_DIR/result" ]; then  # the request readable, the FIFO writable, by the app's group
+        : >"$TRIAL_DIR/request" && mkfifo -m 620 "$TRIAL_DIR/result" \
+            && chgrp "$APP" "$TRIAL_DIR/request" "$TRIAL_DIR/result" || return 1
     fi
-    printf '%s\n' "$token" "$BUILT" "$APP_MODULE" "$RELEASE_TIMEOUT" >"$CHECK_DIR/request" || return 1
-    exec {fd}<>"$CHECK_DIR/result" # read and write: the open never waits for a writer
+    printf '%s\n' "$token" "$BUILT" "$APP_MODULE" "$RELEASE_TIMEOUT" >"$TRIAL_DIR/request" || return 1
+    exec {fd}<>"$TRIAL_DIR/result" # read and write: the open never waits for a writer
     kill -URG "$master" || { exec {fd}<&-; return 1; }
     asked=$SECONDS
     # A second at a time: the child may die without a word (its alarm at deploy.release_timeout, a crash).
@@ -181,7 +182,7 @@ forked_check() {
     # run a command substitution in an array subscript).
     while [ -z "$result" ] && ((SECONDS - asked < limit)); do
         if read -r -t 1 -u "$fd" key line; then
-            [ "$key" = "$token" ] || continue # a line of an earlier check, late
+            [ "$key" = "$token" ] || continue # a line of an earlier trial, late
             if [ -z "$child" ] && [[ $line =~ ^started\ ([0-9]{1,9})$ ]]; then
                 child=${BASH_REMATCH[1]} limit=$((RELEASE_TIMEOUT + 5))
             else

@@ -120,7 +120,8 @@ fail_release() {  # REASON: the release of this run failed; say which is live, k
 
 # A failure names the status and the rule it failed (health.py prints both), e.g. `GET URL (Host: H)
 # answered 500 (no app.health_path: any answer below 500 passes); last lines of ...`.
-gate() {  # the health check through nginx; after a switch in this run, a failure switches back
+gate() {  # the health gate: the health request through nginx; after a switch in this run, a failure
+    # switches back
     local status back why others
     if others=$(port_taken_by_others); then
         why="port $APP_PORT is taken by $others, not by $APP's gunicorn: the check would ask another app"

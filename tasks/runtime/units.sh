@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Third-party code never runs as a child of a kit's script: the app's release command, its import check
+# Third-party code never runs as a child of a kit's script: the app's release command, its import trial
 # and `exec` (as the app's user), and the venv builds, where every dependency's .pth file runs whenever
 # the venv's python starts (as the builder, a system user that owns nothing), each run in a transient
 # systemd service of its own. So it gets none of the script's descriptors (the lock), its own user from

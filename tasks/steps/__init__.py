@@ -18,7 +18,7 @@ from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Value
-from tasks.steps import boot, guards, https, nginx, provision, push, supervisor
+from tasks.steps import boot, certificate, guards, nginx, provision, push, supervisor
 from tasks.steps.model import Probe, Step
 
 PIPELINE: tuple[Step, ...] = (
@@ -29,7 +29,7 @@ PIPELINE: tuple[Step, ...] = (
     nginx.RELOAD_NGINX,
     supervisor.STEP,
     boot.STEP,
-    https.STEP,
+    certificate.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
 PROBES: tuple[Probe, ...] = (*(step.probe for step in PIPELINE), guards.PROBE)

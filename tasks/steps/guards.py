@@ -40,6 +40,9 @@ PROBE = Probe(
     facts=Listeners,
 )
 
+# The step name a refusal is reported under: `web1  guard  failed: app.port: 8080 is taken by ...`.
+NAME = "guard"
+
 
 def refusals(sit: Situation) -> list[str]:
     """Why the kit must not act on this server for this app, if it must not."""

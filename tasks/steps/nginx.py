@@ -41,7 +41,7 @@ def plan_backup_default(sit: Situation) -> StepPlan:
 
 def plan_enable_site(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
-    # With https.mode acme, the 443 server comes once certbot has the certificate (steps/https.py).
+    # With https.mode acme, the 443 server comes once certbot has the certificate (steps/certificate.py).
     site = configs.nginx_site(s, paths, sit.platform, https.tls(s, paths, facts))
     replaces_default = s.server_name == "_"
     tls_files = {}  # https.mode files: the user's certificate and key, where they differ from the server's

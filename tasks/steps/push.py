@@ -2,7 +2,7 @@
 
 The release keeps what shaped it in .deploy/ (release.json, the rendered nginx site, supervisor program
 and gunicorn config, env.json), so that a rollback brings all of it back; see runtime/release.sh for how
-it is built, checked and switched to.
+it is built, tried (the import trial) and switched to.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from tasks import configs, dependencies, https, static, wheels
 from tasks.dependencies import Declared, DependencyError
-from tasks.facts import Release, release_record, target_name
+from tasks.facts import ReleaseDir, release_record, target_name
 from tasks.layout import META, RELEASE_FILES, Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
@@ -33,7 +33,7 @@ class Releases:
     """push's facts (runtime/probe_releases.py): the releases, what shaped the live one, the venvs, and
     the wheels and the kit's tools the server keeps. Rollback, `releases` and status read them too."""
 
-    releases: tuple[Release, ...] = ()  # oldest first
+    releases: tuple[ReleaseDir, ...] = ()  # oldest first
     fingerprint: str = ""  # what shaped the live release (see `fingerprint`); "" when unknown
     venvs: frozenset[str] = frozenset()  # complete venvs
     venv_dirs: frozenset[str] = frozenset()  # every directory under venvs/, complete or not
@@ -44,7 +44,7 @@ class Releases:
     def from_json(cls, doc: Mapping[str, Any]) -> Releases:
         return cls(
             releases=tuple(
-                Release(
+                ReleaseDir(
                     r["id"],
                     target_name(r.get("venv")) or "",
                     release_record(r.get("record")),
@@ -64,7 +64,7 @@ class Releases:
         """The releases on the server, oldest first."""
         return [r.id for r in self.releases]
 
-    def release(self, release_id: str) -> Release | None:
+    def release(self, release_id: str) -> ReleaseDir | None:
         return next((r for r in self.releases if r.id == release_id), None)
 
     def venv_of(self, release_id: str) -> str | None:
@@ -236,7 +236,7 @@ def plan(sit: Situation) -> StepPlan:
     # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
     missing = [d for d in s.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
     commands += [line("make_shared_dirs", *missing)] if missing else []
-    commands += [line("build_release", new, local.venv_id), line("check_release")]
+    commands += [line("build_release", new, local.venv_id), line("try_import")]
     commands += static.commands(s, s.src)  # its static directories, open to nginx
     if s.release_command:
         commands.append(line("run_release_command"))
@@ -323,7 +323,7 @@ STEP = Step(
     requires=(PROVISIONED,),
     read=read,
     prepare=prepare,
-    runtime=("release.sh", "static.sh", "import_check.py", "shared_dirs.py"),
+    runtime=("release.sh", "static.sh", "import_trial.py", "shared_dirs.py"),
     probe=Probe(
         part="probe_releases.py",
         asks=lambda s, paths, platform: {

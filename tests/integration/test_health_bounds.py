@@ -1,4 +1,4 @@
-"""Health checks bounded in time on a sandbox server: a health route whose answer drips (200 at once, then
+"""Health requests bounded in time on a sandbox server: a health route whose answer drips (200 at once, then
 a byte every 2 s for a minute) fails the deploy's gate within app.health_timeout, the release that was
 live serving on, and `fab status` answers within the one try's own limit, saying why.
 
@@ -86,10 +86,10 @@ def test_a_dripping_health_route_fails_the_gate_within_health_timeout_and_the_li
     assert len(failures) == 1, str(run)
     why = f"answered no whole answer within {HEALTH_TIMEOUT} s (app.health_path must answer 2xx)"
     assert why in failures[0] and f"live: {good_id}" in failures[0], str(run)
-    # The gate's check, from its request reaching the app to the switch back that follows its verdict
+    # The gate's health request, from reaching the app to the switch back that follows its verdict
     # (the few milliseconds before and after are the request's way there and the switch itself).
     took = server.switched() - server.last_drip()
-    assert HEALTH_TIMEOUT - 1 < took < HEALTH_TIMEOUT + 1, f"the gate's check took {took:.2f} s\n{run}"
+    assert HEALTH_TIMEOUT - 1 < took < HEALTH_TIMEOUT + 1, f"the gate took {took:.2f} s\n{run}"
     assert server.current() == good_id
     assert server.page() == good.page
 
@@ -109,6 +109,6 @@ def test_status_answers_within_its_one_try_s_limit_when_the_health_route_drips(s
     why = f"no whole answer within {TRY_LIMIT} s"
     assert row["health"] == why and f"the health check through nginx failed: {why}" in row["problems"]
     assert TRY_LIMIT * 1000 <= row["health_ms"] < (TRY_LIMIT + 1) * 1000, row
-    # The same status, the health check aside: the one try adds its limit, and no more.
+    # The same status, the health request aside: the one try adds its limit, and no more.
     took = f"{run.seconds:.1f} s, against {healthy.seconds:.1f} s asking /pid"
     assert run.seconds < healthy.seconds + TRY_LIMIT + 1, took

@@ -99,7 +99,7 @@ def test_a_published_app_deploys_with_only_src_and_module(server: Server):
         "dependencies from pyproject.toml [project].dependencies, gunicorn==27.0.1 (the kit's: app.gunicorn),"
         " flaskr built as a wheel" in run.stdout
     ), str(run)
-    assert server.curl("/") == "flaskr v1\n"  # GET / is the health check: no /health route needed
+    assert server.curl("/") == "flaskr v1\n"  # GET / is the health request: no /health route needed
     # The package is installed in the release (its metadata), its sdist-only dependency and the kit's
     # gunicorn in the venv: as the app, its release command and exec see them.
     packages = '"flaskr", "flask-mail", "gunicorn"'
@@ -172,7 +172,7 @@ def test_requirements_without_gunicorn_get_the_kits_and_markers_are_the_servers(
         """,
     )
     # A gunicorn config of the app's own (for its Docker image, say), for a package not in its
-    # requirements: the kit's master never reads it, and neither does the kit's import check.
+    # requirements: the kit's master never reads it, and neither does the kit's import trial.
     (src / "gunicorn.conf.py").write_text(
         'bind = "0.0.0.0:8000"\n'
         "from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics\n"

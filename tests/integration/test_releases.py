@@ -282,11 +282,11 @@ def test_a_release_failing_its_health_gate_is_switched_back_and_named(site: Site
 
 
 def test_a_release_that_does_not_import_fails_before_its_switch_under_load(site: Site, versions):
-    # On the live venv, the import check is a child of the live gunicorn master (Flask imported already);
+    # On the live venv, the import trial is a child of the live gunicorn master (Flask imported already);
     # on a venv of its own, a python of its own. Either way the broken release never goes live.
     good = versions.make("import-v1")
     same_venv = versions.make("import-v2", broken=True)
-    own_venv = versions.make("import-v3", broken=True, requirements_note="import check apart")
+    own_venv = versions.make("import-v3", broken=True, requirements_note="import trial apart")
     good_id = site.deploy(good)
     master = site.ssh(f"supervisorctl pid {APP}").strip()
 
@@ -309,12 +309,12 @@ def test_a_release_that_does_not_import_fails_before_its_switch_under_load(site:
         importers.setdefault(label, set()).add((pid, parent))
     assert {parent for _, parent in importers[same_venv.label]} == {master}, importers
     assert master not in {parent for _, parent in importers[own_venv.label]}, importers
-    checks = " ".join(pid for pid, _ in importers[same_venv.label])
-    assert site.ssh(f"ps -o pid= -p {checks}", check=False).strip() == "", "the check's child is left"
+    trials = " ".join(pid for pid, _ in importers[same_venv.label])
+    assert site.ssh(f"ps -o pid= -p {trials}", check=False).strip() == "", "the trial's child is left"
     assert site.ssh(f"supervisorctl pid {APP}").strip() == master, "the master was restarted"
 
 
-def test_a_release_failing_the_health_check_is_switched_back_under_load(site: Site, versions):
+def test_a_release_failing_the_health_gate_is_switched_back_under_load(site: Site, versions):
     good, sick = versions.make("sick-v1"), versions.make("sick-v2", unhealthy=True)
     good_id = site.deploy(good)
 

@@ -210,13 +210,13 @@ REFUSALS = [
     Refusal("a release command with a NUL", 2, r"^deploy\.release_command: holds the control character"
             r" U\+0000",
             lambda s: s.fab("deploy", config=s.config(deploy={"release_command": "flask\0db upgrade"}))),
-    Refusal("a user the kit did not make", 1, r"check  failed: app\.name: the server has a user legacy that"
+    Refusal("a user the kit did not make", 1, r"guard  failed: app\.name: the server has a user legacy that"
             r" flaskdeploy did not make \(its home is /home/legacy\)", foreign_user),
     Refusal("a runtime directory of another owner", 1,
-            r"check  failed: app\.name: /run/otherthing exists but the server has no user otherthing",
+            r"guard  failed: app\.name: /run/otherthing exists but the server has no user otherthing",
             foreign_run_dir),
     Refusal("a port another process listens on", 1,
-            r"check  failed: app\.port: 8097 is taken by python3 \(pid \d+, user nobody\)", port_taken),
+            r"guard  failed: app\.port: 8097 is taken by python3 \(pid \d+, user nobody\)", port_taken),
     Refusal("an unknown host key", 1, r"connect  failed: unknown host key ED25519 key SHA256:\S+ for",
             unknown_key),
     Refusal("a changed host key, even with --trust-new-host-key", 1, r"connect  failed: HOST KEY CHANGED for",
@@ -387,7 +387,7 @@ def test_a_run_cut_off_after_its_switch_puts_the_live_release_back_and_records_i
     assert "version" in server.get() and server.get() != "version cut"
 
 
-def test_a_health_check_that_answers_500_fails_at_once(server: Server):
+def test_a_health_request_answered_500_fails_at_once(server: Server):
     live = server.current()
     sick = server.versions.make("sick", env={"SECRET_KEY": SECRET}, unhealthy=True)
     run = server.fab("deploy", version=sick)
@@ -530,7 +530,7 @@ def test_the_app_user_switching_a_shared_dir_for_a_link_never_steers_roots_chown
 
 def test_no_code_of_a_dependency_runs_as_root(server: Server):
     # A dependency whose .pth file notes the uid of every python that starts with it in site-packages:
-    # the venv's python, which uv starts to compile the venv, the app's gunicorn, its import check.
+    # the venv's python, which uv starts to compile the venv, the app's gunicorn, its import trial.
     marks = "/var/tmp/flaskdeploy-pth-marks"
     server.ssh(f"install -d -m 1777 {marks}")
     note = f"import os; open('{marks}/uid-%d' % os.getuid(), 'a').close()\n"

@@ -12,7 +12,7 @@ import yaml
 from tasks import configs
 from tasks.converge import plan
 from tasks.dependencies import declared
-from tasks.facts import Facts, PathState, Release, Unit, User
+from tasks.facts import Facts, PathState, ReleaseDir, Unit, User
 from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
 from tasks.settings import PROJECT_ROOT, Settings, parse
@@ -86,7 +86,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     ).having(
         Packages(frozenset(PLATFORM.packages.all()), package_lists_age=100),
         Releases(
-            releases=(Release(live, vid, {"id": live, "venv": vid}),),
+            releases=(ReleaseDir(live, vid, {"id": live, "venv": vid}),),
             fingerprint=fingerprint(s, paths, PLATFORM, app, vid, cpu_count),
             venvs=frozenset({vid}),
             venv_dirs=frozenset({vid}),

@@ -38,7 +38,7 @@ def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_the
         StepPlan(name="provision"),
         StepPlan(("switch_to_built",), cleanup=('prune "$RELEASES_DIR" old',), name="push"),
     ]
-    script = apply_script(sit, found, "deploy", check_health=True)
+    script = apply_script(sit, found, "deploy", health_gate=True)
     assert body(script) == [
         "begin_apply",
         "begin_step push", "switch_to_built", "end_step",
@@ -48,14 +48,14 @@ def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_the
     ]  # fmt: skip
     assert script.values["ACTION"] == "deploy" and script.values["WHO"] == "alice"
     assert script.values["LOCK_HOLDER"] == "alice@laptop (deploy)"
-    assert apply_script(sit, found, "enable_site", check_health=False).values["ACTION"] == ""  # not recorded
+    assert apply_script(sit, found, "enable_site", health_gate=False).values["ACTION"] == ""  # not recorded
     rendered = script.render()
     assert rendered.index(VALUES_END) < rendered.index("begin_apply() {") < rendered.rindex("begin_apply")
 
 
 def test_a_deploy_of_a_fresh_server_is_one_script_with_every_step(settings):
     sit = situation(settings, fresh_facts())
-    lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", check_health=True))
+    lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", health_gate=True))
     every = [name for name in NAMES if name != "certificate"]  # https.mode off
     assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [*every, "health"]
     assert not plans(settings, converged_facts(settings))[0].acts

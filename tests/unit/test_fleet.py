@@ -16,8 +16,7 @@ import fabric
 import pytest
 from invoke.exceptions import Exit
 
-from tasks import cli, fleet, recap, releases, settings
-from tasks import status as status_rows
+from tasks import cli, fleet, recap, releases, settings, status
 from tests import fab as fab_cli
 from tests.unit.conftest import default_config as load_defaults
 
@@ -296,12 +295,12 @@ def test_releases_json_is_one_document_keyed_by_host_in_the_order_given(capsys):
 
 
 def test_status_json_stays_a_list_a_host_in_the_order_given(monkeypatch, capsys):
-    monkeypatch.setattr(status_rows, "_rows", [])
-    monkeypatch.setattr(status_rows, "_as_json", False)
+    monkeypatch.setattr(status, "_rows", [])
+    monkeypatch.setattr(status, "_as_json", False)
     recap.order(["a", "b"])
-    status_rows.add(status_rows.HostStatus("b", reachable=False, error="down"), as_json=True)
-    status_rows.add(status_rows.HostStatus("a", reachable=False, error="down"), as_json=True)
-    status_rows.show()
+    status.add(status.HostStatus("b", reachable=False, error="down"), as_json=True)
+    status.add(status.HostStatus("a", reachable=False, error="down"), as_json=True)
+    status.show()
     assert [row["host"] for row in json.loads(capsys.readouterr().out)] == ["a", "b"]
 
 

@@ -1,4 +1,4 @@
-"""tasks/runtime/health.py, the health check run on servers, as a program against a local HTTP server:
+"""tasks/runtime/health.py, the health request made on servers, as a program against a local HTTP server:
 the status it prints, its exit code under each rule (`2xx`: app.health_path is set; `answered`: GET /
 with no health path), the Host header it sends, its retries until TIMEOUT, its one deadline however
 slowly the app answers; and `report`, the one try the probe makes in its own interpreter."""
@@ -22,8 +22,8 @@ from tasks.runtime import probe as runtime_probe
 HEALTH = HERE / "health.py"
 LATER_FAILURES = 2  # /later answers 503 this many times, then 200
 SLOW = 0.3  # seconds /slow takes to answer
-SHORT = 1  # seconds: a check that gives up soon (a closed port's refusals are retried until then)
-DRIP = 0.5  # seconds between the bytes of a dripping answer: well within any one wait of the old check
+SHORT = 1  # seconds: a request that gives up soon (a closed port's refusals are retried until then)
+DRIP = 0.5  # seconds between the bytes of a dripping answer: well within any one wait of an older health.py
 
 
 class App(ThreadingHTTPServer):
@@ -135,7 +135,7 @@ class Dripping:
                     if self.stop.wait(DRIP):
                         return
                     conn.sendall(b".")
-            except OSError:  # the check hung up, as it should
+            except OSError:  # the request hung up, as it should
                 return
 
     def close(self) -> None:
@@ -203,7 +203,7 @@ def test_a_closed_port_prints_no_answer_with_the_reason_and_exits_1(closed_port)
 
 def test_an_answer_that_never_ends_fails_within_timeout_however_often_a_byte_comes(dripping):
     # Every wait for the next byte ends with one, and the head says 200, yet the answer is not over by
-    # the deadline: the check ends there, and fails (the deploy's gate with it, in time).
+    # the deadline: the request ends there, and fails (the deploy's gate with it, in time).
     started = time.monotonic()
     done = health(dripping.url, "app.example.org", SHORT)
     took = time.monotonic() - started

@@ -1,5 +1,5 @@
-"""HTTPS: the settings and how they go together, the site nginx gets, the certificate step's plans, and
-the one line a certbot failure shows."""
+"""HTTPS: the settings and how they go together, the site nginx gets, what provision and enable_site do
+for it, and the one line a certbot failure shows (the certificate step's plans: steps/test_certificate.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tasks import configs, https, status
-from tasks.facts import PathState
 from tasks.platform import DEBIAN_13
 from tasks.settings import SettingError, parse
-from tasks.steps import https as certificate_step
 from tasks.steps import nginx, provision
-from tasks.steps.https import Certificate
-from tasks.steps.provision import Packages
-from tests.unit.conftest import PLATFORM, amended, converged_facts, default_config, paths_of, plan_one
+from tasks.steps.certificate import Certificate
+from tests.unit.conftest import PLATFORM, converged_facts, default_config, paths_of, plan_one
 from tests.unit.serverside import run_functions
 
 PEBBLE = "https://198.18.1.1:14000/dir"
@@ -154,22 +151,7 @@ def test_the_release_keeps_the_https_site_while_the_server_waits_for_its_certifi
     assert https.tls(s, paths) == https.Tls(paths.certbot_fullchain, paths.certbot_privkey)
 
 
-# ---- the steps ------------------------------------------------------------------------------------------
-
-
-def certified(s, facts, domains=("app.test",), server=PEBBLE):
-    paths = paths_of(s)
-    return amended(
-        replace(
-            facts,
-            paths={
-                **facts.paths,
-                paths.certbot_fullchain: PathState.link("../../archive/flaskdemo/fullchain1.pem"),
-            },
-        ),
-        Packages,
-        installed=facts.of(Packages).installed | {"certbot"},
-    ).having(Certificate(paths.certbot_fullchain, domains, "2031-12-01T00:00:00Z", server))
+# ---- provision and enable_site --------------------------------------------------------------------------
 
 
 def test_acme_installs_certbot_and_makes_the_webroot(settings):
@@ -177,52 +159,6 @@ def test_acme_installs_certbot_and_makes_the_webroot(settings):
     step = plan_one(s, converged_facts(settings), provision.STEP)
     assert "start_packages 0 certbot" in step.commands
     assert 'ensure_dir "$ACME_WEBROOT" root root 755' in step.commands
-
-
-def test_no_certificate_yet_certbot_obtains_one_then_the_site_gets_its_443_server(settings):
-    s = acme(settings)
-    converged = converged_facts(settings)
-    facts = amended(converged, Packages, installed=converged.of(Packages).installed | {"certbot"})
-    step = plan_one(s, facts, certificate_step.STEP)
-    assert step.commands == (
-        "obtain_certificate app.test",
-        "enable_site files/nginx-site-tls 1",
-        "reload_nginx 1",
-    )
-    assert "listen 443 ssl" in step.files["files/nginx-site-tls"].decode()
-    assert step.why == (f"no certificate yet: obtain one for app.test from {PEBBLE}",)
-
-
-def test_a_certificate_for_the_domains_from_the_directory_is_left_to_certbots_timer(settings):
-    s = acme(settings)
-    assert not plan_one(s, certified(s, converged_facts(settings)), certificate_step.STEP).acts
-
-
-@pytest.mark.parametrize(
-    ("domains", "server", "why"),
-    [
-        (("old.test",), PEBBLE, "the certificate is for old.test: obtain one for app.test"),
-        (("app.test",), "https://other.test/dir", "the certificate is from https://other.test/dir"),
-    ],
-)
-def test_other_domains_or_another_ca_get_a_new_certificate(settings, domains, server, why):
-    s = acme(settings)
-    step = plan_one(s, certified(s, converged_facts(settings), domains, server), certificate_step.STEP)
-    assert step.commands[0] == "obtain_certificate app.test" and step.why[0].startswith(why)
-
-
-def test_a_private_ca_bundle_is_trusted_by_certbot_and_its_renewals(settings, tmp_path):
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    s = acme(settings, https_ca_bundle=bundle)
-    step = plan_one(s, certified(s, converged_facts(settings)), certificate_step.STEP)
-    assert step.commands == ("trust_acme_ca files/acme-ca.pem",)
-    assert step.files["files/acme-ca.pem"] == bundle.read_bytes()
-
-
-def test_without_certbot_the_step_alone_names_provision(settings):
-    step = plan_one(acme(settings), converged_facts(settings), certificate_step.STEP)
-    assert step.blocked == "certbot is not installed: run `fab provision` first"
 
 
 def test_files_mode_sends_the_certificate_and_key_with_the_site_and_never_shows_the_key(settings, tmp_path):

@@ -35,7 +35,7 @@ def test_a_path_is_referred_to_by_the_value_it_lies_under(settings):
         ref(paths, "/etc/passwd")
 
 
-def test_the_health_check_goes_through_nginx_with_a_host_that_reaches_the_site(settings):
+def test_the_health_request_goes_through_nginx_with_a_host_that_reaches_the_site(settings):
     assert health_url(settings) == "http://127.0.0.1:80/"  # no app.health_path: GET /
     assert health_host(settings) == "localhost"  # `_`: nginx's default server answers
     named = settings.__class__(**{**settings.__dict__, "server_name": "example.org www.example.org"})

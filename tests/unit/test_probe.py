@@ -42,7 +42,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import pytest
 
 from tasks import lock, probe, recap, remote, runtime
-from tasks.facts import Facts, Lock, PathState, Release, Unit, User
+from tasks.facts import Facts, Lock, PathState, ReleaseDir, Unit, User
 from tasks.layout import META, RELEASE_FILES, app_paths, health_host, layout
 from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES, python_refusal
 from tasks.remote import RemoteError, Result
@@ -933,9 +933,9 @@ def test_the_facts_read_back_as_typed_facts(server, settings):
     assert facts.link_name(named["link"]) == "x"
     held = facts.of(Releases)
     assert held.releases == (
-        Release(BARE, "", {}, ""),
-        Release(OLD, "v1", {"id": OLD, "venv": "v1", "user": "alice"}),
-        Release(FAILED, "v2", {}, "health: 502 after 30 s"),
+        ReleaseDir(BARE, "", {}, ""),
+        ReleaseDir(OLD, "v1", {"id": OLD, "venv": "v1", "user": "alice"}),
+        ReleaseDir(FAILED, "v2", {}, "health: 502 after 30 s"),
     )
     assert held.venv_of(BARE) is None
     assert held.fingerprint == "f1ng3rpr1nt"
@@ -982,13 +982,13 @@ def test_parse_merges_the_json_lines_of_the_output_and_ignores_the_rest(server, 
     assert (unhealthy.health, unhealthy.healthy) == ("502", False)
 
 
-def test_healthy_is_what_the_check_said_of_its_rule_not_a_status_read_here():
-    # A 302 passes with no app.health_path (the check said so); a status without a verdict is no pass.
+def test_healthy_is_what_the_health_request_said_of_its_rule_not_a_status_read_here():
+    # A 302 passes with no app.health_path (the request said so); a status without a verdict is no pass.
     assert Facts.from_json({"health": "302", "healthy": True}).healthy
     assert not Facts.from_json({"health": "200"}).healthy
 
 
-def test_the_probe_script_includes_the_lock_and_the_health_check_only_when_asked(settings):
+def test_the_probe_script_includes_the_lock_and_the_health_request_only_when_asked(settings):
     last = line("run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS"))
     health = line(  # one try, by probe.py in its own interpreter
         "run_py", Var("PY_PROBE"), Var("PROBE_QUESTIONS"),
@@ -1152,7 +1152,7 @@ def test_the_probe_script_exits_with_the_probe_s_exit_code(server, settings, sit
     done = run_script(server, local_script(settings, server, broken, site.url, lock_root))
     assert done.returncode == 1
     assert "KeyError: 'app'" in done.stderr
-    assert site.hosts == [health_host(settings)]  # the lock was taken and the check made, before it
+    assert site.hosts == [health_host(settings)]  # the lock was taken and the health request made, before it
 
 
 def sshd_above_us() -> bool:
@@ -1171,7 +1171,7 @@ def test_the_probe_script_fails_closed_without_an_sshd_process_above_it(server, 
     script = local_script(settings, server, server.questions(settings), site.url, lock_root)
     done = run_script(server, script, sshd=False)
     assert done.returncode == 1
-    assert done.stdout == f"::fail probe {NO_SSHD}\n"  # no health check, no facts
+    assert done.stdout == f"::fail probe {NO_SSHD}\n"  # no health request, no facts
     assert site.hosts == []
     assert lock_files(lock_root, settings.name) == {}
 
@@ -1196,7 +1196,7 @@ def test_the_probe_script_stops_before_probing_when_the_lock_is_held(server, set
         done = run_script(server, local_script(settings, server, questions, site.url, lock_root))
     assert done.returncode == lock.LOCKED_EXIT
     assert done.stdout == f"::fail lock {LOCKED}\n"
-    assert site.hosts == []  # nor was the health checked
+    assert site.hosts == []  # nor was the health request made
     assert lock_files(lock_root, app) == before
 
 
@@ -1499,7 +1499,7 @@ def test_os_release_values_read_as_the_shell_reads_them(value):
 
 def test_the_probe_imports_none_of_the_modules_that_cost_it_its_start(server, settings):
     """json, re, socket, hashlib, shlex, urllib, the idna codec: each costs a probe more to import than
-    what it is used for takes to run. The health check included (a port nothing listens on)."""
+    what it is used for takes to run. The health request included (a port nothing listens on)."""
     server.listening("")
     questions = server.questions(settings)
     server.guard(questions)

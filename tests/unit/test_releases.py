@@ -4,7 +4,7 @@ import json
 from dataclasses import replace
 
 from tasks import releases
-from tasks.facts import PathState, Release
+from tasks.facts import PathState, ReleaseDir
 from tasks.steps.push import Releases
 from tests.unit.conftest import converged_facts, paths_of
 
@@ -27,13 +27,13 @@ def listed(s):
     ).having(
         Releases(
             releases=(
-                Release(OLD, "v1"),  # made before release.json existed: its time comes from its id
-                Release(
+                ReleaseDir(OLD, "v1"),  # made before release.json existed: its time comes from its id
+                ReleaseDir(
                     LIVE,
                     "v2",
                     {"time": "2026-11-26T10:00:00Z", "user": "alice", "host": "laptop", "venv": "v2"},
                 ),
-                Release(
+                ReleaseDir(
                     FAILED, "v2", {"user": "bob", "host": "ci", "venv": "v2"}, "release command exited 1"
                 ),
             ),

@@ -17,7 +17,7 @@ import pytest
 
 from tasks import commands, probe, runtime
 from tasks.converge import apply_script, plan
-from tasks.facts import PathState, Release
+from tasks.facts import PathState, ReleaseDir
 from tasks.settings import PROJECT_ROOT
 from tasks.shell import Script, line
 from tasks.steps import APPLY, PARTS, restart, rollback
@@ -42,14 +42,14 @@ def scripts(s) -> dict[str, Script]:
             paths={**converged.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{old}")},
         ),
         Releases,
-        releases=(Release(old, next(iter(held.venvs))), *held.releases),
+        releases=(ReleaseDir(old, next(iter(held.venvs))), *held.releases),
     )
 
     def apply(facts, steps, action):
-        return apply_script(situation(s, facts), plan(situation(s, facts), steps), action, check_health=True)
+        return apply_script(situation(s, facts), plan(situation(s, facts), steps), action, health_gate=True)
 
     made = {
-        "deploy": apply_script(situation(s, fresh), plans(s, fresh), "deploy", check_health=True),
+        "deploy": apply_script(situation(s, fresh), plans(s, fresh), "deploy", health_gate=True),
         "rollback": apply(two, [rollback.step()], "rollback"),
         "restart": apply(converged, [restart.step()], "restart"),
         "restart --hard": apply(converged, [restart.step(hard=True)], "restart"),

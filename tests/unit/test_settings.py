@@ -27,7 +27,9 @@ def test_invoke_yaml_shows_every_setting_with_its_default():
     for key in SCHEMA.values():
         assert key.key in config[key.section], f"{key.name} is missing from invoke.yaml"
         shown = config[key.section][key.key]
-        assert key.check(shown) == key.check(key.default), f"invoke.yaml's {key.name} is not its default"
+        assert key.validate(shown) == key.validate(key.default), (
+            f"invoke.yaml's {key.name} is not its default"
+        )
 
 
 @pytest.mark.parametrize(

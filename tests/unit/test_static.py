@@ -109,7 +109,7 @@ def test_runs_that_serve_static_files_refuse_a_missing_directory_after_the_probe
     s = replace(settings, src=src, static={"/assets/": "assets"})
 
     def refused(steps: tuple[str, ...]) -> list[str]:
-        # No app read: enable_site alone does not read it, and the check needs only app.src.
+        # No app read: enable_site alone does not read it, and the refusal needs only app.src.
         found = guards.refusals(Situation(s, fresh_facts(), PLATFORM, paths_of(s), steps, NOW))
         return [r for r in found if r.startswith("app.static:")]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Flask, Response
 
 RELEASE = json.loads(Path(__file__).with_name("release.json").read_text())
-# 'VERSION PID PPID' in instance/imports.log: which process imported which release (the import check too).
+# 'VERSION PID PPID' in instance/imports.log: which process imported which release (the import trial too).
 with open(Path(__file__).with_name("instance") / "imports.log", "a") as imports:
     imports.write(f"{RELEASE['version']} {os.getpid()} {os.getppid()}\n")
 if RELEASE["broken"]:

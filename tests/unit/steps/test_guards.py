@@ -3,7 +3,9 @@ by something else, its port taken, a link planted among the shared directories."
 
 from dataclasses import replace
 
+from tasks.converge import _situation
 from tasks.facts import PathState, User
+from tasks.steps import PIPELINE
 from tasks.steps.guards import Listener, Listeners, refusals
 from tests.unit.conftest import converged_facts, fresh_facts, paths_of, situation
 
@@ -58,3 +60,11 @@ def test_directories_earlier_versions_left_to_the_app_user_wait_for_provision(se
         "/var/log/flaskdemo is writable by flaskdemo (as earlier versions left it): run `fab provision` first"
     )
     assert refusals(situation(settings, old)) == []  # deploy: provision takes it back first
+
+
+def test_the_run_stops_at_the_first_refusal_reported_as_step_guard(settings):
+    theirs = converged_facts(settings).having(Listeners((Listener(99, "postgres", "postgres"),)))
+    assert _situation(settings, theirs, PIPELINE, None, "alice", "laptop") == (
+        None,
+        ("guard", "app.port: 8080 is taken by postgres (pid 99, user postgres): choose another app.port"),
+    )

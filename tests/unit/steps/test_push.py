@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from tasks.facts import PathState, Release
+from tasks.facts import PathState, ReleaseDir
 from tasks.shell import line
 from tasks.steps import push
 from tasks.steps.model import Situation
@@ -46,7 +46,7 @@ def test_a_fresh_server_gets_a_venv_from_shipped_wheels_and_a_checked_release(se
         f"build_venv {push.ready(sit).venv_id}",
         "make_shared_dirs instance",  # the server has none of deploy.shared_dirs yet
         f"build_release {new} {push.ready(sit).venv_id}",
-        "check_release",  # imported as the app user before the switch
+        "try_import",  # imported as the app user before the switch
         "await_packages",  # provision's install ran beside all that: supervisor is needed now
         "switch_to_built",
     )
@@ -141,11 +141,11 @@ def test_a_new_app_env_makes_a_new_release_and_travels_only_in_a_file(settings):
     assert "s3cret" not in "\n".join(step.commands)
 
 
-def test_the_release_command_runs_after_the_import_check_and_before_the_switch(settings):
+def test_the_release_command_runs_after_the_import_trial_and_before_the_switch(settings):
     s = replace(settings, release_command="flask db upgrade")
     step = plan_one(s, amended(converged_facts(settings), Releases, fingerprint="other code"), push.STEP)
     commands = [c.split()[0] for c in step.commands]
-    assert commands == ["build_release", "check_release", "run_release_command", "switch_to_built"]
+    assert commands == ["build_release", "try_import", "run_release_command", "switch_to_built"]
     assert "flask db upgrade" not in "\n".join(step.commands)  # a setting: it travels as a value
 
 
@@ -182,7 +182,7 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
         ),
         Releases,
         fingerprint="other code",
-        releases=tuple(Release(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
+        releases=tuple(ReleaseDir(r, BROKEN if n >= 3 else OLD_VENV) for n, r in enumerate(older)) + (live,),
         venv_dirs=frozenset({live.venv, OLD_VENV, BROKEN, HALF}),
     )
     later = replace(

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from tasks.facts import ABSENT, PathState, Release
+from tasks.facts import ABSENT, PathState, ReleaseDir
 from tasks.steps import restart, rollback
 from tasks.steps.push import Releases
 from tests.unit.conftest import amended, converged_facts, fresh_facts, paths_of, plan_one
@@ -20,7 +20,7 @@ def server_with_two_releases(s, old_venv: str = "v1"):
             probed, paths={**probed.paths, paths.previous: PathState.link(f"{paths.releases_dir}/{OLD}")}
         ),
         Releases,
-        releases=(Release(OLD, old_venv), *held.releases),
+        releases=(ReleaseDir(OLD, old_venv), *held.releases),
         venvs=held.venvs | {"v1"},
     )
 

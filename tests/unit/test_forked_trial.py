@@ -1,9 +1,9 @@
-"""The import check forked from the live gunicorn master (release.sh forked_check and the handler in
+"""The import trial forked from the live gunicorn master (release.sh forked_trial and the handler in
 configs/gunicorn.conf.py.j2), run here: a stand-in master that runs the rendered config as gunicorn runs
 it, under a stand-in supervisord, and a stand-in gunicorn package (errors.AppImportError,
 util.import_app). It answers for the release the request names, with that release's app.env instead of
 the live one's, from a child of the master that is gone afterwards; a master without the handler, or
-one on another venv, leaves the check to a python of its own (return 1, nothing asked); a child that
+one on another venv, leaves the trial to a python of its own (return 1, nothing asked); a child that
 dies or hangs past deploy.release_timeout fails the release instead of holding the deploy."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.unit.serverside import run_functions
 USER = pwd.getpwuid(os.getuid()).pw_name
 LIVE, NEW = "20261126T100000Z-live", "20261127T110000Z-new"
 pytestmark = pytest.mark.skipif(
-    grp.getgrgid(os.getgid()).gr_name != USER, reason="the check's files take the app's group: USER's own"
+    grp.getgrgid(os.getgid()).gr_name != USER, reason="the trial's files take the app's group: USER's own"
 )
 
 GUNICORN = {  # the stand-in: what the handler imports from gunicorn, as gunicorn's own does it
@@ -87,10 +87,10 @@ class Server:
         (release / ".venv").symlink_to(self.root / "venvs" / venv)
         return release
 
-    def check(self, built: Path, timeout: int = 30) -> subprocess.CompletedProcess:
+    def trial(self, built: Path, timeout: int = 30) -> subprocess.CompletedProcess:
         return run_functions(
             self.values,
-            ["note_live_release", "begin_step push", f"BUILT={built}", "forked_check", 'echo "returned $?"'],
+            ["note_live_release", "begin_step push", f"BUILT={built}", "forked_trial", 'echo "returned $?"'],
             timeout=timeout,
         )
 
@@ -104,13 +104,13 @@ def server(tmp_path: Path, settings) -> Server:
     for name, text in GUNICORN.items():
         (fakes / name).write_text(text)
     paths = replace(
-        paths_of(settings), current=str(root / "current"), check_dir=str(root / "check"),
+        paths_of(settings), current=str(root / "current"), trial_dir=str(root / "trial"),
         gunicorn_conf=str(root / "gunicorn.conf.py"),
     )  # fmt: skip
     (root / "gunicorn.conf.py").write_text(configs.gunicorn_conf(settings, paths, 1))
     values = {
         "CURRENT": paths.current, "PREVIOUS": str(root / "previous"), "RELEASES_DIR": str(root / "releases"),
-        "META": ".deploy", "APP": USER, "APP_MODULE": "app:app", "CHECK_DIR": paths.check_dir,
+        "META": ".deploy", "APP": USER, "APP_MODULE": "app:app", "TRIAL_DIR": paths.trial_dir,
         "SUPERVISORD_PIDFILE": str(root / "supervisord.pid"), "RELEASE_TIMEOUT": "30",
         "ERROR_LOG": str(root / "error.log"), "HISTORY_FILE": str(root / "history.log"), "ACTION": "deploy",
         "WHO": "alice",
@@ -153,14 +153,14 @@ def master(server: Server) -> Iterator:
         supervisord.wait(timeout=10)
 
 
-def test_a_release_that_imports_passes_checked_by_a_child_of_the_master(server, master):
+def test_a_release_that_imports_passes_tried_by_a_child_of_the_master(server, master):
     pid = master()
     note = server.root / "importer"
     built = server.release(NEW, f"import os\nopen({str(note)!r}, 'w').write(str(os.getppid()))\napp = 1\n")
-    done = server.check(built)
+    done = server.trial(built)
     assert done.stdout.endswith("returned 0\n"), done.stdout + done.stderr
     assert note.read_text() == str(pid)  # imported by a child of the master
-    wait_until(lambda: children_of(pid) == [], timeout=5, what="the check's child to be reaped")
+    wait_until(lambda: children_of(pid) == [], timeout=5, what="the trial's child to be reaped")
 
 
 @pytest.mark.parametrize(
@@ -176,45 +176,45 @@ def test_a_release_that_imports_passes_checked_by_a_child_of_the_master(server, 
 )
 def test_a_release_that_does_not_import_fails_with_the_reason(server, master, source, why):
     master()
-    done = server.check(server.release(NEW, source))
+    done = server.trial(server.release(NEW, source))
     assert done.returncode == 1
     assert why in done.stdout, done.stdout + done.stderr
 
 
-def test_the_check_sees_the_new_release_s_app_env_not_the_live_one_s(server, master):
+def test_the_trial_sees_the_new_release_s_app_env_not_the_live_one_s(server, master):
     master()
     source = "import os\nassert 'LIVE_ONLY' not in os.environ, 'live env'\napp = os.environ['NEW_ONLY']\n"
-    done = server.check(server.release(NEW, source, env={"NEW_ONLY": "1"}))
+    done = server.trial(server.release(NEW, source, env={"NEW_ONLY": "1"}))
     assert done.stdout.endswith("returned 0\n"), done.stdout + done.stderr
-    done = server.check(server.release(NEW + "2", source))
+    done = server.trial(server.release(NEW + "2", source))
     assert "it does not load: KeyError: 'NEW_ONLY'" in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize("case", ["no handler", "another venv", "no master"])
-def test_without_a_master_that_can_check_it_nothing_is_asked_and_the_check_runs_apart(server, master, case):
+def test_without_a_master_that_can_try_it_nothing_is_asked_and_the_trial_runs_apart(server, master, case):
     if case != "no master":
         master(handler=case != "no handler")
     venv = "v2" if case == "another venv" else "v1"
-    built = server.release(NEW, "raise RuntimeError('not checked here')\n", venv=venv)
+    built = server.release(NEW, "raise RuntimeError('not tried here')\n", venv=venv)
     started = time.monotonic()
-    done = server.check(built)
+    done = server.trial(built)
     assert done.stdout.endswith("returned 1\n"), done.stdout + done.stderr
     assert time.monotonic() - started < 5, "it waited for an answer that could not come"
-    assert not (server.root / "check").exists(), "a request was made"
+    assert not (server.root / "trial").exists(), "a request was made"
 
 
 @pytest.mark.parametrize(
     "source", ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "import time\ntime.sleep(60)\n"]
 )
-def test_a_check_that_dies_or_outlives_the_release_timeout_fails_the_release(server, master, source):
+def test_a_trial_that_dies_or_outlives_the_release_timeout_fails_the_release(server, master, source):
     pid = master()
     server.values["RELEASE_TIMEOUT"] = "2"
     started = time.monotonic()
-    done = server.check(server.release(NEW, source))
+    done = server.trial(server.release(NEW, source))
     assert done.returncode == 1
     assert "it did not load: the check ended without an answer" in done.stdout, done.stdout + done.stderr
-    assert time.monotonic() - started < 5, "it waited past the end of the check"
-    wait_until(lambda: children_of(pid) == [], timeout=5, what="the check's child to be gone")
+    assert time.monotonic() - started < 5, "it waited past the end of the trial"
+    wait_until(lambda: children_of(pid) == [], timeout=5, what="the trial's child to be gone")
 
 
 def test_what_the_app_writes_on_the_fifo_never_runs_as_root(server, master):
@@ -224,11 +224,11 @@ def test_what_the_app_writes_on_the_fifo_never_runs_as_root(server, master):
     planted = server.root / "planted"
     payload = f"x[$(touch {planted})]"
     source = (
-        f"token = open({str(server.root / 'check' / 'request')!r}).read().split()[0]\n"
-        f"with open({str(server.root / 'check' / 'result')!r}, 'w') as fifo:\n"
+        f"token = open({str(server.root / 'trial' / 'request')!r}).read().split()[0]\n"
+        f"with open({str(server.root / 'trial' / 'result')!r}, 'w') as fifo:\n"
         f"    fifo.write(token + ' started {payload}\\n')\n"
         "app = 1\n"
     )
-    done = server.check(server.release(NEW, source))
+    done = server.trial(server.release(NEW, source))
     assert not planted.exists(), "a line the app wrote ran as a command"
     assert done.returncode == 1 and f"it does not load: started {payload}" in done.stdout, done.stdout

@@ -1,4 +1,4 @@
-"""status: a row a host from the probe's facts (tasks/status.py), the table and the JSON document they
+"""status (tasks/status.py): a row a host from the probe's facts, the table and the JSON document they
 make, the row of a host that could not be looked at, and the task over several hosts: its rows printed
 once at the end, its health step, and the run's exit code."""
 
@@ -12,8 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import maintenance, probe, recap
-from tasks import status as status_rows
+from tasks import probe, recap, status
 from tasks.facts import Lock, Unit
 from tasks.probe import Found
 from tasks.status import COLUMNS, HostStatus, Service
@@ -48,7 +47,7 @@ def columns(text: str) -> list[list[str]]:
 
 def test_a_healthy_host_s_row(settings):
     found = deployed(settings)
-    row = status_rows.of_host("web1", found, NOW)
+    row = status.of_host("web1", found, NOW)
     live = found.facts.of(Releases).releases[0].id
     assert row == HostStatus(
         "web1", reachable=True, healthy=True, error=None, problems=(), release=live, release_time=LIVE_TIME,
@@ -57,7 +56,7 @@ def test_a_healthy_host_s_row(settings):
         supervisor=Service("active", "enabled"), health="200", health_ms=12, disk_free_bytes=8 << 30,
         lock=None,
     )  # fmt: skip
-    (header, cells) = columns(status_rows.table([row]))
+    (header, cells) = columns(status.table([row]))
     assert header == list(COLUMNS)
     assert cells == [
         "web1", "healthy", live, "1h05m", "alice@laptop", "RUNNING", "1h01m", "2", "active/enabled",
@@ -67,17 +66,17 @@ def test_a_healthy_host_s_row(settings):
 
 def test_a_stopped_app_is_unhealthy_and_says_why(settings):
     stopped = Program("STOPPED", None, "Nov 26 09:59 AM")
-    row = status_rows.of_host("web1", deployed(settings, program=stopped, health="502", healthy=False), NOW)
+    row = status.of_host("web1", deployed(settings, program=stopped, health="502", healthy=False), NOW)
     assert (row.healthy, row.state, row.app, row.app_uptime_seconds, row.workers) == (
         False, "unhealthy", "STOPPED", None, None,
     )  # fmt: skip
     assert row.problems == ("the app is STOPPED", "the health check through nginx failed: 502")
-    cells = columns(status_rows.table([row]))[1]
+    cells = columns(status.table([row]))[1]
     assert cells[1] == "unhealthy" and cells[5:8] == ["STOPPED", "-", "-"] and cells[10] == "502 12ms"
 
 
 def test_a_fresh_server_is_unhealthy_with_every_reason(settings):
-    row = status_rows.of_host("web1", Found(fresh_facts(), PLATFORM, paths_of(settings)), NOW)
+    row = status.of_host("web1", Found(fresh_facts(), PLATFORM, paths_of(settings)), NOW)
     assert row.problems == (
         "no live release (run fab deploy)",
         "supervisor is not installed (run fab deploy)",
@@ -88,13 +87,13 @@ def test_a_fresh_server_is_unhealthy_with_every_reason(settings):
     assert (row.release, row.release_time, row.deployed_by, row.app, row.nginx) == (
         None, None, None, None, Service("inactive", ""),
     )  # fmt: skip
-    cells = columns(status_rows.table([row]))[1]
+    cells = columns(status.table([row]))[1]
     assert cells[2:8] == ["-", "-", "-", "-", "-", "-"] and cells[8] == "inactive/?"
 
 
 def test_a_program_supervisor_lacks_and_a_failed_unit(settings):
     found = deployed(settings, program=Program(), units={"nginx": Unit("failed", "disabled")})
-    row = status_rows.of_host("web1", found, NOW)
+    row = status.of_host("web1", found, NOW)
     assert row.problems[:3] == (
         "flaskdemo is not a program of supervisor (run fab deploy)",
         "nginx is failed",
@@ -109,22 +108,20 @@ def test_the_lock_holder_and_a_release_without_a_record(settings):
     bare = replace(
         found.facts.of(Releases).releases[0], record={}
     )  # before release.json: its id holds the time
-    row = status_rows.of_host(
-        "web1", replace(found, facts=amended(found.facts, Releases, releases=(bare,))), NOW
-    )
+    row = status.of_host("web1", replace(found, facts=amended(found.facts, Releases, releases=(bare,))), NOW)
     assert (row.release_time, row.release_age_seconds, row.deployed_by) == ("2026-11-26T10:00:00Z", 0, None)
     assert row.lock == held
-    assert columns(status_rows.table([row]))[1][-1] == "bob@desk (deploy) since 2026-11-26T09:58:00Z"
+    assert columns(status.table([row]))[1][-1] == "bob@desk (deploy) since 2026-11-26T09:58:00Z"
 
 
 def test_the_table_aligns_its_columns_and_a_host_not_looked_at_says_why(settings):
     rows = [
-        status_rows.of_host("web1.example.org", deployed(settings), NOW),
-        status_rows.not_looked_at("db", [("connect", "cannot connect to db port 22: Connection refused")]),
-        status_rows.of_host("b", deployed(settings, program=Program("FATAL", None), healthy=False), NOW),
-        status_rows.not_looked_at("old", [("status", "unsupported server system Fedora Linux 40")]),
+        status.of_host("web1.example.org", deployed(settings), NOW),
+        status.not_looked_at("db", [("connect", "cannot connect to db port 22: Connection refused")]),
+        status.of_host("b", deployed(settings, program=Program("FATAL", None), healthy=False), NOW),
+        status.not_looked_at("old", [("status", "unsupported server system Fedora Linux 40")]),
     ]
-    lines = status_rows.table(rows).splitlines()
+    lines = status.table(rows).splitlines()
     assert len(lines) == 5
     header, full = lines[0], [lines[1], lines[3]]
     starts = [header.index(name) for name in COLUMNS]
@@ -139,20 +136,18 @@ def test_the_table_aligns_its_columns_and_a_host_not_looked_at_says_why(settings
 
 def test_the_table_is_plain_text_whatever_the_server_says(settings):
     sneaky = Lock("bob\x1b[2J@desk\t(deploy)", "2026\n-11-26")
-    row = status_rows.of_host("web1", deployed(settings, lock=sneaky, health="no answer (\x07bell)"), NOW)
-    text = status_rows.table([row, status_rows.not_looked_at("h", [("connect", "lost\r\nconnection")])])
+    row = status.of_host("web1", deployed(settings, lock=sneaky, health="no answer (\x07bell)"), NOW)
+    text = status.table([row, status.not_looked_at("h", [("connect", "lost\r\nconnection")])])
     assert all(ch.isprintable() for line in text.splitlines() for ch in line)
     assert "bob?[2J@desk (deploy) since 2026 -11-26" in text and "lost  connection" in text
 
 
 def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
     rows = [
-        status_rows.of_host(
-            "web1", deployed(settings, lock=Lock("bob@desk (exec)", "2026-11-26T09:58:00Z")), NOW
-        ),
-        status_rows.not_looked_at("web2", [("connect", "no answer from web2 port 22 within 10 s")]),
+        status.of_host("web1", deployed(settings, lock=Lock("bob@desk (exec)", "2026-11-26T09:58:00Z")), NOW),
+        status.not_looked_at("web2", [("connect", "no answer from web2 port 22 within 10 s")]),
     ]
-    document = json.loads(status_rows.document(rows))
+    document = json.loads(status.document(rows))
     assert [list(host) for host in document] == [KEYS, KEYS]
     web1, web2 = document
     assert web1 == {
@@ -168,11 +163,11 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         **{key: None for key in KEYS}, "host": "web2", "reachable": False, "healthy": False,
         "error": "no answer from web2 port 22 within 10 s", "problems": [],
     }  # fmt: skip
-    assert len(status_rows.document(rows).splitlines()) == 1
+    assert len(status.document(rows).splitlines()) == 1
 
 
 def test_a_host_whose_probe_failed_is_reachable_but_failed():
-    row = status_rows.not_looked_at("h", [("probe", "python3 is missing on the server: install it first")])
+    row = status.not_looked_at("h", [("probe", "python3 is missing on the server: install it first")])
     assert (row.reachable, row.healthy, row.state) == (True, False, "failed")
     assert row.error == "python3 is missing on the server: install it first"
 
@@ -182,8 +177,8 @@ def test_a_host_whose_probe_failed_is_reachable_but_failed():
     [(None, "-"), (0, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h00m"), (3900, "1h05m"),
      (86400 * 3 + 3600 * 4 + 5, "3d04h")],
 )  # fmt: skip
-def test_durations(seconds, shown):
-    assert status_rows.duration(seconds) == shown
+def test_ages(seconds, shown):
+    assert status.age(seconds) == shown
 
 
 @pytest.mark.parametrize(
@@ -192,12 +187,12 @@ def test_durations(seconds, shown):
      (int(8.14 * (1 << 30)), "8.1G"), (3 << 50, "3.0P"), (5000 << 50, "5000.0P")],
 )  # fmt: skip
 def test_sizes(count, shown):
-    assert status_rows.size(count) == shown
+    assert status.size(count) == shown
 
 
 def test_an_age_ahead_of_the_clock_is_0_and_a_bad_time_none():
-    assert status_rows.seconds_since((NOW + timedelta(minutes=5)).isoformat(), NOW) == 0
-    assert status_rows.seconds_since("yesterday", NOW) is None
+    assert status.seconds_since((NOW + timedelta(minutes=5)).isoformat(), NOW) == 0
+    assert status.seconds_since("yesterday", NOW) is None
 
 
 # The task over several hosts: probe.look stood in for, the recap's and the rows' state kept apart.
@@ -211,8 +206,8 @@ def run(monkeypatch, capsys, settings):
     for name, value in (("_tallies", {}), ("_locked", set()), ("_exited", {}), ("_failures", {}),
                         ("_at_end", []), ("_stream", "stdout")):  # fmt: skip
         monkeypatch.setattr(recap, name, value)
-    monkeypatch.setattr(status_rows, "_rows", [])
-    monkeypatch.setattr(status_rows, "_as_json", False)
+    monkeypatch.setattr(status, "_rows", [])
+    monkeypatch.setattr(status, "_as_json", False)
     looks: dict = {}
     asked: list[tuple[str, str, bool]] = []
 
@@ -227,8 +222,8 @@ def run(monkeypatch, capsys, settings):
 
     monkeypatch.setattr(probe, "look", look)
 
-    def status(host: str, **options) -> None:
-        maintenance.status.body(SimpleNamespace(host=host, config=default_config(), user="root"), **options)
+    def on(host: str, **options) -> None:
+        status.status.body(SimpleNamespace(host=host, config=default_config(), user="root"), **options)
 
     def finish() -> tuple[str, str, int]:
         for show in recap._at_end:
@@ -237,14 +232,14 @@ def run(monkeypatch, capsys, settings):
         out, err = capsys.readouterr()
         return out, err, recap.exit_code(failed) if failed else 0
 
-    return SimpleNamespace(looks=looks, asked=asked, status=status, finish=finish)
+    return SimpleNamespace(looks=looks, asked=asked, status=on, finish=finish)
 
 
 def test_status_prints_one_table_for_all_hosts_at_the_end_and_exits_1_for_an_unhealthy_one(run, settings):
     run.looks |= {"a": deployed(settings), "b": deployed(settings, health="502", healthy=False)}
     run.status("a")
     run.status("b")
-    assert run.asked == [("a", "status", True), ("b", "status", True)]  # the health check, no lock
+    assert run.asked == [("a", "status", True), ("b", "status", True)]  # the health request, no lock
     out, err, code = run.finish()
     assert err == ""
     steps, table = out.split("\n\n")
