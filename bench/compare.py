@@ -134,9 +134,9 @@ def make_job(app_src: Path, module: str) -> Job:
     target = wheels.Target(TARGET_PYTHON, TARGET_MACHINE, TARGET_GLIBC)
     wheel_dir = work / "wheels"
     wheel_dir.mkdir()
-    for wheel in wheels.dependencies(dependencies.declared(app, s.gunicorn), target):
+    for wheel in wheels.dependencies(dependencies.declared(app, s.app.gunicorn), target):
         shutil.copy2(wheel, wheel_dir)
-    return Job(work, app, wheel_dir, rendered, override, s.name)
+    return Job(work, app, wheel_dir, rendered, override, s.app.name)
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:

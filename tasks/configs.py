@@ -32,7 +32,7 @@ _compiling = threading.Lock()
 
 def workers(s: Settings, cpu_count: int) -> int:
     """gunicorn's rule of thumb, on the SERVER's CPUs: 2 x cores + 1, unless app.workers says otherwise."""
-    return s.workers if s.workers is not None else 2 * cpu_count + 1
+    return s.app.workers if s.app.workers is not None else 2 * cpu_count + 1
 
 
 def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1, **values: object) -> str:
@@ -46,7 +46,7 @@ def render(template: str, s: Settings, paths: Layout, cpu_count: int = 1, **valu
         meta=META,
         http_port=HTTP_PORT,
         workers=workers(s, cpu_count),
-        default_server=s.server_name == "_",  # a catch-all site replaces nginx's default one
+        default_server=s.app.server_name == "_",  # a catch-all site replaces nginx's default one
     )
 
 
@@ -56,24 +56,24 @@ def gunicorn_conf(s: Settings, paths: Layout, cpu_count: int) -> str:
 
 def nginx_site(s: Settings, paths: Layout, platform: Platform, tls: Tls | None = None) -> str:
     """The site: port 80 only, or with `tls` (tasks/https.py) a 443 server too, port 80 redirecting."""
-    domains = " ".join(s.https_domains)
-    if s.server_name == "_" or not domains:
-        http_names = s.server_name
+    domains = " ".join(s.https.domains)
+    if s.app.server_name == "_" or not domains:
+        http_names = s.app.server_name
     else:  # the ACME challenge for each domain reaches port 80 of this site
-        http_names = " ".join(dict.fromkeys([*s.server_name.split(" "), *s.https_domains]))
+        http_names = " ".join(dict.fromkeys([*s.app.server_name.split(" "), *s.https.domains]))
     return render(
         "nginx-site.conf.j2",
         s,
         paths,
         # The static directories depend on the local app (app.src, a directory the settings validated).
-        static=static.folders(s, s.src),
+        static=static.folders(s, s.app.src),
         tls=tls,
-        acme_webroot=paths.acme_webroot if s.https_mode == "acme" else None,
+        acme_webroot=paths.acme_webroot if s.https.mode == "acme" else None,
         http_names=http_names,
-        https_names=domains or s.server_name,
+        https_names=domains or s.app.server_name,
         http2=platform.nginx_http2,
-        hsts=s.https_hsts,
-        remote="flaskdeploy_" + s.name.replace("-", "_") + "_remote",  # an nginx variable's name
+        hsts=s.https.hsts,
+        remote="flaskdeploy_" + s.app.name.replace("-", "_") + "_remote",  # an nginx variable's name
     )
 
 

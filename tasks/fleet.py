@@ -28,14 +28,14 @@ ROLLING_HELP = {
 
 def hosts_of(s: Settings) -> tuple[str, ...]:
     """The hosts a run acts on when no -H is given: deploy.group's, else deploy.hosts."""
-    return s.groups[s.group] if s.group is not None else s.hosts
+    return s.deploy.groups[s.deploy.group] if s.deploy.group is not None else s.deploy.hosts
 
 
 def parallel(given: Any, s: Settings, serial: bool = False) -> int:
     """How many hosts at once: --parallel N, else 1 for a task whose output is no lines (serial), else
     deploy.parallel. Exit 2 for a --parallel that is no count."""
     if given in (None, "", 0, "0"):
-        return 1 if serial else s.parallel
+        return 1 if serial else s.deploy.parallel
     try:
         count = int(given)
     except (TypeError, ValueError):

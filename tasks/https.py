@@ -42,9 +42,9 @@ class Tls:
 def tls(s: Settings, paths: Layout, facts: Facts | None = None) -> Tls | None:
     """The certificate nginx serves (None: the site serves HTTP only, https.mode off). Given the facts,
     acme's only once certbot has obtained it: before, the site serves the challenge on port 80."""
-    if s.https_mode == "files":
+    if s.https.mode == "files":
         return Tls(paths.tls_cert, paths.tls_key)
-    if s.https_mode == "acme" and (facts is None or facts.exists(paths.certbot_fullchain)):
+    if s.https.mode == "acme" and (facts is None or facts.exists(paths.certbot_fullchain)):
         return Tls(paths.certbot_fullchain, paths.certbot_privkey)
     return None
 
@@ -52,53 +52,53 @@ def tls(s: Settings, paths: Layout, facts: Facts | None = None) -> Tls | None:
 def wants_certificate(s: Settings, held: Certificate) -> list[str]:
     """Why certbot must be asked for a certificate (acme mode), given the one the site serves (as the
     probe found it): none yet, other domains, another CA."""
-    if s.https_mode != "acme":
+    if s.https.mode != "acme":
         return []
     if not held.domains:
-        return [f"no certificate yet: obtain one for {' '.join(s.https_domains)} from {s.https_directory}"]
+        return [f"no certificate yet: obtain one for {' '.join(s.https.domains)} from {s.https.directory}"]
     why = []
-    if set(held.domains) != set(s.https_domains):
+    if set(held.domains) != set(s.https.domains):
         why.append(
-            f"the certificate is for {' '.join(held.domains)}: obtain one for {' '.join(s.https_domains)}"
+            f"the certificate is for {' '.join(held.domains)}: obtain one for {' '.join(s.https.domains)}"
         )
-    if held.server and held.server != s.https_directory:
-        why.append(f"the certificate is from {held.server}: obtain one from {s.https_directory}")
+    if held.server and held.server != s.https.directory:
+        why.append(f"the certificate is from {held.server}: obtain one from {s.https.directory}")
     return why
 
 
 def problem(s: Settings) -> str | None:
     """Why the https settings do not go together (one line naming the key and the fix), or None."""
-    if s.https_mode == "off":
+    if s.https.mode == "off":
         return None
-    if not s.https_domains:
-        return f"https.domains: list the site's names (like [example.org]) for https.mode {s.https_mode}"
-    if s.https_mode == "acme":
-        if not s.https_email:
+    if not s.https.domains:
+        return f"https.domains: list the site's names (like [example.org]) for https.mode {s.https.mode}"
+    if s.https.mode == "acme":
+        if not s.https.email:
             return "https.email: the ACME account's email address is needed for https.mode acme"
         return None
-    if s.https_cert is None or s.https_key is None:
-        missing = "https.cert" if s.https_cert is None else "https.key"
+    if s.https.cert is None or s.https.key is None:
+        missing = "https.cert" if s.https.cert is None else "https.key"
         return f"{missing}: give the path of the certificate's file (PEM) for https.mode files"
     return files_problem(s)
 
 
 def files_problem(s: Settings) -> str | None:
     """Whether https.cert is a PEM certificate for https.domains and https.key its unencrypted key."""
-    assert s.https_cert is not None and s.https_key is not None
+    assert s.https.cert is not None and s.https.key is not None
     try:
-        cert = x509.load_pem_x509_certificates(s.https_cert.read_bytes())[0]
+        cert = x509.load_pem_x509_certificates(s.https.cert.read_bytes())[0]
     except (ValueError, OSError):
-        return f"https.cert: {s.https_cert} is no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        return f"https.cert: {s.https.cert} is no PEM certificate (-----BEGIN CERTIFICATE-----)"
     try:
-        key = serialization.load_pem_private_key(s.https_key.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(s.https.key.read_bytes(), password=None)
     except TypeError:
-        return f"https.key: {s.https_key} is encrypted: nginx needs the key without a passphrase"
+        return f"https.key: {s.https.key} is encrypted: nginx needs the key without a passphrase"
     except (ValueError, OSError, serialization.UnsupportedAlgorithm):
-        return f"https.key: {s.https_key} is no PEM private key"
+        return f"https.key: {s.https.key} is no PEM private key"
     if key.public_key().public_bytes(*_SPKI) != cert.public_key().public_bytes(*_SPKI):
-        return f"https.key: {s.https_key} is not the key of the certificate in {s.https_cert}"
+        return f"https.key: {s.https.key} is not the key of the certificate in {s.https.cert}"
     names = cert_names(cert)
-    uncovered = [d for d in s.https_domains if not any(covers(name, d) for name in names)]
+    uncovered = [d for d in s.https.domains if not any(covers(name, d) for name in names)]
     if uncovered:
         held = " ".join(names) or "no name"
         return f"https.cert: the certificate is for {held}, not for {' '.join(uncovered)}"

@@ -87,7 +87,7 @@ class Layout(AppPaths):
 
 
 def app_paths(s: Settings) -> AppPaths:
-    base, name = f"/srv/{s.name}", s.name
+    base, name = f"/srv/{s.app.name}", s.app.name
     return AppPaths(
         app=name,
         base_dir=base,
@@ -113,7 +113,7 @@ def app_paths(s: Settings) -> AppPaths:
 
 
 def layout(s: Settings, p: Platform) -> Layout:
-    name, default = s.name, p.nginx_default_site
+    name, default = s.app.name, p.nginx_default_site
     return Layout(
         **asdict(app_paths(s)),
         tmpfiles_conf=f"{p.tmpfiles_dir}/{name}.conf",
@@ -139,16 +139,16 @@ def layout(s: Settings, p: Platform) -> Layout:
 def health_url(s: Settings) -> str:
     """The health request's URL, through nginx, as requested on the server itself: app.health_path, or /
     when the app has none."""
-    return f"http://127.0.0.1:{HTTP_PORT}{s.health_path or '/'}"
+    return f"http://127.0.0.1:{HTTP_PORT}{s.app.health_path or '/'}"
 
 
 def health_rule(s: Settings) -> str:
     """What passes the health request (runtime/health.py's RULE): `2xx` from app.health_path when it is
     set; with none, `answered`: GET / answering any status below 500 (the app answered)."""
-    return "2xx" if s.health_path else "answered"
+    return "2xx" if s.app.health_path else "answered"
 
 
 def health_host(s: Settings) -> str:
     """The Host header that reaches this site through nginx (`_` matches nothing, default_server does)."""
-    first = s.server_name.split()[0]
+    first = s.app.server_name.split()[0]
     return "localhost" if first == "_" or "*" in first or first.startswith("~") else first

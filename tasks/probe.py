@@ -47,7 +47,7 @@ def described_paths(s: Settings, paths: Layout) -> list[str]:
     directories and releases, which several steps, the guards and status read, then each step's own."""
     shared = {
         paths.shared("/".join(d.split("/")[: n + 1]))
-        for d in ("instance", *s.shared_dirs) for n in range(d.count("/") + 1)
+        for d in ("instance", *s.deploy.shared_dirs) for n in range(d.count("/") + 1)
     }  # fmt: skip
     return list(dict.fromkeys([
         paths.base_dir, paths.releases_dir, paths.venvs_dir, paths.wheels_dir, paths.tools_dir,
@@ -100,7 +100,7 @@ def questions(s: Settings, salt: str = "") -> dict:
     salt (a check run), also the configs' text, the live release's files and app.env's salted digests."""
     asked = {
         "os_release": OS_RELEASE,
-        "app": {"name": s.name, "meta": META, "files": RELEASE_FILES, "port": s.port},
+        "app": {"name": s.app.name, "meta": META, "files": RELEASE_FILES, "port": s.app.port},
         "platforms": [_entry(s, platform) for platform in PLATFORMS],
         # Who holds the deploy lock, if anyone: read from its records, never taken (runtime/lock.sh).
         "lock": {"root": app_paths(s).lock_root, "sshd_process_names": list(SSHD_PROCESS_NAMES)},

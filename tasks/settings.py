@@ -1,4 +1,10 @@
-"""Deploy settings: read from the layered Invoke config, validated before anything connects."""
+"""Deploy settings: read from the layered Invoke config, validated before anything connects.
+
+Each key is declared once, as a field of its section's class (`App`, `Deploy`, `Https`, `Timeouts`):
+its default as invoke.yaml writes it, its validator and its help (`setting`). `Settings` holds the sections
+(`s.app.port`, `s.https.mode`); what needs the list of keys (`SCHEMA`: parsing, unknown keys, secrets,
+the test that holds invoke.yaml to the declarations) derives it from them.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,9 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 import fabric
 from invoke.exceptions import Exit
@@ -18,50 +24,11 @@ from tasks.layout import META
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WHERE = "(invoke.yaml or -f FILE)"
+T = TypeVar("T")
 
 
 class SettingError(ValueError):
     """A setting with a wrong value; the message is one line naming the key and the fix."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The validated `app` and `deploy` sections. Where things go on a server is tasks/layout.py."""
-
-    name: str
-    src: Path
-    module: str
-    port: int
-    server_name: str
-    workers: int | None
-    threads: int
-    health_path: str | None  # None: GET / passes on any answer below 500
-    health_timeout: int
-    gunicorn: str  # the gunicorn version installed into every venv, unless the app's requirements name one
-    static: dict[str, str]  # URL prefix -> directory of the app, served by nginx; empty: Flask's static/
-    keep_releases: int
-    apt_cache_valid_time: int
-    shared_dirs: tuple[str, ...]
-    release_command: str | None
-    release_timeout: int
-    connect_timeout: int
-    command_timeout: int
-    env: dict[str, str] = field(repr=False)  # secret: never printed
-    # The fleet (tasks/fleet.py): hosts used when no -H is given, named groups of hosts, the group a run
-    # acts on (instead of `hosts`), and how many hosts a run acts on at once.
-    hosts: tuple[str, ...] = ()
-    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    group: str | None = None
-    parallel: int = 10
-    # HTTPS (tasks/https.py): off, a certificate from an ACME CA (certbot, HTTP-01), or files of the user's.
-    https_mode: str = "off"
-    https_domains: tuple[str, ...] = ()
-    https_email: str | None = None
-    https_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
-    https_ca_bundle: Path | None = None  # a CA the server trusts to reach a private ACME directory
-    https_cert: Path | None = None  # files: the certificate (its chain after it)
-    https_key: Path | None = field(default=None, repr=False)  # files: its private key (secret)
-    https_hsts: bool = False
 
 
 def _integer(low: int, high: int) -> Callable[[Any], int]:
@@ -75,11 +42,24 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
     return validate
 
 
-def _optional(validate: Callable[[Any], int]) -> Callable[[Any], int | None]:
-    def optional(value: Any) -> int | None:
-        if value is None or (
-            isinstance(value, str) and value.strip().lower() in ("", "null", "none", "auto")
-        ):
+# How "no value" is spelt: YAML's null spellings and Python's None, as an environment variable gives them
+# (FABRIC_APP_WORKERS=null is the string "null": Invoke casts to the type of the key's default, None here).
+EMPTY = ("", "~", "null", "none")
+
+
+def is_empty(value: Any) -> bool:
+    """Whether a value means "not set": None, or a string that is blank or spells null once stripped, in
+    any case ('', '~', 'null', 'none'). Optional settings read it as None (`_optional`); a key left out
+    of every config file, or null in one, takes its default (`parse`)."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in EMPTY)
+
+
+def _optional(validate: Callable[[Any], T], *words: str) -> Callable[[Any], T | None]:
+    """validate, or None for an empty value (`is_empty`), and for `words` that mean the same for this key
+    (app.workers: auto)."""
+
+    def optional(value: Any) -> T | None:
+        if is_empty(value) or (isinstance(value, str) and value.strip().lower() in words):
             return None
         return validate(value)
 
@@ -135,8 +115,6 @@ def _server_name(value: Any) -> str:
 
 
 def _env(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
     if not isinstance(value, Mapping):
         raise SettingError("must be a mapping of environment variable names to strings")
     for key, text in value.items():
@@ -165,9 +143,7 @@ def _shared_dirs(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _optional_command(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
+def _command(value: Any) -> str:
     if not isinstance(value, str) or "\n" in value.strip():
         raise SettingError("must be one shell command line, or null")
     # A NUL cuts the line short where the shell reads it; other control characters hide what it runs.
@@ -189,15 +165,11 @@ def _source_dir(value: Any) -> Path:
     return path
 
 
-def _optional_path(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-        return None
-    path = _matching(
-        r"/[\w.~/?&=%:+-]*",
-        "a URL path starting with '/' (ASCII: percent-encode other characters), or null (GET / answering"
-        " below 500)",
-    )
-    return path(value)
+_health_path = _matching(
+    r"/[\w.~/?&=%:+-]*",
+    "a URL path starting with '/' (ASCII: percent-encode other characters), or null (GET / answering"
+    " below 500)",
+)
 
 
 def _static(value: Any) -> dict[str, str]:
@@ -249,9 +221,7 @@ def _groups(value: Any) -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _group(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-        return None
+def _group(value: Any) -> str:
     if not isinstance(value, str):
         raise SettingError("must be the name of a group of deploy.groups, or null")
     return value.strip()
@@ -287,19 +257,13 @@ def _domains(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name.lower() for name in value))
 
 
-def _email(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return _matching(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address")(value)
+_email = _matching(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address")
 
 
-def _https_url(value: Any) -> str:
-    return _matching(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[\w.~%/-]*)?", "an https:// URL")(value)
+_https_url = _matching(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[\w.~%/-]*)?", "an https:// URL")
 
 
-def _local_file(value: Any) -> Path | None:
-    if value is None or value == "":
-        return None
+def _local_file(value: Any) -> Path:
     if not isinstance(value, str):
         raise SettingError("must be the path of a file on this machine")
     path = Path(value).expanduser()
@@ -311,72 +275,196 @@ def _local_file(value: Any) -> Path | None:
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: where it is given, how it is validated, its default, whether its value is secret."""
+    """One setting as users write it (`section.key`): its default as invoke.yaml shows it, its validator
+    (the value as written -> the value the kit uses, or SettingError), its help (invoke.yaml's comment on
+    it: a test holds the two equal), and whether its value is secret (never in a repr or an error, its
+    strings masked in what a run prints)."""
 
     section: str
     key: str
-    validate: Callable[[Any], Any]  # the value as given -> the value the kit uses, or SettingError
     default: Any
-    secret: bool = False  # never echoed in an error message
+    validate: Callable[[Any], Any]
+    help: str
+    secret: bool = False
 
     @property
     def name(self) -> str:
         return f"{self.section}.{self.key}"
 
 
-# Settings field -> its key. Order is the order errors are found in. invoke.yaml shows the same defaults
-# (a test holds them equal); a key left out of every config file takes its default here.
-SCHEMA: dict[str, Key] = {
+def setting(default: Any, validate: Callable[[Any], Any], help: str, *, secret: bool = False) -> Any:
+    """A key of a section, declared once: the field of its section class, which holds the validated
+    default (a section made without arguments holds the defaults, as `parse` of an empty config does)."""
+    return field(
+        default_factory=lambda: validate(default),
+        repr=not secret,
+        metadata={"default": default, "validate": validate, "help": help, "secret": secret},
+    )
+
+
+@dataclass(frozen=True)
+class App:
+    """The `app` section: the Flask app, and how gunicorn and nginx serve it."""
+
     # A Linux user name that is also a safe nginx/supervisor/directory name.
-    "name": Key("app", "name", _app_name, "flaskdemo"),
-    "src": Key("app", "src", _source_dir, "app"),
-    "module": Key(
-        "app",
-        "module",
+    name: str = setting(
+        "flaskdemo", _app_name, "supervisor program, nginx site, directory and system user names"
+    )
+    src: Path = setting(
+        "app", _source_dir, "local directory of the Flask app (its requirements.txt, else its pyproject.toml)"
+    )
+    module: str = setting(
+        "app:app",
         _matching(
             r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(\))?", "a WSGI entry point like 'app:app' (module:attribute)"
         ),
-        "app:app",
-    ),  # fmt: skip
-    "port": Key("app", "port", _integer(1024, 65535), 8080),
-    "server_name": Key("app", "server_name", _server_name, "_"),
-    "workers": Key("app", "workers", _optional(_integer(1, 256)), None),
-    "threads": Key("app", "threads", _integer(1, 256), 5),
-    "health_path": Key("app", "health_path", _optional_path, None),
-    "health_timeout": Key("app", "health_timeout", _integer(1, 600), 30),
-    "gunicorn": Key(
-        "app", "gunicorn", _matching(r"\d+(\.\d+){0,3}", "a gunicorn version like 23.0.0"), "27.0.1"
-    ),
+        "WSGI entry point, as gunicorn takes it",
+    )
+    port: int = setting(8080, _integer(1024, 65535), "gunicorn binds 127.0.0.1:<port>, never 0.0.0.0")
+    server_name: str = setting("_", _server_name, "nginx server_name")
+    workers: int | None = setting(
+        None,
+        _optional(_integer(1, 256), "auto"),
+        "gunicorn workers; null (or auto) = 2 x the server's CPU count + 1",
+    )
+    threads: int = setting(5, _integer(1, 256), "gunicorn gthread threads per worker")
+    health_path: str | None = setting(
+        None,
+        _optional(_health_path),
+        "Checked through nginx at the end of deploy and restart: this path must answer 2xx. With null, GET /"
+        " passes on any answer below 500 (a login redirect too): the app answered.",
+    )
+    health_timeout: int = setting(30, _integer(1, 600), "seconds the health check keeps retrying")
+    gunicorn: str = setting(
+        "27.0.1",
+        _matching(r"\d+(\.\d+){0,3}", "a gunicorn version like 23.0.0"),
+        "gunicorn is the kit's: this version goes into every venv, unless the app's requirements name"
+        " gunicorn.",
+    )
     # A mapping, also when empty: Invoke cannot merge a mapping given with -f FILE onto a null.
-    "static": Key("app", "static", _static, {}),
-    "env": Key("app", "env", _env, {}, secret=True),
-    "keep_releases": Key("deploy", "keep_releases", _integer(2, 100), 5),
-    "apt_cache_valid_time": Key("deploy", "apt_cache_valid_time", _integer(0, 10**7), 3600),
-    "shared_dirs": Key("deploy", "shared_dirs", _shared_dirs, ["instance"]),
-    "release_command": Key("deploy", "release_command", _optional_command, None),
-    "release_timeout": Key("deploy", "release_timeout", _integer(1, 86400), 600),
-    "hosts": Key("deploy", "hosts", _hosts, []),
+    static: dict[str, str] = setting(
+        {},
+        _static,
+        "URL prefix -> directory of the app that nginx serves itself, with caching headers (gunicorn never"
+        " sees these requests), like {/static/: static, /media/: assets/img}. {}: the Flask app's static"
+        " folder at /static/, when it has one.",
+    )
+    env: dict[str, str] = setting(
+        {},
+        _env,
+        "environment of the app and its release command (secret: never printed)",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """The `deploy` section: releases, and the fleet (tasks/fleet.py)."""
+
+    keep_releases: int = setting(
+        5, _integer(2, 100), "releases kept on the server (the current and previous are never pruned)"
+    )
+    apt_cache_valid_time: int = setting(
+        3600, _integer(0, 10**7), "seconds before provision runs `apt-get update` again"
+    )
+    shared_dirs: tuple[str, ...] = setting(
+        ["instance"],
+        _shared_dirs,
+        "Directories of the app that outlive releases (SQLite databases, uploads): kept under"
+        " /srv/<name>/shared/ and linked into every release; no deploy, rollback or prune touches them.",
+    )
+    release_command: str | None = setting(
+        None,
+        _optional(_command),
+        "A shell line run once per deploy in the new release, as the app user with app.env and the"
+        " release's venv first on PATH, before the switch (e.g. `flask db upgrade`); if it fails, nothing"
+        " is switched.",
+    )
+    release_timeout: int = setting(
+        600,
+        _integer(1, 86400),
+        "Seconds the release command may run before it is stopped and the release fails.",
+    )
+    hosts: tuple[str, ...] = setting(
+        [],
+        _hosts,
+        "Hosts a run acts on when no -H is given: a list like [web1, deploy@web2.example.org:2222] (an"
+        " entry as -H takes it: [user@]host[:port], or an alias of the SSH config, fab -S FILE).",
+    )
     # A mapping, also when empty: Invoke cannot merge a mapping given with -f FILE onto a null.
-    "groups": Key("deploy", "groups", _groups, {}),
-    "group": Key("deploy", "group", _group, None),
-    "parallel": Key("deploy", "parallel", _integer(1, 1000), 10),
-    # Fabric's own (fab -t SECONDS and -T SECONDS set them for one run): giving up on a host that does not
-    # answer, and on a remote command that does not end, so that a stalled server never hangs a run.
-    # HTTPS: tasks/https.py validates how these go together (and the files' contents) after each alone.
-    "https_mode": Key("https", "mode", _choice("off", "acme", "files"), "off"),
-    "https_domains": Key("https", "domains", _domains, []),
-    "https_email": Key("https", "email", _email, None),
-    "https_directory": Key(
-        "https", "directory", _https_url, "https://acme-v02.api.letsencrypt.org/directory"
-    ),
-    "https_ca_bundle": Key("https", "ca_bundle", _local_file, None),
-    "https_cert": Key("https", "cert", _local_file, None),
-    "https_key": Key("https", "key", _local_file, None),
-    "https_hsts": Key("https", "hsts", _flag, False),
-    "connect_timeout": Key("timeouts", "connect", _integer(1, 3600), 10),
-    "command_timeout": Key("timeouts", "command", _integer(1, 86400), 1800),
+    groups: dict[str, tuple[str, ...]] = setting(
+        {},
+        _groups,
+        "Named lists of hosts, like {web: [web1, web2], db: [db1]}; a run acts on the one `group` names"
+        " (instead of `hosts`): `fab -f web.yaml deploy`, or FABRIC_DEPLOY_GROUP=web fab deploy. -H wins.",
+    )
+    group: str | None = setting(None, _optional(_group), "the group of `groups` a run acts on; null: `hosts`")
+    parallel: int = setting(
+        10,
+        _integer(1, 1000),
+        "How many hosts a run acts on at once (a thread each); fab TASK --parallel N for one run (1: one"
+        " host after the other).",
+    )
+
+
+@dataclass(frozen=True)
+class Https:
+    """The `https` section (tasks/https.py): off, a certificate from an ACME CA (certbot, HTTP-01), or
+    files of the user's. tasks/https.py validates how the keys go together (and the files' contents)."""
+
+    mode: str = setting(
+        "off", _choice("off", "acme", "files"), "off (port 80 only), acme (certbot) or files (yours)"
+    )
+    domains: tuple[str, ...] = setting([], _domains, "the site's names, like [example.org, www.example.org]")
+    email: str | None = setting(None, _optional(_email), "the ACME account's email (acme)")
+    directory: str = setting(
+        "https://acme-v02.api.letsencrypt.org/directory", _https_url, "the ACME directory (acme)"
+    )
+    ca_bundle: Path | None = setting(
+        None,
+        _optional(_local_file),
+        "a CA bundle (a path here) the server trusts to reach a private ACME directory",
+    )
+    cert: Path | None = setting(None, _optional(_local_file), "files: the certificate (PEM)")
+    key: Path | None = setting(
+        None,
+        _optional(_local_file),
+        "files: its private key (PEM, no passphrase): installed 0600, never printed",
+        secret=True,
+    )
+    hsts: bool = setting(
+        False, _flag, "Strict-Transport-Security on the HTTPS answers (browsers then insist on it)"
+    )
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The `timeouts` section: Fabric's own (fab -t SECONDS and -T SECONDS set them for one run), so that
+    a stalled server never hangs a run."""
+
+    connect: int = setting(10, _integer(1, 3600), "seconds a host has to answer (fab -t for one run)")
+    command: int = setting(1800, _integer(1, 86400), "seconds a remote command may run (fab -T for one run)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings, a section each: `s.app.port`, `s.deploy.keep_releases`, `s.https.mode`,
+    `s.timeouts.connect`. Where things go on a server is tasks/layout.py."""
+
+    app: App = field(default_factory=App)
+    deploy: Deploy = field(default_factory=Deploy)
+    https: Https = field(default_factory=Https)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+# Section name -> its class, in the order invoke.yaml shows them (and errors are found in).
+SECTIONS: dict[str, type] = {f.name: get_type_hints(Settings)[f.name] for f in fields(Settings)}
+# "section.key" -> its declaration, in the order invoke.yaml shows them (and errors are found in).
+SCHEMA: dict[str, Key] = {
+    f"{section}.{f.name}": Key(section, f.name, **f.metadata)
+    for section, kind in SECTIONS.items()
+    for f in fields(kind)
 }
-SECTIONS = ("app", "deploy", "https", "timeouts")
 # The other top-level keys a config may hold: Fabric's and Invoke's own (run, sudo, tasks, connect_kwargs,
 # ...). Any other is a typo the kit would pass over without a word (`htps:` deploying an HTTP-only site).
 FABRIC_KEYS = frozenset(fabric.Config.global_defaults())
@@ -390,52 +478,69 @@ def _unknown_section(name: Any) -> str:
     return f"{name}: unknown section ({hint}the kit's: {', '.join(SECTIONS)}) {WHERE}"
 
 
+def _validated(key: Key, value: Any) -> Any:
+    """A key's value as the kit uses it: left out, or null, its default; else the value, validated."""
+    value = key.default if value is None else value
+    try:
+        return key.validate(value)
+    except SettingError as error:
+        got = "" if key.secret else f", got {value!r}"
+        raise SettingError(f"{key.name}: {error}{got} {WHERE}") from None
+
+
 def parse(config: Mapping[str, Any]) -> Settings:
     """Validate the kit's sections of a config; raise SettingError naming the first bad key."""
     for name in config:
         if name not in SECTIONS and name not in FABRIC_KEYS:
             raise SettingError(_unknown_section(name))
-    for section in SECTIONS:
-        known = sorted(k.key for k in SCHEMA.values() if k.section == section)
-        if not isinstance(config.get(section) or {}, Mapping):
-            got = config[section]
+    sections = {}
+    for section, kind in SECTIONS.items():
+        given = config.get(section) or {}
+        if not isinstance(given, Mapping):
             raise SettingError(
-                f"{section}: must be a section of settings (key: value lines), got {got!r} {WHERE}"
+                f"{section}: must be a section of settings (key: value lines), got {given!r} {WHERE}"
             )
-        for key in config.get(section) or {}:
-            if key not in known:
-                raise SettingError(f"{section}.{key}: unknown setting (known: {', '.join(known)}) {WHERE}")
-    values: dict[str, Any] = {}
-    for attribute, key in SCHEMA.items():
-        value = (config.get(key.section) or {}).get(key.key)
-        value = key.default if value is None else value  # left out, or null: the default
-        try:
-            values[attribute] = key.validate(value)
-        except SettingError as error:
-            got = "" if key.secret else f", got {value!r}"
-            raise SettingError(f"{key.name}: {error}{got} {WHERE}") from None
-    if values["group"] is not None and values["group"] not in values["groups"]:
-        known = ", ".join(values["groups"]) or "none"
+        keys = [key for key in SCHEMA.values() if key.section == section]
+        for name in given:
+            if name not in {key.key for key in keys}:
+                known = ", ".join(sorted(key.key for key in keys))
+                raise SettingError(f"{section}.{name}: unknown setting (known: {known}) {WHERE}")
+        sections[section] = kind(**{key.key: _validated(key, given.get(key.key)) for key in keys})
+    s = Settings(**sections)
+    if s.deploy.group is not None and s.deploy.group not in s.deploy.groups:
+        known = ", ".join(s.deploy.groups) or "none"
         raise SettingError(
-            f"deploy.group: no group {values['group']!r} in deploy.groups (known: {known}) {WHERE}"
+            f"deploy.group: no group {s.deploy.group!r} in deploy.groups (known: {known}) {WHERE}"
         )
-    parsed = Settings(**values)
-    problem = https.problem(parsed)
+    problem = https.problem(s)
     if problem:
         raise SettingError(f"{problem} {WHERE}")
-    return parsed
+    return s
+
+
+def secrets(s: Settings) -> list[str]:
+    """The strings of the secret keys' values (app.env's values): what no line of a run may show. A path
+    (https.key) names a secret file, whose content the kit never prints: it is no secret itself."""
+    found = []
+    for key in SCHEMA.values():
+        if key.secret:
+            value = getattr(getattr(s, key.section), key.key)
+            found += (
+                value.values() if isinstance(value, Mapping) else [value] if isinstance(value, str) else []
+            )
+    return found
 
 
 def load(c: Any) -> Settings:
     """Settings from a Fabric context's config, or a one-line Exit (code 2) naming the bad key. From here
-    on, no line of the run shows a value of app.env (recap.hide)."""
+    on, no line of the run shows a secret setting's value (recap.hide)."""
     try:
         s = parse(c.config)
     except SettingError as error:
         raise Exit(str(error), code=2) from None
-    if s.name == getattr(c, "user", None):
+    if s.app.name == getattr(c, "user", None):
         raise Exit(
-            f"app.name: {s.name!r} is the SSH login user: choose a name of the app's own {WHERE}", code=2
+            f"app.name: {s.app.name!r} is the SSH login user: choose a name of the app's own {WHERE}", code=2
         )
-    recap.hide(s.env.values())
+    recap.hide(secrets(s))
     return s

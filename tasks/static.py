@@ -35,9 +35,9 @@ def flask_root(src: Path, module: str) -> Path | None:
 def folders(s: Settings, src: Path) -> dict[str, str]:
     """URL prefix -> directory of the app (relative to `src`, app.src) that nginx serves, sorted by prefix:
     app.static, or (when it is empty) the Flask app's static folder at /static/ when it has one."""
-    if s.static:
-        return dict(sorted(s.static.items()))
-    root = flask_root(src, s.module)
+    if s.app.static:
+        return dict(sorted(s.app.static.items()))
+    root = flask_root(src, s.app.module)
     if root is None or not (root / "static").is_dir():
         return {}
     return {FLASK_PREFIX: (root / "static").relative_to(src).as_posix()}
@@ -67,7 +67,7 @@ def refusal(s: Settings, src: Path) -> str | None:
                 f"app.static: {directory} is not a directory of the app (in {src}): create it, or map"
                 f" {prefix} to a directory the app has"
             )
-        shared = next((d for d in s.shared_dirs if f"{directory}/".startswith(f"{d}/")), None)
+        shared = next((d for d in s.deploy.shared_dirs if f"{directory}/".startswith(f"{d}/")), None)
         if shared is not None:
             return (
                 f"app.static: {directory} is in the shared directory {shared} (deploy.shared_dirs), not in a"

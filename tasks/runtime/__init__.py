@@ -63,13 +63,13 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
     return {
         **layout.values(),  # APP, BASE_DIR, CURRENT, NGINX_SITE, ... (tasks/layout.py)
         "META": META,
-        "APP_MODULE": s.module,
-        "SHARED_DIRS": s.shared_dirs,
-        "RELEASE_COMMAND": s.release_command or "",
+        "APP_MODULE": s.app.module,
+        "SHARED_DIRS": s.deploy.shared_dirs,
+        "RELEASE_COMMAND": s.deploy.release_command or "",
         "HEALTH_URL": health_url(s),
         "HEALTH_HOST": health_host(s),
         "HEALTH_RULE": health_rule(s),
-        "HEALTH_TIMEOUT": s.health_timeout,
+        "HEALTH_TIMEOUT": s.app.health_timeout,
         # The first line of each config the kit renders names its template (configs/*.j2): how the server
         # tells the kit's files from those it did not write, which it keeps a copy of (provision.sh).
         "NGINX_SITE_MARK": "rendered from configs/nginx-site.conf.j2",
@@ -79,8 +79,8 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "NGINX_SITES_ENABLED": platform.nginx_sites_enabled,
         "SUPERVISOR_UNIT": platform.supervisor_unit,
         "SUPERVISORD_PIDFILE": platform.supervisord_pidfile,
-        "APP_PORT": s.port,
-        "RELEASE_TIMEOUT": s.release_timeout,
+        "APP_PORT": s.app.port,
+        "RELEASE_TIMEOUT": s.deploy.release_timeout,
         "NOLOGIN_SHELL": platform.nologin_shell,
         "UV_VERSION": UV_VERSION,
     }

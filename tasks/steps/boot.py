@@ -9,7 +9,7 @@ from tasks.steps.provision import SERVICES
 
 def plan(sit: Situation) -> StepPlan:
     units = sit.platform.units
-    if sit.settings.https_mode == "acme":  # certbot's renewals
+    if sit.settings.https.mode == "acme":  # certbot's renewals
         units = (*units, sit.platform.certbot_timer)
     if all(sit.facts.enabled(unit) for unit in units):
         return StepPlan()

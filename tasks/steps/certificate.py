@@ -45,7 +45,7 @@ class Certificate:
 
 
 CERTBOT = Requirement(
-    lambda sit: sit.settings.https_mode == "acme"
+    lambda sit: sit.settings.https.mode == "acme"
     and sit.platform.packages.certbot not in installed(sit),
     "certbot is not installed", "provision",
 )  # fmt: skip
@@ -53,17 +53,17 @@ CERTBOT = Requirement(
 
 def plan(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
-    if s.https_mode != "acme":
+    if s.https.mode != "acme":
         return StepPlan()
     commands, files, why = [], {}, []
-    if s.https_ca_bundle is not None:
-        bundle = s.https_ca_bundle.read_bytes()
+    if s.https.ca_bundle is not None:
+        bundle = s.https.ca_bundle.read_bytes()
         if facts.sha256(paths.acme_ca_bundle) != hashlib.sha256(bundle).hexdigest() or not facts.exists(
             paths.certbot_dropin
         ):
             files["files/acme-ca.pem"] = bundle
             commands.append(line("trust_acme_ca", "files/acme-ca.pem"))
-            why.append(f"certbot trusts {s.https_ca_bundle} to reach {s.https_directory} (https.ca_bundle)")
+            why.append(f"certbot trusts {s.https.ca_bundle} to reach {s.https.directory} (https.ca_bundle)")
     elif facts.exists(paths.certbot_dropin) or facts.exists(paths.acme_ca_bundle):
         commands.append(line("forget_acme_ca"))
         why.append("no https.ca_bundle: certbot trusts the system's CAs again")
@@ -73,8 +73,8 @@ def plan(sit: Situation) -> StepPlan:
         site = configs.nginx_site(s, paths, sit.platform, https.tls(s, paths))
         files["files/nginx-site-tls"] = site.encode()
         commands += [
-            line("obtain_certificate", *s.https_domains),
-            line("enable_site", "files/nginx-site-tls", int(s.server_name == "_")),
+            line("obtain_certificate", *s.https.domains),
+            line("enable_site", "files/nginx-site-tls", int(s.app.server_name == "_")),
             line("reload_nginx", 1),
         ]
         why += wanted
@@ -87,7 +87,7 @@ def plan(sit: Situation) -> StepPlan:
 def acme_paths(s: Settings, paths: Layout) -> tuple[str, ...]:
     """What it compares with https.mode acme: the challenges' directory, certbot's lineage, the CA it
     trusts (https.ca_bundle) and the setting that makes certbot trust it."""
-    if s.https_mode != "acme":
+    if s.https.mode != "acme":
         return ()
     return (paths.acme_webroot, paths.certbot_fullchain, paths.acme_ca_bundle, paths.certbot_dropin)
 
@@ -95,7 +95,7 @@ def acme_paths(s: Settings, paths: Layout) -> tuple[str, ...]:
 def asks(s: Settings, paths: Layout, platform: Platform) -> Mapping[str, Any]:
     """The certificate the site serves (none without https) and, with acme, certbot's renewal config."""
     tls = https.tls(s, paths)
-    renewal = paths.certbot_renewal if s.https_mode == "acme" else ""
+    renewal = paths.certbot_renewal if s.https.mode == "acme" else ""
     return {"cert": tls.cert, "renewal": renewal} if tls else {}
 
 
@@ -106,12 +106,12 @@ STEP = Step(
     requires=(NGINX, CERTBOT),
     runtime=("https.sh",),
     values=lambda s, paths, platform: {
-        "ACME_EMAIL": s.https_email or "",
-        "ACME_DIRECTORY": s.https_directory,
+        "ACME_EMAIL": s.https.email or "",
+        "ACME_DIRECTORY": s.https.directory,
     },
     probe=Probe(
         paths=acme_paths,
-        hashed=lambda s, paths: (paths.acme_ca_bundle,) if s.https_mode == "acme" else (),
+        hashed=lambda s, paths: (paths.acme_ca_bundle,) if s.https.mode == "acme" else (),
         part="probe_certificate.py",
         asks=asks,
         facts=Certificate,

@@ -36,7 +36,7 @@ class Listeners:
 PROBE = Probe(
     paths=lambda s, paths: (paths.base_dir, paths.run_dir, paths.log_dir, paths.tmpfiles_conf),
     part="probe_listeners.py",
-    asks=lambda s, paths, platform: {"port": s.port, "app": paths.app},
+    asks=lambda s, paths, platform: {"port": s.app.port, "app": paths.app},
     facts=Listeners,
 )
 
@@ -68,7 +68,7 @@ def refusals(sit: Situation) -> list[str]:
     if listeners:
         listener = listeners[0]
         who = f"{listener.command} (pid {listener.pid}, user {listener.user})"
-        found.append(f"app.port: {s.port} is taken by {who}: choose another app.port")
+        found.append(f"app.port: {s.app.port} is taken by {who}: choose another app.port")
     if not sit.runs("provision"):
         # As earlier versions left them, the app's user could plant links there for root: provision
         # takes them back first.
@@ -86,7 +86,7 @@ def refusals(sit: Situation) -> list[str]:
         # Both serve the static directories (a release opens them, the nginx site points at them): a
         # missing one is refused before any planner renders a site that points at nothing. It is read
         # from app.src, which even a run that does not read the app (enable_site alone) has.
-        problem = static.refusal(s, s.src)
+        problem = static.refusal(s, s.app.src)
         if problem:
             found.append(problem)
     return found

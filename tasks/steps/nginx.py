@@ -43,11 +43,11 @@ def plan_enable_site(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
     # With https.mode acme, the 443 server comes once certbot has the certificate (steps/certificate.py).
     site = configs.nginx_site(s, paths, sit.platform, https.tls(s, paths, facts))
-    replaces_default = s.server_name == "_"
+    replaces_default = s.app.server_name == "_"
     tls_files = {}  # https.mode files: the user's certificate and key, where they differ from the server's
-    if s.https_mode == "files":
-        assert s.https_cert is not None and s.https_key is not None
-        for local, there in ((s.https_cert, paths.tls_cert), (s.https_key, paths.tls_key)):
+    if s.https.mode == "files":
+        assert s.https.cert is not None and s.https.key is not None
+        for local, there in ((s.https.cert, paths.tls_cert), (s.https.key, paths.tls_key)):
             if facts.sha256(there) != hashlib.sha256(local.read_bytes()).hexdigest():
                 tls_files[there] = local
     if (
@@ -60,7 +60,7 @@ def plan_enable_site(sit: Situation) -> StepPlan:
     why = [f"install {there} (https.{'cert' if there == paths.tls_cert else 'key'})" for there in tls_files]
     commands, files = [], {}
     if tls_files:  # both, so that the pair always matches
-        files = {"files/tls.crt": s.https_cert, "files/tls.key": s.https_key}
+        files = {"files/tls.crt": s.https.cert, "files/tls.key": s.https.key}
         commands.append(line("install_tls_files", "files/tls.crt", "files/tls.key"))
     if facts.link(paths.nginx_link) != paths.nginx_site:
         why.append(f"link {paths.nginx_link} -> {paths.nginx_site}")
@@ -93,13 +93,13 @@ def plan_reload_nginx(sit: Situation) -> StepPlan:
 def site_paths(s: Settings, paths: Layout) -> tuple[str, ...]:
     """What enable_site compares: the site, its link, the stock site's link, and the certificate files
     the site serves (the user's with https.mode files; certbot's, once it has them, with acme)."""
-    tls = {"files": (paths.tls_cert, paths.tls_key), "acme": (paths.certbot_fullchain,)}.get(s.https_mode, ())
+    tls = {"files": (paths.tls_cert, paths.tls_key), "acme": (paths.certbot_fullchain,)}.get(s.https.mode, ())
     return (paths.nginx_site, paths.nginx_link, paths.nginx_default_link, *tls)
 
 
 def site_hashed(s: Settings, paths: Layout) -> tuple[str, ...]:
     """Of those, the kit's files whose content it compares: the site, the user's certificate files."""
-    return (paths.nginx_site, *((paths.tls_cert, paths.tls_key) if s.https_mode == "files" else ()))
+    return (paths.nginx_site, *((paths.tls_cert, paths.tls_key) if s.https.mode == "files" else ()))
 
 
 BACKUP_DEFAULT = Step(

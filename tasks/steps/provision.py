@@ -55,7 +55,7 @@ PROVISIONED = Requirement(
 def packages(s: Settings, platform: Platform) -> tuple[str, ...]:
     """The system packages the app needs: certbot too with https.mode acme."""
     needed = platform.packages.all()
-    return (*needed, platform.packages.certbot) if s.https_mode == "acme" else needed
+    return (*needed, platform.packages.certbot) if s.https.mode == "acme" else needed
 
 
 def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
@@ -79,7 +79,7 @@ def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[st
         (paths.log_dir, "root", platform.log_group, "750"),
         (paths.run_dir, app, app, "755"),
         # certbot (root) writes the ACME challenges, nginx reads them: nothing here is the app's.
-        *([(paths.acme_webroot, "root", "root", "755")] if s.https_mode == "acme" else []),
+        *([(paths.acme_webroot, "root", "root", "755")] if s.https.mode == "acme" else []),
     ]
 
 
@@ -91,7 +91,7 @@ def plan(sit: Situation) -> StepPlan:
         # In the background: the steps after provision go on beside it until one needs the packages
         # (StepPlan.beside_packages; converge.apply_script puts the wait before the others).
         age = facts.of(Packages).package_lists_age
-        update = age is None or age > s.apt_cache_valid_time
+        update = age is None or age > s.deploy.apt_cache_valid_time
         if update:
             why.append("package lists " + ("missing" if age is None else f"{age} s old") + ": update them")
         commands.append(line("start_packages", int(update), *missing))

@@ -97,7 +97,7 @@ def snapshot(s: Settings, paths: Layout, platform: Platform, cpu_count: int) -> 
 
 
 def env_json(s: Settings) -> str:
-    return json.dumps(s.env, sort_keys=True)
+    return json.dumps(s.app.env, sort_keys=True)
 
 
 def fingerprint(
@@ -105,7 +105,7 @@ def fingerprint(
 ) -> str:
     """Everything that makes a release what it is; a deploy whose fingerprint is live builds nothing."""
     shaped = snapshot(s, paths, platform, cpu_count).values()
-    shape = [app.content_hash, venv_id, list(s.shared_dirs), env_json(s), *shaped]
+    shape = [app.content_hash, venv_id, list(s.deploy.shared_dirs), env_json(s), *shaped]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
 
@@ -144,8 +144,8 @@ def read(s: Settings) -> tuple[tuple[AppSource, Declared], tuple[str, ...]]:
     """The app as a release would hold it, and its dependencies as declared: read before connecting, so
     that an app the kit refuses (a link out of its directory, a plain-http index) reaches no server."""
     try:
-        app = read_source(s.src, s.shared_dirs)
-        declared = dependencies.declared(app.root, s.gunicorn)
+        app = read_source(s.app.src, s.deploy.shared_dirs)
+        declared = dependencies.declared(app.root, s.app.gunicorn)
     except (SourceError, DependencyError) as error:
         raise Refused(str(error)) from None
     note = app.links_note()
@@ -234,11 +234,11 @@ def plan(sit: Situation) -> StepPlan:
     files.update({f"release/{META}/{name}": text.encode() for name, text in shaped.items()})
     files["files/env.json"] = env_json(s).encode()
     # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
-    missing = [d for d in s.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
+    missing = [d for d in s.deploy.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
     commands += [line("make_shared_dirs", *missing)] if missing else []
     commands += [line("build_release", new, local.venv_id), line("try_import")]
-    commands += static.commands(s, s.src)  # its static directories, open to nginx
-    if s.release_command:
+    commands += static.commands(s, s.app.src)  # its static directories, open to nginx
+    if s.deploy.release_command:
         commands.append(line("run_release_command"))
     # Until here, push needs no system package; switching starts the app under supervisor.
     commands += [line("await_packages")] if sit.installing() else []
@@ -246,7 +246,7 @@ def plan(sit: Situation) -> StepPlan:
 
     live = facts.link_name(paths.current)
     releases = [*held.ids, new]
-    prune = releases_to_prune(releases, s.keep_releases, (new, live))
+    prune = releases_to_prune(releases, s.deploy.keep_releases, (new, live))
     kept = [r for r in releases if r not in prune and r != new]
     venvs = venvs_to_prune(held.venv_dirs, [held.venv_of(r) for r in kept] + [local.venv_id])
     # Pruned at the very end of a successful run only (see converge.apply_script).
@@ -299,7 +299,7 @@ def explain(sit: Situation, local: Ready, new: str) -> tuple[str, ...]:
         lines.append(f"venv {local.venv_id}: built ({local.declared.describe()})")
     if facts.env_digests is not None:
         theirs = facts.env_digests
-        ours = {key: env_digest(facts.env_salt, key, value) for key, value in s.env.items()}
+        ours = {key: env_digest(facts.env_salt, key, value) for key, value in s.app.env.items()}
         for key in sorted(set(ours) | set(theirs)):
             if key not in theirs:
                 lines.append(f"app.env: + {key}=****")

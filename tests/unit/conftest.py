@@ -60,8 +60,8 @@ def amended(facts: Facts, kind: type, **changes: object) -> Facts:
 def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     """What the probe reports right after a successful deploy of the local app."""
     paths = paths_of(s)
-    app = read_source(s.src)
-    vid = venv_id(declared(app.root, s.gunicorn), TARGET)
+    app = read_source(s.app.src)
+    vid = venv_id(declared(app.root, s.app.gunicorn), TARGET)
     live = release_id(app.content_hash, NOW)
     states = {
         path: PathState.dir(owner, group, mode)
@@ -78,7 +78,7 @@ def converged_facts(s: Settings, cpu_count: int = 2) -> Facts:
     converged = replace(
         fresh_facts(),
         cpus=cpu_count,
-        app_user=User(f"/srv/{s.name}", PLATFORM.nologin_shell),
+        app_user=User(f"/srv/{s.app.name}", PLATFORM.nologin_shell),
         paths=states,
         units={"nginx": active, "supervisor": active},
         health="200",
@@ -110,8 +110,8 @@ def written(s: Settings, facts: Facts) -> Facts:
 
 
 def situation(s: Settings, probed: Facts, steps: tuple[str, ...] = tuple(STEPS)) -> Situation:
-    app = read_source(s.src)
-    deps = declared(app.root, s.gunicorn)
+    app = read_source(s.app.src)
+    deps = declared(app.root, s.app.gunicorn)
     vid = venv_id(deps, TARGET)
     held = probed.of(Releases)
     built = () if vid in held.venvs else (Path("/cache/flask-3.1.3-py3-none-any.whl"),)

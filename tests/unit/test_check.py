@@ -74,7 +74,7 @@ def test_changed_settings_diff_exactly_their_lines_against_the_servers_configs(s
         paths.supervisor_conf: configs.supervisor_program(settings, paths),
         paths.gunicorn_conf: configs.gunicorn_conf(settings, paths, facts.cpus),
     }
-    changed = replace(settings, port=8081, threads=9)
+    changed = replace(settings, app=replace(settings.app, port=8081, threads=9))
     check.report("h", plans(changed, facts), texts)
     out = printed.readouterr().out
     shown, file = [], None  # the changed lines of the diffs of those configs
@@ -97,7 +97,7 @@ def test_app_env_is_compared_through_salted_digests_and_never_shown(settings, pr
     salt = "pepper"
     live = {"SECRET_KEY": push.env_digest(salt, "SECRET_KEY", "old-value"), "GONE": "x"}
     facts = replace(converged_facts(settings), env_digests=live, env_salt=salt, release_files={})
-    s = replace(settings, env={"SECRET_KEY": SECRET, "NEW": "another-secret"})
+    s = replace(settings, app=replace(settings.app, env={"SECRET_KEY": SECRET, "NEW": "another-secret"}))
     (plan,) = [p for p in plans(s, facts) if p.name == "push"]
     check.report("h", [plan], {})
     out = printed.readouterr().out
@@ -107,7 +107,11 @@ def test_app_env_is_compared_through_salted_digests_and_never_shown(settings, pr
     assert SECRET not in out and "another-secret" not in out
     # The same value, digested with the same salt: no line.
     same = replace(facts, env_digests={"SECRET_KEY": push.env_digest(salt, "SECRET_KEY", SECRET)})
-    (plan,) = [p for p in plans(replace(settings, env={"SECRET_KEY": SECRET}), same) if p.name == "push"]
+    (plan,) = [
+        p
+        for p in plans(replace(settings, app=replace(settings.app, env={"SECRET_KEY": SECRET})), same)
+        if p.name == "push"
+    ]
     assert not [line for line in plan.why if line.startswith("app.env")]
 
 

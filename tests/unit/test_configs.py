@@ -62,7 +62,7 @@ def test_gunicorn_s_master_imports_flask_but_never_the_app_and_freezes_before_it
 
 def test_explicit_workers_win(settings):
     assert "workers = 3\n" in configs.gunicorn_conf(
-        replace(settings, workers=3), paths_of(settings), cpu_count=16
+        replace(settings, app=replace(settings.app, workers=3)), paths_of(settings), cpu_count=16
     )
 
 
@@ -78,7 +78,9 @@ def test_nginx_site_proxies_to_loopback_with_forwarding_headers(settings):
 
 def test_a_named_site_is_not_the_default_server(settings):
     text = configs.nginx_site(
-        replace(settings, server_name="example.org www.example.org"), paths_of(settings), PLATFORM
+        replace(settings, app=replace(settings.app, server_name="example.org www.example.org")),
+        paths_of(settings),
+        PLATFORM,
     )
     assert "default_server" not in text
     assert "server_name example.org www.example.org;" in text

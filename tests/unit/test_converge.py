@@ -32,7 +32,7 @@ def body(script) -> list[str]:
 
 
 def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_then_cleanup(settings):
-    s = replace(settings, keep_releases=2)
+    s = replace(settings, deploy=replace(settings.deploy, keep_releases=2))
     sit = situation(s, fresh_facts())
     found = [
         StepPlan(name="provision"),
@@ -233,7 +233,7 @@ def test_an_app_whose_requires_python_the_server_does_not_meet_is_refused_before
     sit = situation(settings, fresh_facts(), ("push",))  # the server's Python: 3.11.2
     app = read_source(project(tmp_path / "app", ">=3.12"))
     with pytest.raises(Refused) as refused:
-        push.prepare(sit, (app, declared_in(app.root, settings.gunicorn)))
+        push.prepare(sit, (app, declared_in(app.root, settings.app.gunicorn)))
     stop = str(refused.value)
     assert stop.startswith(
         "the app requires Python >=3.12 (requires-python in pyproject.toml) and the server has Python 3.11.2:"
@@ -248,7 +248,7 @@ def test_an_app_whose_dependencies_cannot_be_read_is_refused_before_resolving(
     root.mkdir()
     (root / "app.py").write_text("app = None\n")
     with pytest.raises(Refused) as refused:
-        push.read(replace(settings, src=root))  # before anything connects
+        push.read(replace(settings, app=replace(settings.app, src=root)))  # before anything connects
     assert "holds neither requirements.txt nor pyproject.toml" in str(refused.value)
 
 
@@ -273,7 +273,7 @@ def test_an_app_that_fits_gets_the_wheels_for_the_servers_full_python_and_uv_whe
     for fake in (dependencies, app_wheel, uv_wheel):
         monkeypatch.setattr(wheels, fake.__name__, fake)
     app = read_source(project(tmp_path / "app", ">=3.11.2"))
-    declared = declared_in(app.root, settings.gunicorn)
+    declared = declared_in(app.root, settings.app.gunicorn)
     sit = push.prepare(situation(settings, fresh_facts(), ("push",)), (app, declared))
     target = wheels.Target("3.11.2", "x86_64", "2.36")
     assert asked == [("dependencies", target), ("app", "flaskr"), ("uv", "x86_64")]

@@ -43,7 +43,7 @@ def with_deploy(**values) -> dict:
 
 def test_hosts_groups_and_parallel_default_to_none_and_ten():
     s = settings.parse(load_defaults())
-    assert (s.hosts, s.groups, s.group, s.parallel) == ((), {}, None, 10)
+    assert (s.deploy.hosts, s.deploy.groups, s.deploy.group, s.deploy.parallel) == ((), {}, None, 10)
     assert fleet.hosts_of(s) == ()
 
 
@@ -55,7 +55,7 @@ def test_the_group_named_wins_over_hosts_and_entries_take_user_and_port():
             group="db",
         )
     )
-    assert s.hosts == ("web1", "deploy@web2.example.org:2222")
+    assert s.deploy.hosts == ("web1", "deploy@web2.example.org:2222")
     assert fleet.hosts_of(s) == ("root@10.0.0.5:22", "db2")
     assert fleet.hosts_of(settings.parse(with_deploy(hosts=["a", "b", "a"]))) == ("a", "b")
 
@@ -88,7 +88,7 @@ def test_bad_fleet_settings_are_one_line_naming_the_key(values, message):
 
 def test_env_var_strings_select_a_group_and_set_parallel():
     s = settings.parse(with_deploy(groups={"web": ["w1"]}, group="web", parallel="4"))
-    assert (s.group, s.parallel) == ("web", 4)
+    assert (s.deploy.group, s.deploy.parallel) == ("web", 4)
 
 
 # Batches, --parallel, --max-failures ----------------------------------------------------------------

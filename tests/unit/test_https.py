@@ -30,10 +30,12 @@ def with_https(**values) -> dict:
     return config
 
 
-def acme(settings, **more):
-    values = {"https_domains": ("app.test",), **more}
+def acme(settings, **keys):
+    """settings with https.mode acme, from Pebble for app.test, and these other keys of the https section."""
+    keys = {"domains": ("app.test",), **keys}
     return replace(
-        settings, https_mode="acme", https_email="ops@example.org", https_directory=PEBBLE, **values
+        settings,
+        https=replace(settings.https, mode="acme", email="ops@example.org", directory=PEBBLE, **keys),
     )
 
 
@@ -61,8 +63,8 @@ def key_and_cert(directory: Path, *names: str, key=None) -> tuple[Path, Path]:
 
 
 def test_https_is_off_by_default_and_yamls_bare_off_reads_as_off():
-    assert parse(default_config()).https_mode == "off"
-    assert parse(with_https(mode=False)).https_mode == "off"  # `mode: off` unquoted is YAML's false
+    assert parse(default_config()).https.mode == "off"
+    assert parse(with_https(mode=False)).https.mode == "off"  # `mode: off` unquoted is YAML's false
 
 
 @pytest.mark.parametrize(
@@ -91,7 +93,7 @@ def test_bad_https_settings_are_one_line_naming_the_key(values, message):
 def test_files_mode_checks_the_certificate_and_key_before_anything_connects(tmp_path):
     cert, key = key_and_cert(tmp_path, "example.org", "www.example.org")
     good = parse(with_https(mode="files", domains=["example.org"], cert=str(cert), key=str(key)))
-    assert (good.https_cert, good.https_key) == (cert, key)
+    assert (good.https.cert, good.https.key) == (cert, key)
     assert str(key) not in repr(good)  # the key's path is not even shown
 
     with pytest.raises(SettingError, match=r"https.cert: the certificate is for example.org www.example.org, "
@@ -121,7 +123,7 @@ def test_off_renders_port_80_only(settings):
 
 
 def test_with_a_certificate_port_80_redirects_but_the_challenge_and_the_server_itself(settings):
-    s = acme(settings, https_hsts=True)
+    s = acme(settings, hsts=True)
     paths = paths_of(s)
     site = configs.nginx_site(s, paths, PLATFORM, https.tls(s, paths))
     http, tls = site.split("listen 443", 1)
@@ -138,7 +140,10 @@ def test_with_a_certificate_port_80_redirects_but_the_challenge_and_the_server_i
 
 
 def test_a_named_site_answers_the_challenge_for_its_domains_on_port_80(settings):
-    s = acme(replace(settings, server_name="example.org"), https_domains=("example.org", "www.example.org"))
+    s = acme(
+        replace(settings, app=replace(settings.app, server_name="example.org")),
+        domains=("example.org", "www.example.org"),
+    )
     site = configs.nginx_site(s, paths_of(s), PLATFORM, None)  # no certificate yet: port 80 only
     assert "server_name example.org www.example.org;" in site and "443" not in site
     assert "acme-challenge" in site and "return 301" not in site
@@ -163,7 +168,9 @@ def test_acme_installs_certbot_and_makes_the_webroot(settings):
 
 def test_files_mode_sends_the_certificate_and_key_with_the_site_and_never_shows_the_key(settings, tmp_path):
     cert, key = key_and_cert(tmp_path, "app.test")
-    s = replace(settings, https_mode="files", https_domains=("app.test",), https_cert=cert, https_key=key)
+    s = replace(
+        settings, https=replace(settings.https, mode="files", domains=("app.test",), cert=cert, key=key)
+    )
     step = plan_one(s, converged_facts(settings), nginx.ENABLE_SITE)
     assert step.commands[0] == "install_tls_files files/tls.crt files/tls.key"
     assert step.files["files/tls.key"] == key

@@ -38,12 +38,12 @@ def test_a_path_is_referred_to_by_the_value_it_lies_under(settings):
 def test_the_health_request_goes_through_nginx_with_a_host_that_reaches_the_site(settings):
     assert health_url(settings) == "http://127.0.0.1:80/"  # no app.health_path: GET /
     assert health_host(settings) == "localhost"  # `_`: nginx's default server answers
-    named = settings.__class__(**{**settings.__dict__, "server_name": "example.org www.example.org"})
+    named = replace(settings, app=replace(settings.app, server_name="example.org www.example.org"))
     assert health_host(named) == "example.org"
 
 
 def test_the_health_rule_follows_the_health_path(settings):
     # No health path: GET / passes on any answer below 500 (the app answered); a health path must answer 2xx.
-    assert (settings.health_path, health_rule(settings)) == (None, "answered")
-    with_path = replace(settings, health_path="/healthz")
+    assert (settings.app.health_path, health_rule(settings)) == (None, "answered")
+    with_path = replace(settings, app=replace(settings.app, health_path="/healthz"))
     assert (health_url(with_path), health_rule(with_path)) == ("http://127.0.0.1:80/healthz", "2xx")

@@ -355,10 +355,14 @@ def test_a_missing_os_release_matches_no_entry(server, settings):
 
 
 def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_parents(settings):
-    s = replace(settings, port=8123, shared_dirs=("data/files", "uploads"))
+    s = replace(
+        settings,
+        app=replace(settings.app, port=8123),
+        deploy=replace(settings.deploy, shared_dirs=("data/files", "uploads")),
+    )
     asked = probe.questions(s)
     assert asked["os_release"] == "/etc/os-release"
-    assert asked["app"] == {"name": s.name, "meta": META, "files": RELEASE_FILES, "port": 8123}
+    assert asked["app"] == {"name": s.app.name, "meta": META, "files": RELEASE_FILES, "port": 8123}
     assert [entry["id"] for entry in asked["platforms"]] == [platform.id for platform in PLATFORMS]
     for entry, platform in zip(asked["platforms"], PLATFORMS, strict=True):
         paths = layout(s, platform)
@@ -384,8 +388,8 @@ def test_the_questions_name_the_app_its_port_and_the_shared_dirs_with_their_pare
         ]
         assert asked_dirs == [paths.releases_dir, paths.venvs_dir, paths.current, paths.nginx_loaded_stamp]
         assert entry["current"] == paths.current  # a check run reads the live release's files
-        assert entry["asks"]["probe_program"]["name"] == s.name
-        assert entry["asks"]["probe_listeners"] == {"port": 8123, "app": s.name}
+        assert entry["asks"]["probe_program"]["name"] == s.app.name
+        assert entry["asks"]["probe_listeners"] == {"port": 8123, "app": s.app.name}
     plain = probe.questions(settings)["platforms"][0]["paths"]  # shared_dirs: [instance]
     shared = app_paths(settings).shared_dir
     assert [p for p in plain if p.startswith(f"{shared}/")] == [f"{shared}/instance"]
@@ -410,7 +414,7 @@ def test_paths_are_described_as_absent_file_dir_link_or_other(server, settings):
 
 @pytest.mark.parametrize("mode", ["off", "files", "acme"])
 def test_the_probe_reads_the_content_only_of_the_kit_s_configs_and_certificate_files(mode, settings):
-    s = replace(settings, https_mode=mode)
+    s = replace(settings, https=replace(settings.https, mode=mode))
     paths = layout(s, DEBIAN_12)
     https_files = {"off": [], "files": [paths.tls_cert, paths.tls_key], "acme": [paths.acme_ca_bundle]}
     expected = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
@@ -553,7 +557,7 @@ def test_listeners_are_the_processes_of_other_users_ss_lists_on_the_port_with_us
 ):
     if host == "::1" and not ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
-    s = replace(settings, port=8123)
+    s = replace(settings, app=replace(settings.app, port=8123))
     nobody = pwd.getpwnam("nobody").pw_uid
     with (
         running(copy_of("/bin/sleep", tmp_path / "fd-listener")) as first,
@@ -581,7 +585,7 @@ def test_listeners_are_the_processes_of_other_users_ss_lists_on_the_port_with_us
 
 @pytest.mark.skipif(not ROOT, reason="needs root: starts a process as nobody")
 def test_a_port_only_the_app_s_user_listens_on_has_no_listeners_and_asks_ss_nothing(server, settings):
-    s = replace(settings, port=8124)
+    s = replace(settings, app=replace(settings.app, port=8124))
     with listening_on(8124, user=pwd.getpwnam("nobody").pw_uid):
         ours = server.facts(server.questions(s, name="nobody"))
         assert server.ss_asked() is None  # the kernel shows the app's user only
@@ -653,7 +657,7 @@ def test_listeners_are_none_when_ss_is_missing(server, settings):
     (server.bin / "ss").unlink()
     path = str(server.bin)  # the fake systemctl, no ss
     assert shutil.which("ss", path=path) is None
-    with listening_on(settings.port):  # another user than the app's listens: ss would be asked
+    with listening_on(settings.app.port):  # another user than the app's listens: ss would be asked
         facts = server.facts(server.questions(settings), path=path)
     assert facts["listeners"] == []
     assert facts["units"]["nginx"] == {"active": "active", "enabled": "enabled"}  # the rest still answered
@@ -1003,7 +1007,7 @@ def test_the_probe_script_includes_the_lock_and_the_health_request_only_when_ask
     assert list(locked.includes) == ["python.sh", "probe.py", "lock.sh"]
     assert list(locked.lines) == ["take_lock", last]
     assert locked.values["LOCK_ROOT"] == app_paths(settings).lock_root
-    assert locked.values["APP"] == settings.name
+    assert locked.values["APP"] == settings.app.name
     assert locked.values["LOCK_HOLDER"] == "alice@laptop (deploy)"
     assert tuple(locked.values["SSHD_PROCESS_NAMES"]) == SSHD_PROCESS_NAMES
     assert "LOCK_DIR" not in locked.values
@@ -1011,7 +1015,7 @@ def test_the_probe_script_includes_the_lock_and_the_health_request_only_when_ask
     assert list(checked.includes) == ["python.sh", "probe.py", "health.py"]
     assert list(checked.lines) == [health]
     assert checked.values["HEALTH_HOST"] == health_host(settings)
-    with_path = probe.script(replace(settings, health_path="/health"), health=True)
+    with_path = probe.script(replace(settings, app=replace(settings.app, health_path="/health")), health=True)
     rules = [(c.values["HEALTH_URL"], c.values["HEALTH_RULE"]) for c in (checked, with_path)]
     assert rules == [("http://127.0.0.1:80/", "answered"), ("http://127.0.0.1:80/health", "2xx")]
     both = probe.script(settings, holder="alice@laptop", action="deploy", health=True)
@@ -1103,14 +1107,14 @@ def lock_files(lock_root: Path, app: str) -> dict[str, str]:
 def test_the_probe_script_takes_the_lock_checks_health_and_prints_the_facts(
     server, settings, site, lock_root
 ):
-    questions = server.questions(settings, name=settings.name)  # the lock's app: its records are found
+    questions = server.questions(settings, name=settings.app.name)  # the lock's app: its records are found
     done = run_script(server, local_script(settings, server, questions, site.url, lock_root))
     assert done.returncode == 0, done.stderr
     facts = probe.parse(done.stdout)
     assert (facts.platform, facts.healthy) == ("debian-12", True)
     assert facts.of(Packages).installed == frozenset({"nginx"})
     assert site.hosts == [health_host(settings)]  # one check (timeout 0), with the site's Host
-    owner, conn = (lock_root / f"{settings.name}.{name}" for name in ("owner", "conn"))
+    owner, conn = (lock_root / f"{settings.app.name}.{name}" for name in ("owner", "conn"))
     assert owner.read_text().startswith("alice@laptop (deploy) since ")
     pid, start = conn.read_text().split()  # the fake sshd that ran the script: gone by now
     assert pid.isdigit() and start.isdigit()
@@ -1138,7 +1142,7 @@ def test_the_probe_script_prints_the_facts_whatever_the_health(status, server, s
 def test_the_probe_script_reports_healthy_by_the_rule_of_the_health_path(
     health_path, status, healthy, server, settings, lock_root
 ):
-    s = replace(settings, health_path=health_path)
+    s = replace(settings, app=replace(settings.app, health_path=health_path))
     with serving(status) as http:
         done = run_script(server, local_script(s, server, server.questions(s), http.url, lock_root))
     assert done.returncode == 0, done.stderr
@@ -1173,7 +1177,7 @@ def test_the_probe_script_fails_closed_without_an_sshd_process_above_it(server, 
     assert done.returncode == 1
     assert done.stdout == f"::fail probe {NO_SSHD}\n"  # no health request, no facts
     assert site.hosts == []
-    assert lock_files(lock_root, settings.name) == {}
+    assert lock_files(lock_root, settings.app.name) == {}
 
 
 @needs_root
@@ -1187,7 +1191,7 @@ def test_the_probe_script_refuses_a_lock_root_others_may_use(server, settings, s
 
 @needs_root
 def test_the_probe_script_stops_before_probing_when_the_lock_is_held(server, settings, site, lock_root):
-    app = settings.name
+    app = settings.app.name
     with running(copy_of("/bin/sleep", server.root / "held" / "sshd")) as held:
         (lock_root / f"{app}.owner").write_text(OTHER_OWNER + "\n")
         (lock_root / f"{app}.conn").write_text(f"{held} {start_time(held)}\n")
@@ -1203,7 +1207,7 @@ def test_the_probe_script_stops_before_probing_when_the_lock_is_held(server, set
 @needs_root
 @pytest.mark.parametrize("how", ["its start time differs (a reused PID)", "the process is gone", "no sshd"])
 def test_the_probe_script_takes_over_a_lock_whose_connection_is_gone(how, server, settings, site, lock_root):
-    app = settings.name
+    app = settings.app.name
     name = "sleep" if how == "no sshd" else "sshd"
     with running(copy_of("/bin/sleep", server.root / "held" / name)) as other:
         conn = dead_connection(how, other)

@@ -419,6 +419,6 @@ def test_the_worker_count_reload_waits_for_is_the_one_in_the_rendered_gunicorn_c
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(configs.gunicorn_conf(settings, paths_of(settings), cpu_count))
     assert reload_py.configured_workers(str(conf)) == 2 * cpu_count + 1
-    pinned = replace(settings, workers=7)
+    pinned = replace(settings, app=replace(settings.app, workers=7))
     conf.write_text(configs.gunicorn_conf(pinned, paths_of(pinned), cpu_count))
     assert reload_py.configured_workers(str(conf)) == 7

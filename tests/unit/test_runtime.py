@@ -31,7 +31,7 @@ PYTHON_FILES = [p for p in runtime.files() if p.suffix == ".py"]
 
 def scripts(s) -> dict[str, Script]:
     """One of each kind of script the kit sends, as planned for the default app."""
-    s = replace(s, release_command="flask db upgrade")
+    s = replace(s, deploy=replace(s.deploy, release_command="flask db upgrade"))
     fresh, converged = fresh_facts(), converged_facts(s)
     paths = paths_of(s)
     old = "20261125T090000Z-aaaaaaaaaaaa"

@@ -1,3 +1,4 @@
+import re
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -5,7 +6,7 @@ import fabric
 import pytest
 from invoke.exceptions import Exit
 
-from tasks.settings import SCHEMA, SettingError, load, parse
+from tasks.settings import PROJECT_ROOT, SCHEMA, SECTIONS, App, SettingError, Settings, is_empty, load, parse
 from tests.unit.conftest import default_config
 
 
@@ -17,19 +18,70 @@ def with_value(section: str, key: str, value) -> dict:
 
 def test_defaults_from_invoke_yaml_are_valid():
     s = parse(default_config())
-    assert (s.name, s.module, s.port, s.server_name) == ("flaskdemo", "app:app", 8080, "_")
-    assert s.workers is None and s.threads == 5 and s.keep_releases == 5
-    assert s.src.name == "app" and s.src.is_dir()
+    assert (s.app.name, s.app.module, s.app.port, s.app.server_name) == ("flaskdemo", "app:app", 8080, "_")
+    assert s.app.workers is None and s.app.threads == 5 and s.deploy.keep_releases == 5
+    assert s.app.src.name == "app" and s.app.src.is_dir()
+    assert s.https.mode == "off" and s.timeouts.connect == 10
 
 
-def test_invoke_yaml_shows_every_setting_with_its_default():
+def test_invoke_yaml_holds_exactly_the_declared_keys_in_order_with_their_defaults():
     config = default_config()
-    for key in SCHEMA.values():
-        assert key.key in config[key.section], f"{key.name} is missing from invoke.yaml"
-        shown = config[key.section][key.key]
-        assert key.validate(shown) == key.validate(key.default), (
-            f"invoke.yaml's {key.name} is not its default"
-        )
+    assert list(config) == list(SECTIONS)
+    for section in SECTIONS:
+        declared = [key for key in SCHEMA.values() if key.section == section]
+        assert list(config[section]) == [key.key for key in declared], f"invoke.yaml's {section} section"
+        for key in declared:
+            assert config[section][key.key] == key.default, f"invoke.yaml's {key.name} is not its default"
+
+
+def yaml_comments() -> dict[str, str]:
+    """Each key of invoke.yaml -> its comment: the comment lines right above it, then the one after it."""
+    comments, section, above = {}, None, []
+    for line in (PROJECT_ROOT / "invoke.yaml").read_text().splitlines():
+        if match := re.fullmatch(r"  # (.*)", line):
+            above.append(match[1])
+        elif match := re.fullmatch(r"  (\w+): .*?(?:\s+# (.*))?", line):
+            comments[f"{section}.{match[1]}"] = " ".join([*above, *filter(None, [match[2]])])
+            above = []
+        else:
+            section, above = line.partition(":")[0], []
+    return comments
+
+
+def test_each_keys_help_is_its_comment_in_invoke_yaml():
+    assert yaml_comments() == {name: key.help for name, key in SCHEMA.items()}
+
+
+def test_the_sections_made_without_arguments_hold_the_validated_defaults():
+    assert Settings() == parse({}) == parse(default_config())
+    assert Settings().app.src == PROJECT_ROOT / "app" and Settings().deploy.shared_dirs == ("instance",)
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", "~", "null", "NULL", "Null", "none", "None", " null "])
+def test_one_notion_of_empty(value):
+    assert is_empty(value)
+    for section, key in [("app", "workers"), ("app", "health_path"), ("deploy", "release_command"),
+                         ("deploy", "group"), ("https", "email"), ("https", "ca_bundle"), ("https", "cert"),
+                         ("https", "key")]:  # fmt: skip
+        assert getattr(getattr(parse(with_value(section, key, value)), section), key) is None, key
+
+
+@pytest.mark.parametrize("value", [0, False, [], {}, "0", "nul", "auto", "-", "None!"])
+def test_what_is_not_empty(value):
+    assert not is_empty(value)
+
+
+def test_auto_is_app_workers_word_for_its_default_and_no_other_keys():
+    assert parse(with_value("app", "workers", " Auto ")).app.workers is None
+    with pytest.raises(SettingError, match=r"^app\.health_path: must be a URL path"):
+        parse(with_value("app", "health_path", "auto"))
+
+
+def test_an_empty_string_is_no_value_for_a_key_that_must_have_one():
+    with pytest.raises(SettingError, match=r"^app\.port: must be an integer 1024-65535, got ''"):
+        parse(with_value("app", "port", ""))
+    with pytest.raises(SettingError, match=r"^app\.src: must be the path of the Flask app's directory"):
+        parse(with_value("app", "src", ""))
 
 
 @pytest.mark.parametrize(
@@ -103,7 +155,7 @@ def test_a_bad_value_names_its_key_and_the_fix(section, key, value, message):
 
 def test_server_names_nginx_takes_as_names_are_accepted():
     for names in ("_", "example.org www.example.org", "*.example.org", "example.*", "localhost", "10.0.0.1"):
-        assert parse(with_value("app", "server_name", names)).server_name == names
+        assert parse(with_value("app", "server_name", names)).app.server_name == names
 
 
 def test_a_section_that_is_no_mapping_is_one_line_too():
@@ -123,12 +175,12 @@ def test_the_ssh_login_user_is_no_app_name():
 
 
 def test_string_numbers_from_env_vars_are_accepted():
-    assert parse(with_value("app", "port", "8081")).port == 8081
-    assert parse(with_value("app", "workers", "auto")).workers is None
+    assert parse(with_value("app", "port", "8081")).app.port == 8081
+    assert parse(with_value("app", "workers", "auto")).app.workers is None
 
 
 def test_a_release_command_may_hold_a_tab_and_end_with_a_newline():
-    assert parse(with_value("deploy", "release_command", "flask\tdb upgrade\n")).release_command == (
+    assert parse(with_value("deploy", "release_command", "flask\tdb upgrade\n")).deploy.release_command == (
         "flask\tdb upgrade"
     )
 
@@ -163,8 +215,8 @@ def test_the_top_level_keys_of_fabric_and_invoke_are_no_unknown_sections():
 def test_unknown_keys_are_named_and_missing_ones_take_their_default():
     with pytest.raises(SettingError, match=r"^app\.prot: unknown setting"):
         parse(with_value("app", "prot", 1))
-    assert parse({"app": {"name": "other"}}) == replace(parse({}), name="other")
-    assert parse({}).module == "app:app" and parse({}).port == 8080
+    assert parse({"app": {"name": "other"}}) == Settings(app=replace(App(), name="other"))
+    assert parse({}).app.module == "app:app" and parse({}).app.port == 8080
 
 
 def test_load_turns_a_bad_value_into_a_clean_exit_code_2():
@@ -177,13 +229,13 @@ def test_load_turns_a_bad_value_into_a_clean_exit_code_2():
 
 def test_the_new_release_settings_and_their_defaults():
     s = parse(default_config())
-    assert s.env == {} and s.shared_dirs == ("instance",) and s.release_command is None
+    assert s.app.env == {} and s.deploy.shared_dirs == ("instance",) and s.deploy.release_command is None
     s = parse(
         with_value("deploy", "shared_dirs", ["instance", "static/uploads", "instance"])
         | {"app": {**default_config()["app"], "env": {"SECRET_KEY": "x"}}}
     )
-    assert s.shared_dirs == ("instance", "static/uploads") and s.env == {"SECRET_KEY": "x"}
-    assert parse(with_value("deploy", "release_command", "  flask db upgrade ")).release_command == (
+    assert s.deploy.shared_dirs == ("instance", "static/uploads") and s.app.env == {"SECRET_KEY": "x"}
+    assert parse(with_value("deploy", "release_command", "  flask db upgrade ")).deploy.release_command == (
         "flask db upgrade"
     )
 

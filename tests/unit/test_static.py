@@ -36,13 +36,13 @@ def app_dir(root: Path, *files: str) -> Path:
 
 def test_a_module_apps_static_folder_is_served_at_static(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "static/style.css")
-    s = replace(settings, src=src, module="app:app", static={})
+    s = replace(settings, app=replace(settings.app, src=src, module="app:app", static={}))
     assert static.folders(s, src) == {"/static/": "static"}
 
 
 def test_an_app_without_a_static_folder_has_no_static_location(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "templates/index.html")
-    s = replace(settings, src=src, module="app:app", static={})
+    s = replace(settings, app=replace(settings.app, src=src, module="app:app", static={}))
     assert static.folders(s, src) == {}
     assert static.commands(s, src) == []
     assert "location ^~" not in configs.nginx_site(s, paths_of(s), PLATFORM)
@@ -51,30 +51,32 @@ def test_an_app_without_a_static_folder_has_no_static_location(settings, tmp_pat
 def test_a_package_apps_static_folder_is_the_packages(settings, tmp_path):
     # Flask's tutorial: flaskr/__init__.py with create_app(); its root path is the package's directory.
     src = app_dir(tmp_path, "flaskr/__init__.py", "flaskr/static/style.css", "static/not-this.css")
-    s = replace(settings, src=src, module="flaskr:create_app()", static={})
+    s = replace(settings, app=replace(settings.app, src=src, module="flaskr:create_app()", static={}))
     assert static.folders(s, src) == {"/static/": "flaskr/static"}
 
 
 def test_a_module_in_a_package_has_the_packages_directory_as_its_root(settings, tmp_path):
     src = app_dir(tmp_path, "site/__init__.py", "site/web.py", "site/static/a.js")
-    s = replace(settings, src=src, module="site.web:app", static={})
+    s = replace(settings, app=replace(settings.app, src=src, module="site.web:app", static={}))
     assert static.folders(s, src) == {"/static/": "site/static"}
 
 
 def test_a_src_layout_is_found_under_src(settings, tmp_path):
     src = app_dir(tmp_path, "pyproject.toml", "src/flaskr/__init__.py", "src/flaskr/static/app.js")
-    s = replace(settings, src=src, module="flaskr:create_app()", static={})
+    s = replace(settings, app=replace(settings.app, src=src, module="flaskr:create_app()", static={}))
     assert static.folders(s, src) == {"/static/": "src/flaskr/static"}
 
 
 def test_an_explicit_mapping_is_served_as_given_and_nothing_else(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "static/a.css", "assets/img/logo.png", "media/b.png")
-    s = replace(settings, src=src, static={"/media/": "media", "/assets/": "assets/img"})
+    s = replace(
+        settings, app=replace(settings.app, src=src, static={"/media/": "media", "/assets/": "assets/img"})
+    )
     assert static.folders(s, src) == {"/assets/": "assets/img", "/media/": "media"}  # sorted by prefix
     assert static.refusal(s, src) is None
     assert static.commands(s, src) == [line("open_static", Var("BUILT"), "assets/img", "media")]
     # An empty mapping is the Flask static folder again.
-    assert static.folders(replace(s, static={}), src) == {"/static/": "static"}
+    assert static.folders(replace(s, app=replace(s.app, static={})), src) == {"/static/": "static"}
 
 
 # ---- refused before anything changes ---------------------------------------------------------------
@@ -82,7 +84,7 @@ def test_an_explicit_mapping_is_served_as_given_and_nothing_else(settings, tmp_p
 
 def test_a_directory_the_app_lacks_is_refused_in_one_line(settings, tmp_path):
     src = app_dir(tmp_path, "app.py")
-    s = replace(settings, src=src, static={"/assets/": "assets"})
+    s = replace(settings, app=replace(settings.app, src=src, static={"/assets/": "assets"}))
     assert static.refusal(s, src) == (
         f"app.static: assets is not a directory of the app (in {src}): create it, or map /assets/ to a"
         " directory the app has"
@@ -92,21 +94,25 @@ def test_a_directory_the_app_lacks_is_refused_in_one_line(settings, tmp_path):
 def test_a_file_a_link_a_shared_directory_or_the_root_prefix_is_refused(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "notes.txt", "elsewhere/a.css", "instance/up/b.png")
     (src / "linked").symlink_to(src / "elsewhere")
-    s = replace(settings, src=src, shared_dirs=("instance",))
+    s = replace(
+        settings,
+        app=replace(settings.app, src=src),
+        deploy=replace(settings.deploy, shared_dirs=("instance",)),
+    )
     for mapping, why in [
         ({"/n/": "notes.txt"}, "notes.txt is not a directory of the app"),
         ({"/l/": "linked"}, "linked is not a directory of the app"),
         ({"/up/": "instance/up"}, "instance/up is in the shared directory instance (deploy.shared_dirs)"),
         ({"/": "elsewhere"}, "/ would take every request from the app"),
     ]:
-        refusal = static.refusal(replace(s, static=mapping), src)
+        refusal = static.refusal(replace(s, app=replace(s.app, static=mapping)), src)
         assert refusal is not None and refusal.startswith(f"app.static: {why}"), refusal
         assert "\n" not in refusal
 
 
 def test_runs_that_serve_static_files_refuse_a_missing_directory_after_the_probe(settings, tmp_path):
     src = app_dir(tmp_path, "app.py")
-    s = replace(settings, src=src, static={"/assets/": "assets"})
+    s = replace(settings, app=replace(settings.app, src=src, static={"/assets/": "assets"}))
 
     def refused(steps: tuple[str, ...]) -> list[str]:
         # No app read: enable_site alone does not read it, and the refusal needs only app.src.
@@ -128,7 +134,9 @@ def locations(site: str) -> dict[str, str]:
 
 def test_nginx_serves_each_directory_from_the_live_release_with_caching_headers(settings, tmp_path):
     src = app_dir(tmp_path, "app.py", "static/a.css", "assets/img/logo.png")
-    s = replace(settings, src=src, static={"/static/": "static", "/img/": "assets/img"})
+    s = replace(
+        settings, app=replace(settings.app, src=src, static={"/static/": "static", "/img/": "assets/img"})
+    )
     site = configs.nginx_site(s, paths_of(s), PLATFORM)
     found = locations(site)
     assert list(found) == ["/img/", "/static/"]
@@ -143,7 +151,7 @@ def test_nginx_serves_each_directory_from_the_live_release_with_caching_headers(
 
 
 def test_the_default_apps_site_is_unchanged_without_a_static_folder(settings):
-    assert not (settings.src / "static").exists()  # the sample app has none
+    assert not (settings.app.src / "static").exists()  # the sample app has none
     assert "location ^~" not in configs.nginx_site(settings, paths_of(settings), PLATFORM)
 
 
@@ -208,7 +216,7 @@ def test_open_static_refuses_a_directory_through_a_link_and_skips_an_absent_one(
 @pytest.mark.parametrize("directory", ["static", "assets/img"])
 def test_push_opens_the_static_directories_of_the_release_it_built(settings, tmp_path, directory):
     src = app_dir(tmp_path, "app.py", f"{directory}/a.css")
-    s = replace(settings, src=src, static={"/s/": directory})
+    s = replace(settings, app=replace(settings.app, src=src, static={"/s/": directory}))
     (push,) = [p for p in plans(s, fresh_facts()) if p.name == "push"]
     names = [c.split()[0] for c in push.commands]
     assert line("open_static", Var("BUILT"), directory) in push.commands

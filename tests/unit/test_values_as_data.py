@@ -116,7 +116,7 @@ cd {q(str(scratch))}
 for name in CURRENT PREVIOUS RELEASES_DIR HISTORY_FILE ERROR_LOG; do
     printf -v "$name" '%s/%s' {q(str(scratch))} "$name"
 done
-HEALTH_URL={q(f"http://127.0.0.1:{port}{s.health_path or '/'}")} HEALTH_TIMEOUT=0 W={q(str(scratch))}
+HEALTH_URL={q(f"http://127.0.0.1:{port}{s.app.health_path or '/'}")} HEALTH_TIMEOUT=0 W={q(str(scratch))}
 note_live_release
 begin_step health
 ( gate )

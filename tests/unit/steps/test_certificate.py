@@ -63,7 +63,7 @@ def test_other_domains_or_another_ca_get_a_new_certificate(settings, domains, se
 def test_a_private_ca_bundle_is_trusted_by_certbot_and_its_renewals(settings, tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    s = acme(settings, https_ca_bundle=bundle)
+    s = acme(settings, ca_bundle=bundle)
     step = plan_one(s, certified(s, converged_facts(settings)), certificate.STEP)
     assert step.commands == ("trust_acme_ca files/acme-ca.pem",)
     assert step.files["files/acme-ca.pem"] == bundle.read_bytes()

@@ -34,7 +34,7 @@ def test_a_deleted_site_link_is_restored_and_then_nginx_reloaded(settings):
 
 
 def test_a_named_site_leaves_the_default_site_enabled(settings):
-    named = replace(settings, server_name="example.org")
+    named = replace(settings, app=replace(settings.app, server_name="example.org"))
     assert plan_one(named, converged_facts(settings), nginx.ENABLE_SITE).commands == (
         "enable_site files/nginx-site 0",
     )

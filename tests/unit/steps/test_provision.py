@@ -45,7 +45,7 @@ def test_apt_update_only_when_the_lists_are_older_than_the_cache_valid_time(sett
     probed = converged.having(Packages(installed, package_lists_age=60))
     step = plan_one(settings, probed, provision.STEP)
     assert step.commands == ("start_packages 0 supervisor",) and not step.touches
-    old = converged.having(Packages(installed, package_lists_age=settings.apt_cache_valid_time + 1))
+    old = converged.having(Packages(installed, package_lists_age=settings.deploy.apt_cache_valid_time + 1))
     assert "start_packages 1 supervisor" in script_of(plan_one(settings, old, provision.STEP))
 
 

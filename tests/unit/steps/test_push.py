@@ -135,14 +135,14 @@ def test_uv_travels_when_the_server_lacks_it_and_is_installed_first(settings):
 def test_a_new_app_env_makes_a_new_release_and_travels_only_in_a_file(settings):
     probed = converged_facts(settings)
     assert not plan_one(settings, probed, push.STEP).acts
-    with_env = replace(settings, env={"SECRET_KEY": "s3cret"})
+    with_env = replace(settings, app=replace(settings.app, env={"SECRET_KEY": "s3cret"}))
     step = plan_one(with_env, probed, push.STEP)
     assert step.acts and step.files["files/env.json"] == b'{"SECRET_KEY": "s3cret"}'
     assert "s3cret" not in "\n".join(step.commands)
 
 
 def test_the_release_command_runs_after_the_import_trial_and_before_the_switch(settings):
-    s = replace(settings, release_command="flask db upgrade")
+    s = replace(settings, deploy=replace(settings.deploy, release_command="flask db upgrade"))
     step = plan_one(s, amended(converged_facts(settings), Releases, fingerprint="other code"), push.STEP)
     commands = [c.split()[0] for c in step.commands]
     assert commands == ["build_release", "try_import", "run_release_command", "switch_to_built"]
@@ -186,7 +186,8 @@ def test_failed_releases_count_toward_keep_and_their_unused_venvs_go(settings):
         venv_dirs=frozenset({live.venv, OLD_VENV, BROKEN, HALF}),
     )
     later = replace(
-        situation(replace(settings, keep_releases=3), probed, ("push",)), now=NOW + timedelta(hours=1)
+        situation(replace(settings, deploy=replace(settings.deploy, keep_releases=3)), probed, ("push",)),
+        now=NOW + timedelta(hours=1),
     )
     step = push.STEP.plan_for(later)
     # Newest three: the new one, the live one, older[4] (failed): older[0..3] go although older[0] was
