@@ -48,7 +48,7 @@ from tasks.platform import DEBIAN_12, PLATFORMS, SSHD_PROCESS_NAMES, python_refu
 from tasks.remote import RemoteError, Result
 from tasks.settings import Settings
 from tasks.shell import Script, Var, line
-from tasks.steps import KINDS, push
+from tasks.steps import KINDS, PROBES, push
 from tasks.steps.guards import Listener, Listeners
 from tasks.steps.nginx import NginxConfig
 from tasks.steps.provision import Packages
@@ -418,7 +418,12 @@ def test_the_probe_reads_the_content_only_of_the_kit_s_configs_and_certificate_f
     paths = layout(s, DEBIAN_12)
     https_files = {"off": [], "files": [paths.tls_cert, paths.tls_key], "acme": [paths.acme_ca_bundle]}
     expected = [paths.tmpfiles_conf, paths.gunicorn_conf, paths.nginx_site, paths.supervisor_conf]
-    assert sorted(probe.hashed_paths(s, paths)) == sorted(expected + https_files[mode])
+    hashed = set(probe.hashed_paths(s, paths))
+    # The steps' own files (each step declares what it hashes), among them these; no other mode's.
+    assert hashed == {path for asked in PROBES for path in asked.hashed(s, paths)}
+    assert set(expected + https_files[mode]) <= hashed
+    assert not hashed & {path for files in https_files.values() for path in files} - set(https_files[mode])
+    assert not [p for p in hashed if p.startswith((f"{paths.shared_dir}/", f"{paths.run_dir}/"))]
     entry = next(e for e in probe.questions(s)["platforms"] if e["id"] == DEBIAN_12.id)
     assert entry["hashed"] == probe.hashed_paths(s, paths)
     assert set(entry["hashed"]) <= set(entry["paths"])
