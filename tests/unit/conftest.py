@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import configs
+from tasks import configs, recap
 from tasks.converge import plan
 from tasks.dependencies import declared
 from tasks.facts import Facts, PathState, ReleaseDir, Unit, User
@@ -32,6 +32,15 @@ STEPS = {step.name: step for step in PIPELINE}
 
 def default_config() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "invoke.yaml").read_text())
+
+
+@pytest.fixture(autouse=True)
+def fresh_run(monkeypatch) -> recap.Run:
+    """Each test its own run (recap.current, this process's): the steps it reports, the lines it prints
+    and its exit code apart from every other test's, and none left for the exit of pytest's process."""
+    fresh = recap.Run()
+    monkeypatch.setattr(recap, "current", fresh)
+    return fresh
 
 
 @pytest.fixture

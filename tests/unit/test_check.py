@@ -19,9 +19,8 @@ SECRET = "s3cr3t-value"
 
 @pytest.fixture
 def printed(capsys):
-    """What recap prints, and its tallies left clean after the test."""
-    yield capsys
-    recap._tallies.clear()
+    """What recap prints (the run is the test's own: see fresh_run)."""
+    return capsys
 
 
 def test_a_diff_shows_the_changed_lines_with_one_line_of_context():
@@ -53,7 +52,7 @@ def test_a_fresh_server_would_change_at_every_step_each_saying_why(settings, pri
         assert f"h    +++ {path} (would be)" in out
     assert "h    install packages: nginx supervisor" in out
     changing = len(PIPELINE) - 1  # all but certificate
-    assert recap.recap_line("h", recap._tallies["h"]) == f"h  ok=1 changed={changing} failed=0"
+    assert recap.current.hosts["h"].recap_line() == f"h  ok=1 changed={changing} failed=0"
 
 
 def test_a_converged_server_would_change_nothing(settings, printed):
@@ -63,7 +62,7 @@ def test_a_converged_server_would_change_nothing(settings, printed):
     out = printed.readouterr().out
     assert "would change" not in out.replace("nothing would change", "")
     assert out.endswith("h  nothing would change\n")
-    assert recap.recap_line("h", recap._tallies["h"]) == f"h  ok={len(PIPELINE)} would change=0 failed=0"
+    assert recap.current.hosts["h"].recap_line() == f"h  ok={len(PIPELINE)} would change=0 failed=0"
 
 
 def test_changed_settings_diff_exactly_their_lines_against_the_servers_configs(settings, printed):

@@ -144,26 +144,30 @@ def test_both_streams_go_to_their_sinks_in_order_and_come_back_empty():
     assert (bytes(out), bytes(err)) == (b"o" * 10_000, b"e" * 10_000)
 
 
-@pytest.fixture
-def clean_recap():
-    yield
-    for host in ("h-ok", "h-3", "h-7", "h-locked", "h-down", "h-300"):
-        recap._tallies.pop(host, None)
-        recap._exited.pop(host, None)
-        recap._locked.discard(host)
+def exit_code(outcomes: dict[str, int | str]) -> int:
+    """The exit code of a run whose hosts, in this order, ended so: their command's exit code, `locked`
+    (another run's lock) or `down` (a failure of another kind)."""
+    run = recap.Run()
+    for host, outcome in outcomes.items():
+        if outcome == "locked":
+            run.locked(host, "locked by alice@laptop (deploy)")
+        elif outcome == "down":
+            run.report(host, "connect", "failed", "no answer")
+        else:
+            run.exited(host, "exec", outcome)
+    return run.exit_code()
 
 
-def test_the_run_exits_with_the_commands_exit_code(clean_recap, capsys):
+def test_the_run_exits_with_the_commands_exit_code(capsys):
     recap.exited("h-ok", "exec", 0)
     recap.exited("h-3", "exec", 3)
-    recap.exited("h-7", "exec", 7)
-    assert recap.exit_code(["h-3", "h-7"]) == 3, "several hosts: the first one's"
-    recap.exited("h-300", "exec", 300)
-    assert recap.exit_code(["h-300"]) == 1, "no exit code above 255"
-    recap.locked("h-locked", "locked by alice@laptop (deploy)")
-    assert recap.exit_code(["h-locked"]) == recap.LOCKED_EXIT
-    assert recap.exit_code(["h-3", "h-locked"]) == 1, "mixed failures: 1"
-    recap.report("h-down", "connect", "failed", "no answer")
-    assert recap.exit_code(["h-3", "h-down"]) == 1
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["h-ok  exec  ok", "h-3  exec  failed: the command exited 3"]
+    assert recap.exit_code() == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "h-ok  exec  ok",
+        "h-3  exec  failed: the command exited 3",
+    ]
+    assert exit_code({"h-ok": 0, "h-3": 3, "h-7": 7}) == 3, "several hosts: the first one's"
+    assert exit_code({"h-300": 300}) == 1, "no exit code above 255"
+    assert exit_code({"h-locked": "locked"}) == recap.LOCKED_EXIT
+    assert exit_code({"h-3": 3, "h-locked": "locked"}) == 1, "mixed failures: 1"
+    assert exit_code({"h-3": 3, "h-down": "down"}) == 1

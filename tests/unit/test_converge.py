@@ -2,6 +2,7 @@
 
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,16 +67,14 @@ def test_outcome_counts_steps_and_stops_at_the_first_failure(capsys):
     ok = report_outcome("h-outcome", ["provision", "push", "enable_site", "reload_nginx"],
                         {"push", "enable_site", "reload_nginx"}, Result(1, stdout, ""))  # fmt: skip
     assert not ok
-    assert recap._tallies["h-outcome"] == recap.Tally(ok=1, changed=1, failed=1)
+    assert recap.current.hosts["h-outcome"].tally == recap.Tally(ok=1, changed=1, failed=1)
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "h-outcome  enable_site  failed: nginx -t rejected the new site"
-    del recap._tallies["h-outcome"]
 
 
 def test_a_script_that_dies_without_a_marker_names_its_last_error(capsys):
     assert not report_outcome("h-died", ["push"], {"push"}, Result(1, "", "line 3: oops\n"))
     assert capsys.readouterr().out.splitlines()[-1] == "h-died  push  failed: stopped: line 3: oops"
-    del recap._tallies["h-died"]
 
 
 def test_notes_are_printed_after_their_step(capsys):
@@ -85,16 +84,12 @@ def test_notes_are_printed_after_their_step(capsys):
         "h-note  push  changed",
         "h-note  push: other dependencies: gunicorn restarted",
     ]
-    del recap._tallies["h-note"]
 
 
 @pytest.fixture
-def tallies(monkeypatch) -> dict[str, recap.Tally]:
-    """The recap's counts, for this test alone."""
-    monkeypatch.setattr(recap, "_tallies", {})
-    if hasattr(recap, "_failures"):
-        monkeypatch.setattr(recap, "_failures", {})
-    return recap._tallies
+def tallies(fresh_run) -> Callable[[str], recap.Tally]:
+    """A host's counts in this test's run."""
+    return lambda host: fresh_run.hosts[host].tally
 
 
 DEPLOY = ["provision", "push", "backup_default", "enable_site", "health"]
@@ -135,7 +130,7 @@ def test_each_steps_line_is_printed_as_its_marker_arrives_with_its_time(capsys, 
     ends = [output.index(marker) + len(marker) for marker in (b"3.142\n", b"12.04\n", b"0.012\n", b"0.31\n")]
     assert [at for at, _ in printed] == [ends[0], ends[1], ends[1], ends[2], ends[2], ends[3]]
     assert capsys.readouterr().out == ""  # finish: nothing left to say, something changed
-    assert tallies["h-live"] == recap.Tally(ok=3, changed=2, failed=0)
+    assert tallies("h-live") == recap.Tally(ok=3, changed=2, failed=0)
 
 
 @pytest.mark.parametrize("size", [1, 7, 4096])
@@ -167,7 +162,7 @@ def test_a_failure_is_the_last_line_and_says_why(capsys, tallies):
         "h-fails  push  failed: release command exited 1: Error: no such table",
     ]
     assert capsys.readouterr().out == ""
-    assert tallies["h-fails"] == recap.Tally(ok=0, changed=1, failed=1)
+    assert tallies("h-fails") == recap.Tally(ok=0, changed=1, failed=1)
 
 
 def test_a_failure_before_any_step_follows_the_steps_the_plan_left_alone(capsys, tallies):

@@ -21,17 +21,6 @@ from tests import fab as fab_cli
 from tests.unit.conftest import default_config as load_defaults
 
 
-@pytest.fixture(autouse=True)
-def fresh_recap(monkeypatch):
-    """Each test its own recap state (it is the run's, module-level)."""
-    for name, empty in (
-        ("_tallies", {}), ("_locked", set()), ("_exited", {}), ("_failures", {}), ("_at_end", []),
-        ("_seconds", {}), ("_order", []), ("_not_started", {}), ("_releases", {}),
-    ):  # fmt: skip
-        monkeypatch.setattr(recap, name, empty)
-    monkeypatch.setattr(recap, "_stream", "stdout")
-
-
 def with_deploy(**values) -> dict:
     config = load_defaults()
     config["deploy"] = {**config["deploy"], **values}
@@ -251,7 +240,7 @@ class Writes(io.StringIO):
         return super().write(text)
 
 
-def test_lines_of_hosts_at_once_are_written_whole(monkeypatch):
+def test_lines_of_hosts_at_once_are_written_whole(monkeypatch, fresh_run):
     stream = Writes()
     monkeypatch.setattr("sys.stdout", stream)
     hosts = [f"host{i}" for i in range(8)]
@@ -271,7 +260,7 @@ def test_lines_of_hosts_at_once_are_written_whole(monkeypatch):
     for line in lines:
         host = line.split("  ", 1)[0]
         assert line.startswith(f"{host}  step") and f": {host} message " in line
-    assert {h: t.ok for h, t in recap._tallies.items()} == dict.fromkeys(hosts, 25)
+    assert {name: host.tally.ok for name, host in fresh_run.hosts.items()} == dict.fromkeys(hosts, 25)
 
 
 # One document for all hosts ---------------------------------------------------------------------------

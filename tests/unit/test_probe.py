@@ -1274,11 +1274,8 @@ def fake_remote(monkeypatch) -> Remote:
 
 
 @pytest.fixture
-def printed(monkeypatch, capsys):
-    """The recap's lines, its tallies kept apart from the rest of the test run's (no exit code from them)."""
-    monkeypatch.setattr(recap, "_tallies", {})
-    monkeypatch.setattr(recap, "_locked", set())
-    monkeypatch.setattr(recap, "_stream", "stdout")
+def printed(capsys):
+    """The recap's lines (the run is the test's own: see fresh_run)."""
     return lambda: capsys.readouterr().out.splitlines()
 
 
@@ -1299,7 +1296,7 @@ def test_run_connects_then_sends_the_probe_script_and_parses_its_facts(
     assert facts is not None and (facts.platform, facts.healthy) == ("debian-12", True)
     sent = probe.script(settings, holder="alice@laptop", action="deploy", health=True).render()
     assert fake_remote.calls == [("connect", connection), ("execute", sent)]
-    assert printed() == [] and recap._tallies == {}
+    assert printed() == [] and recap.current.hosts == {}
 
 
 def test_run_notes_a_host_key_it_recorded(connection, fake_remote, printed, server, settings):
@@ -1314,7 +1311,7 @@ def test_run_reports_a_host_it_cannot_reach_and_sends_nothing(connection, fake_r
     assert probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy") is None
     assert [name for name, _ in fake_remote.calls] == ["connect"]
     assert printed() == [f"{HOST}  connect  failed: no answer from h-probe port 22 within 10 s"]
-    assert recap._tallies[HOST].failed == 1 and recap._locked == set()
+    assert recap.current.hosts[HOST].tally.failed == 1 and not recap.current.hosts[HOST].locked
 
 
 def test_run_reports_a_connection_lost_while_probing(connection, fake_remote, printed, settings):
@@ -1338,8 +1335,8 @@ def test_run_reports_why_the_probe_failed(result, reported, locked, fake_remote,
     fake_remote.result = result
     assert probe.run(connection, HOST, settings, holder="alice@laptop", action="deploy", health=True) is None
     assert printed() == [f"{HOST}  {reported}"]
-    assert recap._tallies[HOST].failed == 1
-    assert recap._locked == ({HOST} if locked else set())
+    assert recap.current.hosts[HOST].tally.failed == 1
+    assert recap.current.hosts[HOST].locked == locked
 
 
 def test_a_probe_out_of_time_stops_saying_where_and_the_run_reports_it(
@@ -1472,7 +1469,7 @@ def test_a_server_with_too_old_a_python3_is_refused_in_one_line_by_every_task_th
     assert task(connection, settings) is None
     assert printed() == [f"{HOST}  probe  failed: {python_refusal(version)}"]
     assert python_refusal(version).startswith(f"python3 on the server is {version}; ")
-    assert recap._tallies[HOST].failed == 1  # the run exits non-zero
+    assert recap.current.hosts[HOST].tally.failed == 1  # the run exits non-zero
 
 
 def probe_functions() -> dict:

@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from tasks import recap, settings
 from tests.unit.conftest import default_config
 
@@ -45,9 +47,9 @@ def test_step_lines_line_up_their_times_and_the_recap_line_ends_with_the_hosts_t
     assert line == "sandbox1  ok=2 changed=6 failed=0  in 6.8 s"
 
 
-def test_a_hosts_runs_add_up_to_its_time(capsys, monkeypatch):
-    monkeypatch.setattr(recap, "_tallies", {"h-timed": recap.Tally(ok=1), "h-untimed": recap.Tally(ok=1)})
-    monkeypatch.setattr(recap, "_seconds", {})
+def test_a_hosts_runs_add_up_to_its_time(capsys):
+    recap.report("h-timed", "deploy", "ok")
+    recap.report("h-untimed", "deploy", "ok")
     recap.timed("h-timed", 1.25)
     recap.timed("h-timed", 2.5)
     recap._finish()
@@ -57,32 +59,19 @@ def test_a_hosts_runs_add_up_to_its_time(capsys, monkeypatch):
     ]
 
 
-def test_json_mode_keeps_stdout_for_the_document_and_a_lock_exits_75(capsys):
+def test_json_mode_keeps_stdout_for_the_document_and_a_lock_exits_75(capsys, fresh_run):
     recap.to_stderr()
-    try:
-        recap.locked("h-locked", "locked by alice@laptop (deploy) since 2026-11-26T10:00:00Z")
-    finally:
-        recap._stream = "stdout"
+    recap.locked("h-locked", "locked by alice@laptop (deploy) since 2026-11-26T10:00:00Z")
     captured = capsys.readouterr()
     assert captured.out == ""
     assert (
         captured.err == "h-locked  lock  failed: locked by alice@laptop (deploy) since 2026-11-26T10:00:00Z\n"
     )
-    assert recap._locked == {"h-locked"}
-    del recap._tallies["h-locked"]
-    recap._locked.clear()
+    assert fresh_run.hosts["h-locked"].locked
+    assert recap.exit_code() == recap.LOCKED_EXIT
 
 
-def test_the_recap_keeps_the_order_given_with_the_failed_hosts_last_saying_why(capsys, monkeypatch):
-    for name, empty in (
-        ("_tallies", {}),
-        ("_failures", {}),
-        ("_seconds", {}),
-        ("_order", []),
-        ("_at_end", []),
-    ):
-        monkeypatch.setattr(recap, name, empty)
-    monkeypatch.setattr(recap, "_not_started", {})
+def test_the_recap_keeps_the_order_given_with_the_failed_hosts_last_saying_why(capsys):
     recap.order(["h1", "h2", "h3", "h4"])
     recap.report("h4", "deploy", "changed")
     recap.report("h2", "connect", "failed", "cannot connect to h2 port 1")
@@ -107,14 +96,9 @@ def test_every_line_masks_app_envs_values_and_shows_no_control_character(capsys)
     # What a server sends back lands in lines: an app's error line quoting its settings, a release's
     # failure, a process's name with a terminal's escapes in it.
     recap.hide(["postgres://app:hunter22@db/app", "on"])
-    try:
-        recap.note("web1", "push: OperationalError: postgres://app:hunter22@db/app refused")
-        recap.report("web1", "push", "failed", "a release named \x1b]0;pwned\x07 with\ta tab")
-        document = recap.concealed('{"detail": "postgres://app:hunter22@db/app"}')
-    finally:
-        recap._hidden.clear()
-        recap._tallies.clear()
-        recap._failures.clear()
+    recap.note("web1", "push: OperationalError: postgres://app:hunter22@db/app refused")
+    recap.report("web1", "push", "failed", "a release named \x1b]0;pwned\x07 with\ta tab")
+    document = recap.concealed('{"detail": "postgres://app:hunter22@db/app"}')
     assert capsys.readouterr().out == (
         "web1  push: OperationalError: **** refused\n"
         "web1  push  failed: a release named ?]0;pwned? with a tab\n"
@@ -125,9 +109,41 @@ def test_every_line_masks_app_envs_values_and_shows_no_control_character(capsys)
 def test_once_the_settings_are_loaded_no_line_shows_a_value_of_app_env(capsys):
     config = default_config()
     config["app"]["env"] = {"SECRET_KEY": "s3cr3t-of-the-app"}
-    try:
-        settings.load(SimpleNamespace(config=config, user="root"))
-        recap.note("web1", "logs: ValueError: bad key s3cr3t-of-the-app")  # what a server sent back
-    finally:
-        recap._hidden.clear()
+    settings.load(SimpleNamespace(config=config, user="root"))
+    recap.note("web1", "logs: ValueError: bad key s3cr3t-of-the-app")  # what a server sent back
     assert capsys.readouterr().out == "web1  logs: ValueError: bad key ****\n"
+
+
+def test_the_exit_code_is_derived_from_the_steps_results_of_all_the_hosts():
+    def exit_code(*steps: tuple[str, str, str]) -> int:
+        """A run's exit code, its hosts having reported these steps: (host, step, status); a host whose
+        name starts with `check` is a check run's."""
+        run = recap.Run()
+        for host, step, status in steps:
+            if host.startswith("check"):
+                run.checking(host)
+            if step == "lock":
+                run.locked(host, "locked by alice@laptop (deploy)")
+            elif step == "exec":
+                run.exited(host, step, int(status))
+            else:
+                run.report(host, step, status)
+        return run.exit_code()
+
+    assert exit_code(("a", "push", "changed"), ("b", "push", "ok")) == 0
+    assert exit_code(("check-a", "push", recap.WOULD_CHANGE), ("check-b", "push", "ok")) == 3
+    assert exit_code(("check-a", "push", "ok"), ("b", "push", "changed")) == 0, "b is no check run"
+    assert exit_code(("a", "push", "ok"), ("a", "health", "failed")) == 1, "a failure after ok steps"
+    # A failure anywhere wins over what a check run would change; a lock's or a command's only if alone.
+    assert exit_code(("check-a", "push", recap.WOULD_CHANGE), ("check-b", "push", "failed")) == 1
+    assert exit_code(("check-a", "push", recap.WOULD_CHANGE), ("check-b", "lock", "failed")) == 75
+    assert exit_code(("a", "lock", "failed"), ("b", "lock", "failed")) == 75
+    assert exit_code(("a", "lock", "failed"), ("b", "exec", "4")) == 1
+    assert exit_code(("a", "exec", "4"), ("b", "exec", "0"), ("b", "push", "failed")) == 1
+    assert exit_code(("a", "exec", "0"), ("b", "exec", "4"), ("c", "exec", "5")) == 4
+
+
+def test_an_unknown_status_is_refused_before_it_is_counted_or_printed(capsys, fresh_run):
+    with pytest.raises(ValueError, match="'skipped' is no step outcome"):
+        recap.report("h", "push", "skipped")
+    assert fresh_run.hosts == {} and capsys.readouterr().out == ""

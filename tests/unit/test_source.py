@@ -173,9 +173,7 @@ def test_a_note_names_ten_links_at_most(app):
 def host(monkeypatch):
     """A host a run reports on, whose server must not be reached: the probe connects first."""
     monkeypatch.setattr(probe, "run", lambda *args, **kwargs: pytest.fail("the run connected"))
-    yield "web-links"
-    recap._tallies.pop("web-links", None)
-    recap._failures.pop("web-links", None)
+    return "web-links"
 
 
 def run_on(host: str, app: Path) -> bool:
@@ -192,7 +190,7 @@ def test_a_link_out_of_the_app_fails_the_hosts_run_in_one_line_before_anything_c
     (app / "notes.txt").symlink_to(secret)
     assert run_on(host, app) is False
     assert capsys.readouterr().out == f"{host}  push  failed: {refusal(app)}\n"
-    assert recap._tallies[host] == recap.Tally(failed=1)
+    assert recap.current.hosts[host].tally == recap.Tally(failed=1)
 
 
 def test_the_links_that_travel_as_copies_are_said_once_before_the_run_goes_on(app, host, capsys):

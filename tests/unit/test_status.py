@@ -203,9 +203,6 @@ def run(monkeypatch, capsys, settings):
     """A `fab status` run over fake hosts: `looks` maps a host to what probe.look finds there (a Found),
     or to why it cannot (a failed step reported, as probe.run reports it); `finish()` prints what the
     run prints at exit and returns (stdout, stderr, exit code)."""
-    for name, value in (("_tallies", {}), ("_locked", set()), ("_exited", {}), ("_failures", {}),
-                        ("_at_end", []), ("_stream", "stdout")):  # fmt: skip
-        monkeypatch.setattr(recap, name, value)
     monkeypatch.setattr(status, "_rows", [])
     monkeypatch.setattr(status, "_as_json", False)
     looks: dict = {}
@@ -226,11 +223,10 @@ def run(monkeypatch, capsys, settings):
         status.status.body(SimpleNamespace(host=host, config=default_config(), user="root"), **options)
 
     def finish() -> tuple[str, str, int]:
-        for show in recap._at_end:
+        for show in recap.current.documents:
             show()
-        failed = recap.failed_hosts()
         out, err = capsys.readouterr()
-        return out, err, recap.exit_code(failed) if failed else 0
+        return out, err, recap.exit_code()
 
     return SimpleNamespace(looks=looks, asked=asked, status=on, finish=finish)
 
