@@ -344,11 +344,11 @@ def to_json(value):
         return json_string(value)
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json_string(str(k))}: {to_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(to_json(item) for item in value) + "]"
     raise TypeError(f"no JSON for {type(value).__name__}")
 
@@ -374,7 +374,7 @@ if __name__ == "__main__":
     # and its report is part of the facts.
     asked = marshal.loads(zlib.decompress(binascii.a2b_base64(sys.argv[1])))
     # Too old a python3 for the kit: its version, nothing else (the control machine refuses the server in
-    # one line). What runs up to here runs on Python 3.8 (ruff's target for this file); after it, 3.11.
+    # one line). This file compiles on Python 3.7 (ruff's target for it) and runs up to here; after it, 3.11.
     if sys.version_info < tuple(asked["python_min"]):
         print('{"python": "' + "{}.{}.{}".format(*sys.version_info[:3]) + '"}')
         sys.exit(0)
