@@ -92,7 +92,7 @@ def part_name(part: str) -> str:
 def part_sources() -> dict[str, str]:
     """The steps' parts of the probe (runtime/probe_*.py), by name: their source, which runtime/probe.py
     compiles and runs."""
-    return {part_name(part): (runtime.HERE / part).read_text() for part in PARTS}
+    return {part_name(part): runtime.source(part) for part in PARTS}
 
 
 def questions(s: Settings, salt: str = "") -> dict:

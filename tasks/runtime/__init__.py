@@ -9,6 +9,7 @@ the one command of a run. The values the files read come from the script's assig
 
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,9 +48,15 @@ def python_variable(name: str) -> str:
     return "PY_" + Path(name).stem.upper()
 
 
+@functools.cache
+def source(name: str) -> str:
+    """A runtime file's text, read once per process: every script of every host includes the same files."""
+    return (HERE / name).read_text()
+
+
 def include(name: str) -> str:
     """A runtime file as it goes into a script."""
-    text = (HERE / name).read_text()
+    text = source(name)
     if name.endswith(".sh"):
         return f"# ---- tasks/runtime/{name}\n{text.rstrip()}"
     # A quoted assignment, not `read` from a here-document: bash reads a pipe one byte per system call.

@@ -11,8 +11,6 @@ read the facts of steps that do not run (push's releases, provision's packages, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from tasks import runtime
 from tasks.layout import Layout
 from tasks.platform import Platform
@@ -40,10 +38,11 @@ PARTS: tuple[str, ...] = tuple(dict.fromkeys(probe.part for probe in PROBES if p
 APPLY = tuple(dict.fromkeys((*runtime.SHARED, *(name for step in PIPELINE for name in step.runtime))))
 
 
-def runtime_values(
-    s: Settings, paths: Layout, platform: Platform, steps: Iterable[Step] = PIPELINE
-) -> dict[str, Value]:
+def runtime_values(s: Settings, paths: Layout, platform: Platform) -> dict[str, Value]:
     """The values the steps' runtime files read, besides the ones every apply script gets."""
     return {
-        key: value for step in steps if step.values for key, value in step.values(s, paths, platform).items()
+        key: value
+        for step in PIPELINE
+        if step.values
+        for key, value in step.values(s, paths, platform).items()
     }
