@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 # (steps.APPLY).
 SHARED = (
     "python.sh", "lock.sh", "apply.sh", "units.sh", "switch.sh", "history.py", "health.py", "reload.py",
-    "bounded.py", "mask.py",
+    "bounded.py", "mask.py", "app_command.py",
 )  # fmt: skip
 PROBE = ("python.sh", "probe.py", "lock.sh", "health.py")  # the last two when it locks, asks for health
 SHOW = ("show.sh",)
