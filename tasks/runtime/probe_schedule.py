@@ -1,0 +1,89 @@
+"""schedule's part of the probe (runtime/probe.py runs it): the app's scheduled jobs as the server has
+them (their units and command files, their timers' state, next and last runs), and the server's own word
+on each calendar expression the settings give (`systemd-analyze calendar`).
+
+    asked: {"unit_dir": DIR, "prefix": "APP-job.", "jobs_dir": DIR, "whens": [EXPRESSION, ...]}
+"""
+
+import os
+
+from probe import entries, output
+
+SUFFIXES = (".service", ".timer")
+
+
+def gather(asked):
+    names = found_jobs(asked)
+    return {"schedule": {"jobs": jobs(asked["prefix"], names), "calendar": calendar(asked["whens"])}}
+
+
+def found_jobs(asked):
+    """The jobs of the app on the server: a unit (APP-job.NAME.timer or .service) or a command file
+    (NAME.command) of one is there."""
+    names = set()
+    prefix = asked["prefix"]
+    try:
+        units = os.listdir(asked["unit_dir"])
+    except OSError:
+        units = []
+    for name in units:
+        for suffix in SUFFIXES:
+            if name.startswith(prefix) and name.endswith(suffix):
+                names.add(name[len(prefix) : -len(suffix)])
+    for name in entries(asked["jobs_dir"]):
+        if name.endswith(".command"):
+            names.add(name[: -len(".command")])
+    return sorted(names)
+
+
+PROPERTIES = "Id,ActiveState,UnitFileState,NextElapseUSecRealtime,LastTriggerUSec,Result,ExecMainStatus"
+
+
+def jobs(prefix, names):
+    """Job -> its timer's state (active, enabled), next and last run (Unix seconds, None: none), and its
+    service's (active: "activating" while a run goes on; the last run's result and exit status)."""
+    if not names:
+        return {}
+    shown = output(
+        ["systemctl", "show", "--timestamp=unix", "--property=" + PROPERTIES]
+        + [prefix + name + suffix for name in names for suffix in SUFFIXES]
+    )
+    units = {}
+    for block in shown.strip().split("\n\n"):
+        fields = dict(line.partition("=")[::2] for line in block.splitlines())
+        units[fields.get("Id", "")] = fields
+    found = {}
+    for name in names:
+        timer = units.get(prefix + name + ".timer", {})
+        service = units.get(prefix + name + ".service", {})
+        found[name] = {
+            "timer_active": timer.get("ActiveState", ""),
+            "timer_enabled": timer.get("UnitFileState", ""),
+            "next_run": unix_time(timer.get("NextElapseUSecRealtime", "")),
+            "last_run": unix_time(timer.get("LastTriggerUSec", "")),
+            "service_active": service.get("ActiveState", ""),
+            "result": service.get("Result", ""),
+            "exit_status": int(service["ExecMainStatus"])
+            if service.get("ExecMainStatus", "").isdigit()
+            else None,
+        }
+    return found
+
+
+def unix_time(shown):
+    """systemctl's `--timestamp=unix` form ("@1765130400"), as a number; None when there is none."""
+    return int(shown[1:]) if shown.startswith("@") and shown[1:].isdigit() else None
+
+
+def calendar(whens):
+    """Expression -> "" when the server's systemd takes it, else why not: `systemd-analyze calendar`
+    names in its answer ("Original form: ...") each expression it could parse."""
+    if not whens:
+        return {}
+    shown = output(["systemd-analyze", "calendar", *whens])
+    taken = {
+        line.partition(":")[2].strip()
+        for line in shown.splitlines()
+        if line.strip().startswith("Original form:")
+    }
+    return {when: "" if when in taken else "systemd-analyze calendar refuses it" for when in whens}
