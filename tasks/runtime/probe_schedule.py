@@ -40,12 +40,13 @@ PROPERTIES = "Id,ActiveState,UnitFileState,NextElapseUSecRealtime,LastTriggerUSe
 
 
 def jobs(prefix, names):
-    """Job -> its timer's state (active, enabled), next and last run (Unix seconds, None: none), and its
-    service's (active: "activating" while a run goes on; the last run's result and exit status)."""
+    """Job -> its timer's state (active, enabled), next and last run (as systemctl shows them, in the
+    server's time zone: "Mon 2026-12-07 18:00:00 UTC"; None: none), and its service's (active:
+    "activating" while a run goes on; the last run's result and exit status)."""
     if not names:
         return {}
     shown = output(
-        ["systemctl", "show", "--timestamp=unix", "--property=" + PROPERTIES]
+        ["systemctl", "show", "--property=" + PROPERTIES]
         + [prefix + name + suffix for name in names for suffix in SUFFIXES]
     )
     units = {}
@@ -59,8 +60,8 @@ def jobs(prefix, names):
         found[name] = {
             "timer_active": timer.get("ActiveState", ""),
             "timer_enabled": timer.get("UnitFileState", ""),
-            "next_run": unix_time(timer.get("NextElapseUSecRealtime", "")),
-            "last_run": unix_time(timer.get("LastTriggerUSec", "")),
+            "next_run": timer.get("NextElapseUSecRealtime") or None,
+            "last_run": timer.get("LastTriggerUSec") or None,
             "service_active": service.get("ActiveState", ""),
             "result": service.get("Result", ""),
             "exit_status": int(service["ExecMainStatus"])
@@ -70,20 +71,16 @@ def jobs(prefix, names):
     return found
 
 
-def unix_time(shown):
-    """systemctl's `--timestamp=unix` form ("@1765130400"), as a number; None when there is none."""
-    return int(shown[1:]) if shown.startswith("@") and shown[1:].isdigit() else None
-
-
 def calendar(whens):
-    """Expression -> "" when the server's systemd takes it, else why not: `systemd-analyze calendar`
-    names in its answer ("Original form: ...") each expression it could parse."""
-    if not whens:
-        return {}
+    """Expression -> "" when the server's systemd takes it, else why not. `systemd-analyze calendar`
+    answers a block for each expression it parses (and the errors on stderr): all at once first, and
+    only when a block is missing, one at a time."""
+    if not whens or parsed(whens) == len(whens):
+        return {when: "" for when in whens}
+    return {when: "" if parsed([when]) else "systemd-analyze calendar refuses it" for when in whens}
+
+
+def parsed(whens):
+    """How many of the expressions `systemd-analyze calendar` parses: its blocks of output."""
     shown = output(["systemd-analyze", "calendar", *whens])
-    taken = {
-        line.partition(":")[2].strip()
-        for line in shown.splitlines()
-        if line.strip().startswith("Original form:")
-    }
-    return {when: "" if when in taken else "systemd-analyze calendar refuses it" for when in whens}
+    return sum(1 for block in shown.split("\n\n") if "Normalized form:" in block)

@@ -29,12 +29,13 @@ from tasks.steps.model import Probe, Requirement, Situation, Step, StepPlan
 @dataclass(frozen=True)
 class JobState:
     """A job as the server has it: its timer's state (systemd's ActiveState, UnitFileState), its next
-    and last run (Unix seconds), its service's state ("activating" while a run goes on) and last result."""
+    and last run (as systemctl shows them: "Mon 2026-12-07 18:00:00 UTC"), its service's state
+    ("activating" while a run goes on) and its last run's result."""
 
     timer_active: str = ""
     timer_enabled: str = ""
-    next_run: int | None = None
-    last_run: int | None = None
+    next_run: str | None = None
+    last_run: str | None = None
     service_active: str = ""
     result: str = ""  # systemd's Result of the last run: "success", "exit-code", ...
     exit_status: int | None = None

@@ -41,7 +41,11 @@ def test_each_salt_is_new():
 def test_a_fresh_server_would_change_at_every_step_each_saying_why(settings, printed):
     facts = fresh_facts()
     steps = plans(settings, facts)
-    assert all(plan.acts and plan.why for plan in steps if plan.name not in ("backup_default", "certificate", "schedule"))
+    assert all(
+        plan.acts and plan.why
+        for plan in steps
+        if plan.name not in ("backup_default", "certificate", "schedule")
+    )
     check.report("h", steps, facts.configs)
     out = printed.readouterr().out
     for step in PIPELINE:
