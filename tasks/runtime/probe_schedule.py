@@ -36,13 +36,16 @@ def found_jobs(asked):
     return sorted(names)
 
 
-PROPERTIES = "Id,ActiveState,UnitFileState,NextElapseUSecRealtime,LastTriggerUSec,Result,ExecMainStatus"
+PROPERTIES = (
+    "Id,ActiveState,UnitFileState,NextElapseUSecRealtime,ExecMainStartTimestamp,Result,ExecMainStatus"
+)
 
 
 def jobs(prefix, names):
-    """Job -> its timer's state (active, enabled), next and last run (as systemctl shows them, in the
-    server's time zone: "Mon 2026-12-07 18:00:00 UTC"; None: none), and its service's (active:
-    "activating" while a run goes on; the last run's result and exit status)."""
+    """Job -> its timer's state (active, enabled) and next run, its last run's start (by the timer or by
+    hand), both as systemctl shows them, in the server's time zone ("Mon 2026-12-07 18:00:00 UTC"; None:
+    none), and its service's state ("activating" while a run goes on), its last run's result and exit
+    status."""
     if not names:
         return {}
     shown = output(
@@ -61,7 +64,7 @@ def jobs(prefix, names):
             "timer_active": timer.get("ActiveState", ""),
             "timer_enabled": timer.get("UnitFileState", ""),
             "next_run": timer.get("NextElapseUSecRealtime") or None,
-            "last_run": timer.get("LastTriggerUSec") or None,
+            "last_run": service.get("ExecMainStartTimestamp") or None,
             "service_active": service.get("ActiveState", ""),
             "result": service.get("Result", ""),
             "exit_status": int(service["ExecMainStatus"])

@@ -29,7 +29,8 @@ from tasks.steps.model import Probe, Requirement, Situation, Step, StepPlan
 @dataclass(frozen=True)
 class JobState:
     """A job as the server has it: its timer's state (systemd's ActiveState, UnitFileState), its next
-    and last run (as systemctl shows them: "Mon 2026-12-07 18:00:00 UTC"), its service's state
+    and last run (its start, by the timer or by hand; as systemctl shows them: "Mon 2026-12-07 18:00:00
+    UTC"), its service's state
     ("activating" while a run goes on) and its last run's result."""
 
     timer_active: str = ""
