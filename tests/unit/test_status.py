@@ -157,7 +157,7 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         "deployed_by": "alice@laptop", "app": "RUNNING", "app_pid": 427, "app_uptime_seconds": 3661,
         "workers": 2, "nginx": {"active": "active", "enabled": "enabled"},
         "supervisor": {"active": "active", "enabled": "enabled"}, "health": "200", "health_ms": 12,
-        "disk_free_bytes": 8 << 30, "certificate": None,
+        "disk_free_bytes": 8 << 30, "certificate": None, "jobs": [],
         "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
     }  # fmt: skip
     assert web2 == {
