@@ -126,7 +126,7 @@ class HostStatus:
     health_ms: int | None = None
     disk_free_bytes: int | None = None
     certificate: Certificate | None = None  # with https: its domains and expiry (not_after, UTC)
-    jobs: tuple[JobStatus, ...] = ()  # the scheduled jobs (app.schedule)
+    jobs: tuple[JobStatus, ...] | None = None  # the scheduled jobs (app.schedule) found
     lock: Lock | None = None
 
     @property
@@ -246,7 +246,7 @@ def cells(row: HostStatus) -> list[str]:
         row.host, row.state, row.release or "-", age(row.release_age_seconds), row.deployed_by or "-",
         row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
-        certificate(row.certificate), scheduled(row.jobs),
+        certificate(row.certificate), scheduled(row.jobs or ()),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
     ]  # fmt: skip
 
