@@ -18,10 +18,11 @@ schedule_begin() {  # WANTED (1: some jobs are wanted): the jobs' directory, roo
     install_app_command
 }
 
-schedule_job() {  # NAME COMMAND SERVICE_FILE TIMER_FILE (in $W): the job's command file and units in
-    # place; its timer enabled and running after schedule_end
-    local unit=$APP-job.$1 was
-    write_command "$JOBS_DIR/$1.command" "$2"
+schedule_job() {  # NAME COMMAND_FILE SERVICE_FILE TIMER_FILE (in $W): the job's command line and units
+    # in place; its timer enabled and running after schedule_end
+    local unit=$APP-job.$1 was command
+    command=$(cat "$W/$2") || die "could not read the command of job $1"
+    write_command "$JOBS_DIR/$1.command" "$command"
     was=$CHANGED CHANGED=0
     install_file "$W/$3" "$SYSTEMD_UNIT_DIR/$unit.service" 644
     [ "$CHANGED" = 1 ] && JOBS_RELOAD=1

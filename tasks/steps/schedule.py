@@ -128,11 +128,12 @@ def plan(sit: Situation) -> StepPlan:
             continue
         writes.update(differ)
         sent = {
+            f"files/schedule/{name}.command": job.command,  # a value: in the tar, never in the script
             f"files/schedule/{name}.service": wanted[service],
             f"files/schedule/{name}.timer": wanted[timer],
         }
         files.update({path: text.encode() for path, text in sent.items()})
-        commands.append(line("schedule_job", name, job.command, *sent))
+        commands.append(line("schedule_job", name, *sent))
     for name in sorted(set(held.jobs) - set(s.app.schedule)):
         why.append(f"job {name}: no longer in app.schedule: stop and disable its timer, remove its units")
         commands.append(line("unschedule_job", name))

@@ -55,6 +55,9 @@ def test_the_grammar_refuses_garbage_saying_why(expression, why):
     assert why in (calendar.problem(expression) or "")
 
 
+KINDS = ("command", "service", "timer")  # what each job's files are, as the plan sends them
+
+
 def with_schedule(value) -> Settings:
     config = default_config()
     config["app"]["schedule"] = value
@@ -110,10 +113,8 @@ def test_a_deploy_puts_each_job_s_command_file_and_units_in_place_then_starts_th
     step, paths = found["schedule"], paths_of(scheduled)
     assert step.commands == (
         line("schedule_begin", 1),
-        line("schedule_job", "report", "flask send-report --to $ADMIN", *(
-            f"files/schedule/report.{kind}" for kind in ("service", "timer"))),
-        line("schedule_job", "cleanup", "python -m cleanup", *(
-            f"files/schedule/cleanup.{kind}" for kind in ("service", "timer"))),
+        line("schedule_job", "report", *(f"files/schedule/report.{kind}" for kind in KINDS)),
+        line("schedule_job", "cleanup", *(f"files/schedule/cleanup.{kind}" for kind in KINDS)),
         line("schedule_end"),
     )  # fmt: skip
     service = step.files["files/schedule/report.service"].decode()
@@ -123,6 +124,7 @@ def test_a_deploy_puts_each_job_s_command_file_and_units_in_place_then_starts_th
     main = f"{paths.tools_dir}/app_command.py {paths.jobs_dir}/report.command"
     assert f"\nExecStart=/usr/bin/python3 -I -S {main}\n" in service
     assert "\nUMask=0027\n" in service and "\nNoNewPrivileges=yes\n" in service
+    assert step.files["files/schedule/report.command"] == b"flask send-report --to $ADMIN"
     assert "send-report" not in service + timer  # the command is in its file only, never in a unit
     assert "\nOnCalendar=Mon..Fri *-*-* 09:00:00\n" in timer and "\nPersistent=true\n" in timer
     assert "\nWantedBy=timers.target\n" in timer
@@ -320,7 +322,8 @@ def test_schedule_job_writes_the_files_once_and_reloads_and_starts_only_on_chang
     (tmp_path / "files/schedule").mkdir(parents=True)
     (tmp_path / "files/schedule/r.service").write_text("[Service]\n")
     (tmp_path / "files/schedule/r.timer").write_text("[Timer]\n")
-    job = line("schedule_job", "r", "echo '$HOME' ; x", "files/schedule/r.service", "files/schedule/r.timer")
+    (tmp_path / "files/schedule/r.command").write_text("echo '$HOME' ; x")
+    job = line("schedule_job", "r", *(f"files/schedule/r.{kind}" for kind in KINDS))
     calls = (line("schedule_begin", 1), job, line("schedule_end"))
     assert run_schedule(tmp_path, *calls) == "changed=1"
     assert (tmp_path / "jobs/r.command").read_text() == "echo '$HOME' ; x\n"
