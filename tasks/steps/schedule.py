@@ -166,6 +166,7 @@ STEP = Step(
     probe=Probe(
         paths=lambda s, paths: [paths.jobs_dir],
         hashed=_hashed,
+        shown=lambda s, paths: _hashed(s, paths)[1:],  # its units and command files, not app_command.py
         part="probe_schedule.py",
         asks=lambda s, paths, platform: {
             "unit_dir": paths.systemd_unit_dir,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import calendar, configs, runtime
+from tasks import calendar, configs, probe, runtime
 from tasks.facts import PathState
 from tasks.settings import SettingError, Settings, parse
 from tasks.shell import line
@@ -235,6 +235,14 @@ def test_the_probe_asks_for_the_jobs_files_and_each_when_once(scheduled):
     }  # fmt: skip
     hashed = schedule.STEP.probe.hashed(scheduled, paths)
     assert f"{paths.jobs_dir}/cleanup.command" in hashed and f"{paths.tools_dir}/app_command.py" in hashed
+    # A check run diffs the jobs' files as the server has them (runtime/probe.py `detail`).
+    shown = list(schedule.STEP.probe.shown(scheduled, paths))
+    assert (
+        "/etc/systemd/system/flaskdemo-job.cleanup.timer" in shown
+        and f"{paths.jobs_dir}/report.command" in shown
+    )
+    assert f"{paths.tools_dir}/app_command.py" not in shown
+    assert set(shown) <= set(probe.questions(scheduled)["platforms"][0]["configs"])
 
 
 # The probe's part, run here with stand-ins for systemctl and systemd-analyze.
