@@ -7,9 +7,10 @@ on each calendar expression the settings give (`systemd-analyze calendar`).
 
 import os
 
-from probe import entries, output
+from probe import entries, output, read_text
 
 SUFFIXES = (".service", ".timer")
+MARK = "rendered from configs/job."  # the first line of every unit the kit writes (configs/job.*.j2)
 
 
 def gather(asked):
@@ -18,8 +19,9 @@ def gather(asked):
 
 
 def found_jobs(asked):
-    """The jobs of the app on the server: a unit (APP-job.NAME.timer or .service) or a command file
-    (NAME.command) of one is there."""
+    """The jobs of the app on the server: a unit the kit wrote (APP-job.NAME.timer or .service, its mark
+    on its first line: one made by hand is none of the kit's) or a command file (NAME.command) of one is
+    there."""
     names = set()
     prefix = asked["prefix"]
     try:
@@ -29,7 +31,9 @@ def found_jobs(asked):
     for name in units:
         for suffix in SUFFIXES:
             if name.startswith(prefix) and name.endswith(suffix):
-                names.add(name[len(prefix) : -len(suffix)])
+                first = read_text(os.path.join(asked["unit_dir"], name)).partition("\n")[0]
+                if MARK in first:
+                    names.add(name[len(prefix) : -len(suffix)])
     for name in entries(asked["jobs_dir"]):
         if name.endswith(".command"):
             names.add(name[: -len(".command")])

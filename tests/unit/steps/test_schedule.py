@@ -284,7 +284,8 @@ def test_the_probe_part_finds_the_app_s_jobs_only_and_their_state(part, tmp_path
     units.mkdir(), jobs.mkdir()
     for name in ("app-job.a.service", "app-job.a.timer", "app-job.b.timer", "app-jobx.c.timer",
                  "other-job.d.timer", "app-job.e.conf"):  # fmt: skip
-        (units / name).write_text("")
+        (units / name).write_text("# Scheduled job, rendered from configs/job.timer.j2 by `fab schedule`.\n")
+    (units / "app-job.handmade.timer").write_text("[Timer]\nOnCalendar=daily\n")  # not the kit's: left alone
     (jobs / "f.command").write_text("x\n")
     asked = {"unit_dir": str(units), "prefix": "app-job.", "jobs_dir": str(jobs), "whens": ["daily", "bad"]}
     found = part["gather"](asked)["schedule"]
