@@ -35,6 +35,7 @@ class AppPaths:
     venvs_dir: str
     wheels_dir: str  # every wheel a venv of the app was built from, shipped once
     tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
+    jobs_dir: str  # the scheduled jobs' command lines (root's; the app's group reads them)
     acme_webroot: str  # https.mode acme: certbot writes the HTTP-01 challenges here, nginx serves them
     gunicorn_conf: str
     history_file: str
@@ -74,6 +75,7 @@ class Layout(AppPaths):
     nginx_access_log: str
     nginx_error_log: str
     supervisor_conf: str
+    systemd_unit_dir: str  # the scheduled jobs' units (tasks/steps/schedule.py)
     # HTTPS (tasks/https.py): the user's certificate and key (mode files); the CA bundle certbot trusts
     # for a private ACME directory, and the drop-in giving it to certbot's renewals; certbot's lineage.
     tls_cert: str
@@ -98,6 +100,7 @@ def app_paths(s: Settings) -> AppPaths:
         venvs_dir=f"{base}/venvs",
         wheels_dir=f"{base}/wheels",
         tools_dir=f"{base}/tools",
+        jobs_dir=f"{base}/jobs",
         acme_webroot=f"{base}/acme",
         gunicorn_conf=f"{base}/gunicorn.conf.py",
         history_file=f"{base}/history.log",
@@ -125,6 +128,7 @@ def layout(s: Settings, p: Platform) -> Layout:
         nginx_access_log=f"{p.nginx_log_dir}/{name}.access.log",
         nginx_error_log=f"{p.nginx_log_dir}/{name}.error.log",
         supervisor_conf=f"{p.supervisor_conf_dir}/{name}.conf",
+        systemd_unit_dir=p.systemd_unit_dir,
         tls_cert=f"{p.tls_dir}/{name}.crt",
         tls_key=f"{p.tls_dir}/{name}.key",
         acme_ca_bundle=f"{p.tls_dir}/{name}.acme-ca.pem",
