@@ -100,6 +100,7 @@ class Platform:
     # Redis: Debian's template unit runs one server per instance (`{app}`) on /etc/redis/redis-{app}.conf,
     # as the redis user; where the app's config and data go follows from it (layout.py).
     redis_unit: str = "redis-server@{app}"
+    redis_shared_unit: str = "redis-server"  # the package's own server: TCP, every app's keys together
     redis_conf_dir: str = "/etc/redis"
     redis_user: str = "redis"
     redis_lib_dir: str = "/var/lib"

@@ -1,14 +1,21 @@
 # shellcheck shell=bash
 # redis: the app's own Redis server (services.redis), Debian's redis-server@APP unit on the kit's config
 # and drop-in: a Unix socket only, in a directory only the app's group and redis may enter; persistence on
-# (tasks/steps/redis.py).
+# (tasks/steps/redis.py). The package's own server (TCP on localhost, one keyspace for every app), which
+# its install starts, is stopped and disabled.
 #
-# Reads:   REDIS_UNIT, REDIS_CONF, REDIS_DROPIN, REDIS_DATA_DIR, REDIS_SOCKET, REDIS_USER; W (apply.sh)
+# Reads:   REDIS_UNIT, REDIS_SHARED_UNIT, REDIS_CONF, REDIS_DROPIN, REDIS_DATA_DIR, REDIS_SOCKET, REDIS_USER;
+#          W (apply.sh)
 # Defines: ensure_redis
 
 ensure_redis() {  # CONF DROPIN: the config and drop-in (among the run's files) in place, the data
     # directory made, the unit enabled at boot and running: restarted when its config or drop-in changed
     local restart=""
+    if systemctl is-enabled -q "$REDIS_SHARED_UNIT" || systemctl is-active -q "$REDIS_SHARED_UNIT"; then
+        quiet systemctl disable -q --now "$REDIS_SHARED_UNIT"
+        note "$REDIS_SHARED_UNIT (the package's own server, on TCP, shared by every app) stopped and disabled"
+        changed
+    fi
     if [ "$(stat -c %U:%G:%a "$REDIS_DATA_DIR" 2>/dev/null)" != "$REDIS_USER:$REDIS_USER:750" ]; then
         [ -L "$REDIS_DATA_DIR" ] && die "$REDIS_DATA_DIR is a symbolic link, which root will not follow: remove it"
         quiet install -d -o "$REDIS_USER" -g "$REDIS_USER" -m 750 "$REDIS_DATA_DIR"

@@ -4,7 +4,9 @@ Debian's template unit runs one server per instance: redis-server@APP, on /etc/r
 kit's: configs/redis.conf.j2), with a drop-in of the kit's (configs/redis-dropin.conf.j2). It listens on
 no TCP port, only on a Unix socket in a directory of redis's that only the app's group may enter: the app
 reaches its own server and no other app's, so two apps never share keys. Persistence: the append-only
-file and snapshots, in /var/lib/redis-APP. How it is done: runtime/redis.sh.
+file and snapshots, in /var/lib/redis-APP. The package's own server (redis-server.service, which its
+install starts: TCP on localhost, a keyspace for every app of the server) is stopped and disabled. How it
+is done: runtime/redis.sh.
 """
 
 from __future__ import annotations
@@ -27,11 +29,24 @@ class Redis:
     asked: bool = False
     active: str = ""  # its ActiveState
     enabled: str = ""  # its UnitFileState
+    shared_active: str = ""  # the package's own server's
+    shared_enabled: str = ""
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Redis:
         found = doc.get("redis")
-        return cls(True, found.get("active", ""), found.get("enabled", "")) if found else cls()
+        if not found:
+            return cls()
+        shared = found.get("shared", {})
+        return cls(
+            True, found.get("active", ""), found.get("enabled", ""),
+            shared.get("active", ""), shared.get("enabled", ""),
+        )  # fmt: skip
+
+    @property
+    def shared_runs(self) -> bool:
+        """Whether the package's own server runs, or starts at boot."""
+        return self.shared_active in ("active", "activating") or self.shared_enabled == "enabled"
 
 
 INSTALLED = Requirement(
@@ -63,6 +78,9 @@ def plan(sit: Situation) -> StepPlan:
         why.append(f"enable {paths.redis_unit} at boot")
     if found.active != "active" and not why:
         why.append(f"{paths.redis_unit} is {found.active or 'not running'}: start it")
+    if found.shared_runs or platform.packages.redis not in installed(sit):
+        shared = platform.redis_shared_unit
+        why.append(f"{shared} (the package's own server, on TCP, shared by every app): stop and disable it")
     if not why:
         return StepPlan()
     files = {"files/redis.conf": conf.encode(), "files/redis-dropin.conf": dropin.encode()}
@@ -78,14 +96,19 @@ STEP = Step(
     plan,
     requires=(INSTALLED,),
     runtime=("redis.sh",),
-    values=lambda s, paths, platform: {"REDIS_USER": platform.redis_user},
+    values=lambda s, paths, platform: {
+        "REDIS_USER": platform.redis_user,
+        "REDIS_SHARED_UNIT": platform.redis_shared_unit,
+    },
     probe=Probe(
         paths=lambda s, paths: (
             (paths.redis_conf, paths.redis_dropin, paths.redis_data_dir) if s.services.redis else ()
         ),
         hashed=lambda s, paths: (paths.redis_conf, paths.redis_dropin) if s.services.redis else (),
         part="probe_redis.py",
-        asks=lambda s, paths, platform: {"unit": paths.redis_unit} if s.services.redis else {},
+        asks=lambda s, paths, platform: (
+            {"unit": paths.redis_unit, "shared": platform.redis_shared_unit} if s.services.redis else {}
+        ),
         facts=Redis,
     ),
 )
