@@ -24,13 +24,14 @@ as_postgres() {  # COMMAND...: as PostgreSQL's superuser account, from a directo
 # The app's name reaches psql as a variable (-v), quoted by psql itself (:'app' a literal, :"app" a name).
 ensure_database() {  # the role named after the app (login, nothing more, no password) and its database,
     # owned by it, that no other role may connect to
+    local sql
+    printf -v sql '%s\n' \
+        "SELECT format('CREATE ROLE %I LOGIN', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \\gexec" \
+        'ALTER ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL;' \
+        "SELECT format('CREATE DATABASE %I OWNER %I', :'app', :'app') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app') \\gexec" \
+        'ALTER DATABASE :"app" OWNER TO :"app";' \
+        'REVOKE ALL ON DATABASE :"app" FROM PUBLIC;'
     postgresql_ready
-    quiet as_postgres psql -X -q -v ON_ERROR_STOP=1 -v app="$APP" -d postgres <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
-ALTER ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL;
-SELECT format('CREATE DATABASE %I OWNER %I', :'app', :'app') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app') \gexec
-ALTER DATABASE :"app" OWNER TO :"app";
-REVOKE ALL ON DATABASE :"app" FROM PUBLIC;
-SQL
+    quiet as_postgres psql -X -q -v ON_ERROR_STOP=1 -v app="$APP" -d postgres <<<"$sql"
     changed
 }

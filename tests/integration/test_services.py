@@ -45,8 +45,8 @@ class Server:
         return self.ssh(f"curl -s -m 10 -H 'Host: {app}.test' http://127.0.0.1{path}", check=False)
 
     def as_app(self, app: str, command: str) -> tuple[int, str]:
-        """A command run as the app's system user: its exit code and output."""
-        done = self.sandbox.ssh(f"runuser -u {app} -- {command} 2>&1", check=False)
+        """A command run as the app's system user, from / (one it may enter): its exit code and output."""
+        done = self.sandbox.ssh(f"cd / && runuser -u {app} -- {command} 2>&1", check=False)
         return done.returncode, done.stdout
 
     def main_pids(self) -> dict[str, str]:
