@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests import fab as fab_cli
+from tests.polling import wait_until
 from tests.sandbox.lab import Lab, Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -164,3 +165,13 @@ def test_status_has_a_row_part_per_service(server: Server):
     }
     table = server.fab("svca", "status")
     assert "postgresql:active/enabled redis:active/enabled" in table.stdout, str(table)
+
+
+def test_after_a_reboot_both_services_come_back_with_their_data(server: Server):
+    assert server.get("svca", "/put/kept/yes") == "ok\n"
+    server.sandbox.reboot()
+    # Redis's socket directory (under /run, emptied at boot) is made again before Redis starts.
+    wait_until(lambda: server.get("svca", "/get/kept") == "pg=yes redis=yes\n", 30, "both services back")
+    assert server.ssh("stat -c '%U:%G %a' /run/svca-redis").strip() == "redis:svca 2750"
+    run = server.fab("svca", "deploy")
+    assert run.code == 0 and "changed=0 " in recap(run, server.sandbox.name), str(run)
