@@ -47,11 +47,13 @@ def entries(directory):
 
 def catalog(superuser, app):
     """The app's role and database, asked over the socket as the superuser (peer authentication)."""
-    argv = ["runuser", "-u", superuser, "--", "psql", "-X", "-A", "-t", "-q", "-F", "\t", "-d", "postgres"]
+    argv = ["runuser", "-u", superuser, "--", "psql", "-X", "-A", "-t", "-q", "-F", "\t"]
+    argv += ["-d", "dbname=postgres connect_timeout=5"]  # a server that hangs holds the probe 5 s at most
     facts = {"answered": False, "role": None, "database": None}
     for row in output([*argv, "-c", ROLES, "-c", DATABASES]).splitlines():
-        kind, name, *rest = row.split("\t")
-        facts["answered"] = True
+        kind, _, rest = row.partition("\t")
+        name, *rest = rest.split("\t")
+        facts["answered"] = facts["answered"] or kind in ("role", "database")
         if name != app:
             continue
         if kind == "role" and len(rest) == 3:

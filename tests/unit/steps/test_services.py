@@ -4,11 +4,13 @@ planned from probed facts, and the services' URLs in the release's environment."
 from __future__ import annotations
 
 import json
+import sys
+import types
 from dataclasses import replace
 
 import pytest
 
-from tasks import configs
+from tasks import configs, runtime
 from tasks import settings as settings_module
 from tasks.facts import PathState
 from tasks.settings import SettingError, Settings
@@ -184,3 +186,50 @@ def test_turning_a_service_on_makes_a_new_release_with_its_url(settings):
     found = {p.name: p for p in plans(s, facts)}
     assert found["push"].acts
     assert json.loads(found["push"].files["files/env.json"]) == {"DATABASE_URL": DATABASE_URL}
+
+
+def probe_part(name: str, commands: dict[str, str], states: dict[str, str]) -> types.ModuleType:
+    """A step's part of the probe (runtime/probe_NAME.py), its shared helpers stubbed: `output` answers
+    from `commands` (by the psql queries' presence), `units` from `states`."""
+    shared = types.ModuleType("probe")
+    shared.output = lambda argv: next((out for key, out in commands.items() if key in " ".join(argv)), "")
+    shared.units = lambda names: {
+        n: {"active": states.get(n, "inactive"), "enabled": "enabled"} for n in names
+    }
+    part = types.ModuleType(name)
+    saved = sys.modules.get("probe")
+    sys.modules["probe"] = shared
+    try:
+        exec(compile(runtime.source(f"{name}.py"), f"{name}.py", "exec"), part.__dict__)
+    finally:
+        if saved is None:
+            del sys.modules["probe"]
+        else:
+            sys.modules["probe"] = saved
+    return part
+
+
+def test_the_postgresql_probe_part_reads_the_apps_role_and_database_from_the_catalog(tmp_path):
+    (tmp_path / "15" / "main").mkdir(parents=True)
+    (tmp_path / "15" / "main" / "postgresql.conf").write_text("")
+    catalog = (
+        "role\tpostgres\tt\tt\tf\nrole\tapp\tt\tf\tf\nrole\tother\tt\tf\tf\n"
+        "database\tpostgres\tpostgres\tt\ndatabase\tapp\tapp\tf\ndatabase\tother\tother\tf\n"
+    )
+    part = probe_part("probe_postgresql", {"pg_authid": catalog}, {"postgresql@15-main": "active"})
+    asked = {
+        "conf_dir": str(tmp_path), "unit": "postgresql", "cluster_unit": PLATFORM.postgresql_cluster_unit,
+        "user": "postgres", "app": "app",
+    }  # fmt: skip
+    found = Postgresql.from_json(part.gather(asked))
+    assert found == Postgresql(
+        asked=True, enabled="enabled", clusters={"postgresql@15-main": "active"}, answered=True,
+        role=Role(login=True, superuser=False, password=False), database=Database("app", False),
+    )  # fmt: skip
+    assert part.gather({}) == {}  # services.postgresql off: nothing asked, nothing run
+
+
+def test_the_redis_probe_part_asks_systemd_of_the_apps_unit_and_the_packages_own():
+    part = probe_part("probe_redis", {}, {"redis-server@app": "active"})
+    found = Redis.from_json(part.gather({"unit": "redis-server@app", "shared": "redis-server"}))
+    assert (found.active, found.shared_active, found.shared_runs) == ("active", "inactive", True)  # enabled
