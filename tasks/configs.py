@@ -1,4 +1,5 @@
-"""Render the Jinja2 templates in configs/ (nginx site, supervisor program, gunicorn config, tmpfiles).
+"""Render the Jinja2 templates in configs/ (nginx site, supervisor program, gunicorn config, tmpfiles, the
+app's Redis server).
 
 Templates see `s` (the settings), `paths` (the layout on the server) and a few computed values.
 """
@@ -83,6 +84,16 @@ def supervisor_program(s: Settings, paths: Layout) -> str:
 
 def tmpfiles(s: Settings, paths: Layout) -> str:
     return render("tmpfiles.conf.j2", s, paths)
+
+
+def redis_conf(s: Settings, paths: Layout) -> str:
+    """The app's Redis server: a Unix socket only, persistence on (services.redis)."""
+    return render("redis.conf.j2", s, paths)
+
+
+def redis_dropin(s: Settings, paths: Layout, platform: Platform) -> str:
+    """The drop-in of the app's Redis unit: its socket's directory, and the paths it may write."""
+    return render("redis-dropin.conf.j2", s, paths, redis_user=platform.redis_user)
 
 
 def sha256(content: str) -> str:

@@ -48,6 +48,10 @@ class AppPaths:
     trial_dir: str
     # Touched after every reload the kit does: nginx runs its config as of the later of this and its pidfile.
     nginx_loaded_stamp: str
+    # services.redis: the app's Redis listens on this socket only, in a directory of redis's that only the
+    # app's group (and redis) may enter.
+    redis_socket_dir: str
+    redis_socket: str
     # The system user that builds the venvs (runtime/units.sh): the kit's, one a server, owning nothing but
     # the build it runs, so that no dependency's code runs as root, nor as the app (which must not be able
     # to write its venv).
@@ -86,6 +90,12 @@ class Layout(AppPaths):
     certbot_privkey: str
     certbot_cert: str
     certbot_renewal: str
+    # services.redis: the app's instance of Debian's redis-server@ unit, its config, the drop-in that
+    # gives it the socket's directory, and its data.
+    redis_unit: str
+    redis_conf: str
+    redis_dropin: str
+    redis_data_dir: str
 
 
 def app_paths(s: Settings) -> AppPaths:
@@ -111,6 +121,8 @@ def app_paths(s: Settings) -> AppPaths:
         # ".check": live masters' gunicorn configs name it so (renaming it would restart every app).
         trial_dir=f"/run/flaskdeploy-{name}.check",
         nginx_loaded_stamp="/run/flaskdeploy-nginx.loaded",
+        redis_socket_dir=f"/run/{name}-redis",
+        redis_socket=f"/run/{name}-redis/redis.sock",
         builder="flaskdeploy",
     )
 
@@ -137,6 +149,10 @@ def layout(s: Settings, p: Platform) -> Layout:
         certbot_privkey=f"{p.letsencrypt_dir}/live/{name}/privkey.pem",
         certbot_cert=f"{p.letsencrypt_dir}/live/{name}/cert.pem",
         certbot_renewal=f"{p.letsencrypt_dir}/renewal/{name}.conf",
+        redis_unit=p.redis_unit.format(app=name),
+        redis_conf=f"{p.redis_conf_dir}/redis-{name}.conf",
+        redis_dropin=f"{p.systemd_unit_dir}/{p.redis_unit.format(app=name)}.service.d/flaskdeploy.conf",
+        redis_data_dir=f"{p.redis_lib_dir}/redis-{name}",
     )
 
 

@@ -31,6 +31,8 @@ class Packages:
     nginx: str = "nginx"
     supervisor: str = "supervisor"
     certbot: str = "certbot"  # only with https.mode acme
+    postgresql: str = "postgresql"  # only with services.postgresql
+    redis: str = "redis-server"  # only with services.redis
 
     def all(self) -> tuple[str, ...]:
         """What every app needs."""
@@ -38,7 +40,7 @@ class Packages:
 
     def asked(self) -> tuple[str, ...]:
         """Every package the probe asks about."""
-        return (*self.all(), self.certbot)
+        return (*self.all(), self.certbot, self.postgresql, self.redis)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,22 @@ class Platform:
     supervisor_conf_dir: str = "/etc/supervisor/conf.d"
     supervisor_socket: str = "/var/run/supervisor.sock"
     supervisord_pidfile: str = "/var/run/supervisord.pid"  # root's: names supervisord, the app's parent
+    # The app's services (services.*). PostgreSQL: the umbrella unit that starts every cluster at boot, the
+    # clusters' configs (CONF_DIR/VERSION/NAME/), a cluster's unit (`{version}`, `{cluster}`), the server's
+    # superuser account and its Unix socket directory (the one Debian's libpq knows; a wheel's may not).
+    postgresql_unit: str = "postgresql"
+    postgresql_conf_dir: str = "/etc/postgresql"
+    postgresql_cluster_unit: str = "postgresql@{version}-{cluster}"
+    postgresql_user: str = "postgres"
+    postgresql_socket_dir: str = "/run/postgresql"
+    # Redis: Debian's template unit runs one server per instance (`{app}`) on /etc/redis/redis-{app}.conf,
+    # as the redis user; where the app's config and data go follows from it (layout.py).
+    redis_unit: str = "redis-server@{app}"
+    redis_shared_unit: str = "redis-server"  # the package's own server: TCP, every app's keys together
+    redis_conf_dir: str = "/etc/redis"
+    redis_user: str = "redis"
+    redis_lib_dir: str = "/var/lib"
+    systemd_unit_dir: str = "/etc/systemd/system"
     # Users, logs and boot.
     nologin_shell: str = "/usr/sbin/nologin"
     log_group: str = "adm"  # may read /var/log

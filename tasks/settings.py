@@ -1,9 +1,9 @@
 """Deploy settings: read from the layered Invoke config, validated before anything connects.
 
-Each key is declared once, as a field of its section's class (`App`, `Deploy`, `Https`, `Timeouts`):
-its default as invoke.yaml writes it, its validator and its help (`setting`). `Settings` holds the sections
-(`s.app.port`, `s.https.mode`); what needs the list of keys (`SCHEMA`: parsing, unknown keys, secrets,
-the test that holds invoke.yaml to the declarations) derives it from them.
+Each key is declared once, as a field of its section's class (`App`, `Deploy`, `Https`, `Services`,
+`Timeouts`): its default as invoke.yaml writes it, its validator and its help (`setting`). `Settings`
+holds the sections (`s.app.port`, `s.https.mode`); what needs the list of keys (`SCHEMA`: parsing, unknown
+keys, secrets, the test that holds invoke.yaml to the declarations) derives it from them.
 """
 
 from __future__ import annotations
@@ -495,6 +495,21 @@ class Https:
 
 
 @dataclass(frozen=True)
+class Services:
+    """The `services` section: the servers from Debian's packages the app uses, one of each per app
+    (steps/postgresql.py, steps/redis.py), their URLs in its environment unless app.env sets them."""
+
+    postgresql: bool = setting(
+        False,
+        _flag,
+        "a PostgreSQL role and database named after the app, reached over its Unix socket (DATABASE_URL)",
+    )
+    redis: bool = setting(
+        False, _flag, "a Redis server of the app's own, on a Unix socket only its group can use (REDIS_URL)"
+    )
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """The `timeouts` section: Fabric's own (fab -t SECONDS and -T SECONDS set them for one run), so that
     a stalled server never hangs a run."""
@@ -506,11 +521,12 @@ class Timeouts:
 @dataclass(frozen=True)
 class Settings:
     """The validated settings, a section each: `s.app.port`, `s.deploy.keep_releases`, `s.https.mode`,
-    `s.timeouts.connect`. Where things go on a server is tasks/layout.py."""
+    `s.services.redis`, `s.timeouts.connect`. Where things go on a server is tasks/layout.py."""
 
     app: App = field(default_factory=App)
     deploy: Deploy = field(default_factory=Deploy)
     https: Https = field(default_factory=Https)
+    services: Services = field(default_factory=Services)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 

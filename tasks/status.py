@@ -9,7 +9,7 @@ document and the exit code.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from json import dumps
 
@@ -22,20 +22,23 @@ from tasks.probe import Found
 from tasks.releases import ReleaseRow, listing
 from tasks.remote import host_name
 from tasks.steps.certificate import Certificate
+from tasks.steps.postgresql import Postgresql
 from tasks.steps.provision import Packages
+from tasks.steps.redis import Redis
 from tasks.steps.schedule import Schedule
 from tasks.steps.supervisor import Program
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
-           "HEALTH", "FREE", "CERTIFICATE", "JOBS", "LOCK")  # fmt: skip
+           "SERVICES", "HEALTH", "FREE", "CERTIFICATE", "JOBS", "LOCK")  # fmt: skip
 
 
 @host_task(help={"json": "print one JSON document instead: a list, an object a host (its keys: see above)"})
 def status(c: Connection, json: bool = False) -> None:
-    """One table for all hosts: live release, app, nginx and supervisor, health check, free disk, lock.
+    """One table for all hosts: release, app, nginx and supervisor, services, health check, free disk, lock.
 
     A row a host: the live release, its age and who deployed it; the app as supervisor has it (state,
     uptime, gunicorn's workers); nginx and supervisor (ActiveState/UnitFileState: running, at boot); the
+    app's services (services.*: its PostgreSQL cluster, its Redis server, the same way); the
     health check through nginx as deploy's gate asks it (status, latency); the space free under
     /srv/APP; who holds the deploy lock, since when. A host that cannot be looked at is a row saying why.
     Read-only: it takes no lock.
@@ -45,7 +48,8 @@ def status(c: Connection, json: bool = False) -> None:
     error (why the host could not be looked at, else null), problems (why it is unhealthy: a list),
     release, release_time, release_age_seconds, deployed_by, app (RUNNING, STOPPED, ...), app_pid,
     app_uptime_seconds, workers, nginx and supervisor ({"active": ..., "enabled": ...} as systemd says
-    them), health (the check's status: "200", "502", "no answer (...)"), health_ms, disk_free_bytes and
+    them), services (the app's, by name: {"postgresql": {"active": ..., "enabled": ...}, "redis": ...};
+    {} with none), health (the check's status: "200", "502", "no answer (...)"), health_ms, disk_free_bytes,
     certificate, jobs (the scheduled jobs: a list of {"name", "timer": "active/enabled", "next_run",
     "last_run", "last_result": "ok", "failed (exit 3)", "running" or null}, times as systemctl shows them)
     and lock ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
@@ -122,6 +126,7 @@ class HostStatus:
     workers: int | None = None
     nginx: Service | None = None
     supervisor: Service | None = None
+    services: dict[str, Service] = field(default_factory=dict)  # the app's services (services.*), by name
     health: str | None = None  # "200", "502", "no answer (...)"
     health_ms: int | None = None
     disk_free_bytes: int | None = None
@@ -156,9 +161,26 @@ def problems(found: Found) -> list[str]:
         if not facts.active(unit):
             state = facts.units.get(unit)
             found_.append(f"{unit} is {state.active if state and state.active else 'unknown'}")
+    for name, unit in services(found).items():
+        if unit.active != "active":
+            found_.append(f"{name} is {unit.active or 'unknown'}")
     if not facts.healthy:
         found_.append(f"the health check through nginx failed: {facts.health or 'no answer'}")
     return found_
+
+
+def services(found: Found) -> dict[str, Service]:
+    """The app's services as systemd has them, those it uses only (the probe asks of those only):
+    PostgreSQL's cluster (running) and the unit that starts it at boot; the app's Redis server."""
+    facts, shown = found.facts, {}
+    database, cache = facts.of(Postgresql), facts.of(Redis)
+    if database.asked:
+        states = list(database.clusters.values())
+        active = "active" if database.running else (states[0] if states else "absent")
+        shown["postgresql"] = Service(active, database.enabled)
+    if cache.asked:
+        shown["redis"] = Service(cache.active, cache.enabled)
+    return shown
 
 
 def seconds_since(time: str, now: datetime) -> int | None:
@@ -190,8 +212,9 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
         deployed_by=deployer(live) if live else None,
         app=program.state, app_pid=program.pid, app_uptime_seconds=program.uptime, workers=program.workers,
         nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
-        health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free,
-        certificate=held if held.path else None, jobs=job_rows(facts.of(Schedule)), lock=facts.lock,
+        services=services(found), health=facts.health, health_ms=facts.health_ms,
+        disk_free_bytes=facts.disk_free, certificate=held if held.path else None,
+        jobs=job_rows(facts.of(Schedule)), lock=facts.lock,
     )  # fmt: skip
 
 
@@ -245,8 +268,9 @@ def cells(row: HostStatus) -> list[str]:
     return [
         row.host, row.state, row.release or "-", age(row.release_age_seconds), row.deployed_by or "-",
         row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
-        service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
-        certificate(row.certificate), scheduled(row.jobs or ()),
+        service(row.nginx), service(row.supervisor),
+        " ".join(f"{name}:{service(unit)}" for name, unit in row.services.items()) or "-", health,
+        size(row.disk_free_bytes), certificate(row.certificate), scheduled(row.jobs or ()),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
     ]  # fmt: skip
 

@@ -16,11 +16,24 @@ from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Value
-from tasks.steps import boot, certificate, guards, nginx, provision, push, schedule, supervisor
+from tasks.steps import (
+    boot,
+    certificate,
+    guards,
+    nginx,
+    postgresql,
+    provision,
+    push,
+    redis,
+    schedule,
+    supervisor,
+)
 from tasks.steps.model import Probe, Step
 
 PIPELINE: tuple[Step, ...] = (
     provision.STEP,
+    postgresql.STEP,
+    redis.STEP,
     push.STEP,
     nginx.BACKUP_DEFAULT,
     nginx.ENABLE_SITE,

@@ -53,9 +53,14 @@ PROVISIONED = Requirement(
 
 
 def packages(s: Settings, platform: Platform) -> tuple[str, ...]:
-    """The system packages the app needs: certbot too with https.mode acme."""
-    needed = platform.packages.all()
-    return (*needed, platform.packages.certbot) if s.https.mode == "acme" else needed
+    """The system packages the app needs: certbot too with https.mode acme, and the services it uses."""
+    wanted = platform.packages
+    return (
+        *wanted.all(),
+        *([wanted.certbot] if s.https.mode == "acme" else []),
+        *([wanted.postgresql] if s.services.postgresql else []),
+        *([wanted.redis] if s.services.redis else []),
+    )
 
 
 def directories(s: Settings, paths: Layout, platform: Platform) -> list[tuple[str, str, str, str]]:
@@ -146,7 +151,7 @@ PROBE = Probe(
 )
 STEP = Step(
     "provision",
-    "apt packages (nginx, supervisor; certbot with https), the app's system user, its directories.",
+    "apt packages (nginx, supervisor; certbot, services when set), the app's system user, its directories.",
     plan,
     runtime=("provision.sh",),
     values=lambda s, paths, platform: {

@@ -19,13 +19,15 @@ from typing import Any
 from tasks import configs, dependencies, https, static, wheels
 from tasks.dependencies import Declared, DependencyError
 from tasks.facts import ReleaseDir, release_record, target_name
-from tasks.layout import META, RELEASE_FILES, Layout
+from tasks.layout import META, RELEASE_FILES, Layout, app_paths
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource, SourceError, read_source
 from tasks.steps.model import Probe, Refused, Situation, Step, StepPlan
+from tasks.steps.postgresql import database_url
 from tasks.steps.provision import PROVISIONED
+from tasks.steps.redis import redis_url
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,19 @@ def snapshot(s: Settings, paths: Layout, platform: Platform, cpu_count: int) -> 
     return dict(zip(SNAPSHOT, rendered, strict=True))
 
 
-def env_json(s: Settings) -> str:
-    return json.dumps(s.app.env, sort_keys=True)
+def service_env(s: Settings, platform: Platform) -> dict[str, str]:
+    """Where the app finds the services it uses (services.*): DATABASE_URL, REDIS_URL."""
+    app = app_paths(s)
+    return {
+        **({"DATABASE_URL": database_url(app.app, platform)} if s.services.postgresql else {}),
+        **({"REDIS_URL": redis_url(app)} if s.services.redis else {}),
+    }
+
+
+def env_json(s: Settings, platform: Platform) -> str:
+    """The release's environment (.deploy/env.json): app.env over the services' URLs (an app.env value
+    wins: a database elsewhere)."""
+    return json.dumps({**service_env(s, platform), **s.app.env}, sort_keys=True)
 
 
 def fingerprint(
@@ -105,7 +118,7 @@ def fingerprint(
 ) -> str:
     """Everything that makes a release what it is; a deploy whose fingerprint is live builds nothing."""
     shaped = snapshot(s, paths, platform, cpu_count).values()
-    shape = [app.content_hash, venv_id, list(s.deploy.shared_dirs), env_json(s), *shaped]
+    shape = [app.content_hash, venv_id, list(s.deploy.shared_dirs), env_json(s, platform), *shaped]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
 
@@ -232,7 +245,7 @@ def plan(sit: Situation) -> StepPlan:
     files[f"release/{META}/{RELEASE_FILES}"] = json.dumps(app.hashes, sort_keys=True).encode()
     shaped = snapshot(s, paths, sit.platform, facts.cpus)
     files.update({f"release/{META}/{name}": text.encode() for name, text in shaped.items()})
-    files["files/env.json"] = env_json(s).encode()
+    files["files/env.json"] = env_json(s, sit.platform).encode()
     # The shared directories the server lacks (a new one in deploy.shared_dirs, or a first deploy).
     missing = [d for d in s.deploy.shared_dirs if facts.path(paths.shared(d)).kind != "dir"]
     commands += [line("make_shared_dirs", *missing)] if missing else []
@@ -299,7 +312,8 @@ def explain(sit: Situation, local: Ready, new: str) -> tuple[str, ...]:
         lines.append(f"venv {local.venv_id}: built ({local.declared.describe()})")
     if facts.env_digests is not None:
         theirs = facts.env_digests
-        ours = {key: env_digest(facts.env_salt, key, value) for key, value in s.app.env.items()}
+        env = {**service_env(s, sit.platform), **s.app.env}
+        ours = {key: env_digest(facts.env_salt, key, value) for key, value in env.items()}
         for key in sorted(set(ours) | set(theirs)):
             if key not in theirs:
                 lines.append(f"app.env: + {key}=****")

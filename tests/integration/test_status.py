@@ -120,8 +120,8 @@ def test_status_is_one_aligned_plain_table_a_row_a_host(servers: Servers):
         cells = re.split(r" {2,}", row)
         assert [row.index(cell, start) for cell, start in zip(cells, starts, strict=True)] == starts
         assert (cells[:3], cells[5]) == ([server.name, state, live(server)], app)
-        assert cells[8:10] == ["active/enabled", "active/enabled"]
-    assert re.split(r" {2,}", up)[10].startswith("200 ") and re.split(r" {2,}", down)[10].startswith("502 ")
+        assert cells[8:11] == ["active/enabled", "active/enabled", "-"]  # no services
+    assert re.split(r" {2,}", up)[11].startswith("200 ") and re.split(r" {2,}", down)[11].startswith("502 ")
     assert lines[top + 3] == "" and lines[top + 4].startswith(f"{servers.running.name}  ok=2")
 
 

@@ -1,8 +1,9 @@
 """Build and cache the sandbox images: a minimal Debian root and a local apt repository, per suite.
 
 An image is what a fresh VPS looks like (systemd, sshd, sudo, python3) and lacks nginx, supervisor,
-python3-venv and certbot; its repository holds those and their dependencies, so `apt-get install` works
-in a sandbox with no internet. One image per Debian suite (SUITES), each cached on its own.
+python3-venv, certbot, postgresql and redis-server; its repository holds those and their dependencies, so
+`apt-get install` works in a sandbox with no internet. One image per Debian suite (SUITES), each cached on
+its own.
 
     python -m tests.sandbox.image            # build (or find) every suite's image, at once
     python -m tests.sandbox.image trixie     # just one
@@ -31,6 +32,9 @@ SERVER_PACKAGES = ["nginx", "supervisor", "python3-venv", "certbot"]
 # debootstrap does not resolve virtual packages: the packages providing those the others depend on, by name
 # (python3-cryptography, for certbot, depends on python3-cffi-backend-api-min/-max).
 PROVIDERS = ["python3-cffi-backend"]
+# The app's services (services.postgresql, services.redis): downloaded into the repository with what they
+# depend on, never installed in the image (their postinst would make a cluster and start servers).
+SERVICE_PACKAGES = ["postgresql", "redis-server"]
 # Units a throwaway server does not need: they fail in a container, wake up on timers, or hold memory
 # (a getty on the console nspawn only reads, logind for sessions nothing asks for). Masked, not removed:
 # sshd, systemd as PID 1, journald, dbus, apt, and whatever a deploy installs still run as on a VPS.
@@ -42,7 +46,7 @@ MASK = [
 # journald keeps its files small: it maps what it writes, so a default-sized journal is megabytes of
 # private memory per sandbox.
 JOURNALD_CONF = "[Journal]\nSystemMaxFileSize=1M\nSystemMaxUse=4M\nRuntimeMaxUse=2M\n"
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,8 @@ class Suite:
 
     def recipe_hash(self) -> str:
         text = "|".join(
-            [RECIPE_VERSION, self.name, *BASE_PACKAGES, "#", *SERVER_PACKAGES, *PROVIDERS, "#", *self.purge,
-             "#", *MASK, JOURNALD_CONF]
+            [RECIPE_VERSION, self.name, *BASE_PACKAGES, "#", *SERVER_PACKAGES, *PROVIDERS,
+             "#", *SERVICE_PACKAGES, "#", *self.purge, "#", *MASK, JOURNALD_CONF]
         )  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -120,6 +124,11 @@ def _build(suite: Suite, target: Path, log) -> None:
     log(f"sandbox: building Debian {suite.version} ({suite.name}) image in {target} (once; about a minute)")
     include = ",".join(BASE_PACKAGES + SERVER_PACKAGES + PROVIDERS)
     _run("debootstrap", "--variant=minbase", f"--include={include}", suite.name, str(rootfs))
+    # From debootstrap's mirror (its sources.list), the services' packages and what the image lacks of
+    # their dependencies, as provision installs them (no recommends).
+    _chroot(rootfs, "apt-get", "update", "-q")
+    _chroot(rootfs, "apt-get", "install", "-y", "-q", "--download-only", "--no-install-recommends",
+            *SERVICE_PACKAGES)  # fmt: skip
     repo.mkdir()
     for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         shutil.move(deb, repo / deb.name)

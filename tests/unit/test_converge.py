@@ -57,7 +57,7 @@ def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_the
 def test_a_deploy_of_a_fresh_server_is_one_script_with_every_step(settings):
     sit = situation(settings, fresh_facts())
     lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", health_gate=True))
-    every = [name for name in NAMES if name not in ("certificate", "schedule")]  # no https, no jobs
+    every = [name for name in NAMES if name not in ("certificate", "postgresql", "redis", "schedule")]  # idle
     assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [*every, "health"]
     assert not plans(settings, converged_facts(settings))[0].acts
 

@@ -60,7 +60,13 @@ def test_what_the_probe_is_told_of_an_entry(settings):
     assert entry["units"] == ["nginx", "supervisor", "certbot.timer"]
     # provision's part asks about the packages
     asked = provision.PROBE.asks(settings, layout(settings, DEBIAN_12), DEBIAN_12)
-    assert asked["packages"] == ["nginx", "supervisor", "certbot"]  # certbot: asked, needed with acme only
+    assert asked["packages"] == [
+        "nginx",
+        "supervisor",
+        "certbot",
+        "postgresql",
+        "redis-server",
+    ]  # needed when set
     assert asked["installed"] == "installed" and asked["query"][0] == "dpkg-query"
 
 

@@ -146,6 +146,8 @@ class Server:
             "probe_certificate": {},  # https.mode off: asked nothing
             "probe_listeners": {"app": app},
             "probe_schedule": {"unit_dir": str(self.units), "jobs_dir": str(self.srv / "jobs")},
+            "probe_postgresql": {},  # services.postgresql off: asked nothing
+            "probe_redis": {},  # services.redis off: asked nothing
         }  # fmt: skip
         assert set(real["asks"]) == set(pointed), "a new part: point what it asks into the scratch server"
         asks = {name: {**asked, **pointed[name]} for name, asked in real["asks"].items()}

@@ -188,11 +188,18 @@ def test_a_release_command_may_hold_a_tab_and_end_with_a_newline():
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("htps", "htps: unknown section (did you mean https? the kit's: app, deploy, https, timeouts)"),
+        (
+            "htps",
+            "htps: unknown section (did you mean https? the kit's: app, deploy, https, services, timeouts)",
+        ),
         ("ap", "ap: unknown section (did you mean app? the kit's:"),
         ("conect_kwargs", "conect_kwargs: unknown section (did you mean connect_kwargs? the kit's:"),
         ("hosts", "hosts: unknown section (did you mean deploy.hosts? the kit's:"),  # a key of a section
-        ("zzz", "zzz: unknown section (the kit's: app, deploy, https, timeouts) (invoke.yaml or -f FILE)"),
+        (
+            "zzz",
+            "zzz: unknown section (the kit's: app, deploy, https, services, timeouts)"
+            " (invoke.yaml or -f FILE)",
+        ),
         (1, "1: unknown section (the kit's:"),
     ],
 )

@@ -25,8 +25,8 @@ LIVE_TIME = "2026-11-26T08:55:00Z"  # NOW minus 1 h 5 min
 RUNNING = Program("RUNNING", 427, "pid 427, uptime 1:01:01", uptime=3661, workers=2)
 KEYS = [
     "host", "reachable", "healthy", "error", "problems", "release", "release_time", "release_age_seconds",
-    "deployed_by", "app", "app_pid", "app_uptime_seconds", "workers", "nginx", "supervisor", "health",
-    "health_ms", "disk_free_bytes", "certificate", "jobs", "lock",
+    "deployed_by", "app", "app_pid", "app_uptime_seconds", "workers", "nginx", "supervisor", "services",
+    "health", "health_ms", "disk_free_bytes", "certificate", "jobs", "lock",
 ]  # fmt: skip
 
 
@@ -61,7 +61,7 @@ def test_a_healthy_host_s_row(settings):
     assert header == list(COLUMNS)
     assert cells == [
         "web1", "healthy", live, "1h05m", "alice@laptop", "RUNNING", "1h01m", "2", "active/enabled",
-        "active/enabled", "200 12ms", "8.0G", "-", "-", "-",
+        "active/enabled", "-", "200 12ms", "8.0G", "-", "-", "-",
     ]  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_a_stopped_app_is_unhealthy_and_says_why(settings):
     )  # fmt: skip
     assert row.problems == ("the app is STOPPED", "the health check through nginx failed: 502")
     cells = columns(status.table([row]))[1]
-    assert cells[1] == "unhealthy" and cells[5:8] == ["STOPPED", "-", "-"] and cells[10] == "502 12ms"
+    assert cells[1] == "unhealthy" and cells[5:8] == ["STOPPED", "-", "-"] and cells[11] == "502 12ms"
 
 
 def test_a_fresh_server_is_unhealthy_with_every_reason(settings):
@@ -156,13 +156,13 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         "release": rows[0].release, "release_time": LIVE_TIME, "release_age_seconds": 3900,
         "deployed_by": "alice@laptop", "app": "RUNNING", "app_pid": 427, "app_uptime_seconds": 3661,
         "workers": 2, "nginx": {"active": "active", "enabled": "enabled"},
-        "supervisor": {"active": "active", "enabled": "enabled"}, "health": "200", "health_ms": 12,
-        "disk_free_bytes": 8 << 30, "certificate": None, "jobs": [],
+        "supervisor": {"active": "active", "enabled": "enabled"}, "services": {}, "health": "200",
+        "health_ms": 12, "disk_free_bytes": 8 << 30, "certificate": None, "jobs": [],
         "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
     }  # fmt: skip
     assert web2 == {
         **{key: None for key in KEYS}, "host": "web2", "reachable": False, "healthy": False,
-        "error": "no answer from web2 port 22 within 10 s", "problems": [],
+        "error": "no answer from web2 port 22 within 10 s", "problems": [], "services": {},
     }  # fmt: skip
     assert len(status.document(rows).splitlines()) == 1
 

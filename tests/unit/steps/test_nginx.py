@@ -46,4 +46,5 @@ def test_reload_in_deploy_only_when_nginx_config_may_change(settings):
     old_site = replace(converged, paths={**converged.paths, paths.nginx_site: PathState.file("old")})
     found = plans(settings, old_site)
     assert acting(found) == ["enable_site", "reload_nginx"]
-    assert found[4].commands == ("reload_nginx 0",)  # nothing stale: it reloads if enable_site changed
+    reload = next(p for p in found if p.name == "reload_nginx")
+    assert reload.commands == ("reload_nginx 0",)  # nothing stale: it reloads if enable_site changed
