@@ -16,7 +16,7 @@ from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Value
-from tasks.steps import boot, certificate, guards, nginx, provision, push, supervisor
+from tasks.steps import boot, certificate, guards, nginx, processes, provision, push, supervisor
 from tasks.steps.model import Probe, Step
 
 PIPELINE: tuple[Step, ...] = (
@@ -28,6 +28,7 @@ PIPELINE: tuple[Step, ...] = (
     supervisor.STEP,
     boot.STEP,
     certificate.STEP,
+    processes.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
 PROBES: tuple[Probe, ...] = (*(step.probe for step in PIPELINE), guards.PROBE)

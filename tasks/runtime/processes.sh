@@ -1,0 +1,141 @@
+# shellcheck shell=bash
+# processes: the app's own processes (app.processes) as supervisor programs, each APP-NAME, its file
+# $SUPERVISOR_CONF_DIR/APP.process-NAME.conf, its command line in $PROCESSES_DIR/NAME (root's; the
+# program runs $TOOLS_DIR/app_command.py on it). They run the web's release: a deploy moves them once the
+# health gate passed, a rollback and a switch back with the web (switch.sh), each stopped gracefully
+# (SIGTERM, app.stop_timeout) and started in the live release.
+#
+# Reads:   APP, CURRENT, SUPERVISOR_UNIT, SUPERVISOR_CONF_DIR, PROCESSES_DIR, LOG_DIR; W (apply.sh)
+# Defines: process_programs, process_copies, processes_off_release, process_errors, await_processes,
+#          restart_processes, follow_release, update_processes, remove_processes
+# Sets:    COPIES (process_copies: "PROCESS STATE PID" of each copy of a program), PROCESS_FAILURE (why
+#          await_processes, restart_processes failed)
+
+process_programs() {  # the names of the app's processes whose program file is on the server
+    local file
+    for file in "$SUPERVISOR_CONF_DIR/$APP".process-*.conf; do
+        [ -f "$file" ] || continue
+        file=${file##*/"$APP".process-}
+        echo "${file%.conf}"
+    done
+}
+
+process_copies() {  # NAME: COPIES, "PROCESS STATE PID" of each copy of its program as supervisor has it
+    local out
+    out=$(supervisorctl status "$APP-$1:*" 2>/dev/null)
+    COPIES=()
+    while read -r process state _ pid _; do  # "APP-NAME:APP-NAME-0  RUNNING  pid 123, uptime 0:00:05"
+        [ -n "$process" ] || continue
+        COPIES+=("${process#*:} $state ${pid%,}")
+    done <<<"$out"
+}
+
+processes_off_release() {  # the names of the programs one of whose copies is not RUNNING in the live release
+    local name live copy state pid
+    live=$(readlink -f "$CURRENT") || return 0
+    while read -r name; do
+        [ -n "$name" ] || continue
+        process_copies "$name"
+        [ ${#COPIES[@]} -gt 0 ] || { echo "$name"; continue; }
+        for copy in "${COPIES[@]}"; do
+            read -r _ state pid <<<"$copy"
+            if [ "$state" != RUNNING ] || [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" != "$live" ]; then
+                echo "$name"
+                break
+            fi
+        done
+    done < <(process_programs)
+}
+
+process_errors() {  # NAME: the last lines of its log, for a failure message
+    local lines
+    lines=$(tail -q -n 3 "$LOG_DIR/$1"-*.log 2>/dev/null | tail -n 5 | tr '\n' '|')
+    echo "last lines of $LOG_DIR/$1-*.log: ${lines:-none}"
+}
+
+await_processes() {  # NAME...: once none of their copies is STARTING (startsecs), true when every copy
+    # runs; else false, with PROCESS_FAILURE saying which did not stay up and its log's last lines
+    local name copy process state waiting _
+    for _ in $(seq 300); do
+        waiting=""
+        for name; do
+            process_copies "$name"
+            if [ ${#COPIES[@]} = 0 ]; then
+                PROCESS_FAILURE="process $name is no program of supervisor"
+                return 1
+            fi
+            for copy in "${COPIES[@]}"; do
+                read -r process state _ <<<"$copy"
+                case "$state" in
+                    RUNNING) ;;
+                    STARTING) waiting=1 ;;
+                    *)
+                        PROCESS_FAILURE="process $process did not stay up ($state); $(process_errors "$name")"
+                        return 1
+                        ;;
+                esac
+            done
+        done
+        [ -n "$waiting" ] || return 0
+        sleep 0.2
+    done
+    PROCESS_FAILURE="processes $* still STARTING after a minute"
+    return 1
+}
+
+restart_processes() {  # NAME...: stopped gracefully (SIGTERM, then stopwaitsecs) and started in the live
+    # release: true when every copy stays up (startsecs); else false, as await_processes
+    local name groups=()
+    [ $# -gt 0 ] || return 0
+    for name; do groups+=("$APP-$name:*"); done
+    supervisorctl stop "${groups[@]}" >/dev/null 2>&1
+    supervisorctl start "${groups[@]}" >/dev/null 2>&1
+    CHANGED=1
+    await_processes "$@"
+}
+
+follow_release() {  # [--lenient]: the processes not running in the live release restarted there; with
+    # --lenient (a switch back after a failure), one that does not stay up is a note, not a failure
+    local names=() name
+    while read -r name; do [ -n "$name" ] && names+=("$name"); done < <(processes_off_release)
+    restart_processes "${names[@]}" && return 0
+    [ "${1:-}" = --lenient ] || die "$PROCESS_FAILURE"
+    note "$PROCESS_FAILURE"
+}
+
+update_processes() {  # NAME...: each one's command file and program (from $W/processes/) in place;
+    # supervisor updated: a changed program restarts with its new definition, a changed command alone too
+    local name before command_changed out restart=() started=()
+    systemctl is-active -q "$SUPERVISOR_UNIT" || { quiet systemctl start "$SUPERVISOR_UNIT"; changed; }
+    wait_for_supervisord
+    install_app_command
+    if [ ! -d "$PROCESSES_DIR" ]; then
+        install -d -m 750 -o root -g "$APP" "$PROCESSES_DIR" || die "could not make $PROCESSES_DIR"
+        changed
+    fi
+    for name; do
+        before=$CHANGED CHANGED=0
+        write_command "$PROCESSES_DIR/$name" "$(cat "$W/processes/$name.command")"
+        command_changed=$CHANGED
+        install_file "$W/processes/$name.conf" "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf" 644
+        [ "$before" = 1 ] && CHANGED=1
+        out=$(supervisorctl update "$APP-$name" 2>&1) || die "supervisorctl update failed: $out"
+        case "$out" in
+            *added* | *updated*) started+=("$name") && changed ;;  # started anew with its new definition
+            *) [ "$command_changed" = 1 ] && restart+=("$name") ;;
+        esac
+    done
+    if [ ${#started[@]} -gt 0 ]; then await_processes "${started[@]}" || die "$PROCESS_FAILURE"; fi
+    restart_processes "${restart[@]}" || die "$PROCESS_FAILURE"
+    follow_release
+}
+
+remove_processes() {  # NAME...: gone from app.processes: stopped (gracefully), their programs removed
+    local name out
+    for name; do
+        rm -f "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf"
+        out=$(supervisorctl update "$APP-$name" 2>&1) || die "supervisorctl update failed: $out"
+        rm -f "$PROCESSES_DIR/$name"
+        changed
+    done
+}
