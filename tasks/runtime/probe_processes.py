@@ -4,7 +4,8 @@ has them, from /proc and the program files, without asking supervisord (supervis
     asked: {"pidfile": SUPERVISORD_PIDFILE, "user": APP, "conf_dir": DIR, "conf_prefix": "APP.process-",
             "program_prefix": "APP-"}
 
-- programs: the names whose program file (conf_dir/APP.process-NAME.conf) is there;
+- programs: the names whose program file (conf_dir/APP.process-NAME.conf) is there, with the copies it
+  runs (numprocs);
 - running: for each running copy of a program of the app (a child of supervisord, as the app's user,
   whose environment names its program: supervisor gives every process SUPERVISOR_GROUP_NAME), its
   process's name, pid, working directory (the release it runs in) and uptime in seconds.
@@ -19,12 +20,20 @@ from probe import entries, proc_stat, read_text
 
 def gather(asked):
     prefix, suffix = asked["conf_prefix"], ".conf"
-    programs = [
-        name[len(prefix) : -len(suffix)]
+    programs = {
+        name[len(prefix) : -len(suffix)]: copies(os.path.join(asked["conf_dir"], name))
         for name in entries(asked["conf_dir"])
         if name.startswith(prefix) and name.endswith(suffix)
-    ]
+    }
     return {"processes": {"programs": programs, "running": running(asked)}}
+
+
+def copies(conf):
+    """How many copies a program file runs (its numprocs)."""
+    for line in read_text(conf).splitlines():
+        if line.startswith("numprocs="):
+            return int(line.partition("=")[2]) if line.partition("=")[2].isdigit() else 1
+    return 1
 
 
 def running(asked):

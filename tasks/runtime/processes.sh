@@ -7,7 +7,7 @@
 #
 # Reads:   APP, CURRENT, SUPERVISOR_UNIT, SUPERVISOR_CONF_DIR, PROCESSES_DIR, LOG_DIR; W (apply.sh)
 # Defines: process_programs, process_copies, processes_off_release, process_errors, await_processes,
-#          restart_processes, follow_release, update_processes, remove_processes
+#          restart_processes, follow_release, restart_app_processes, update_processes, remove_processes
 # Sets:    COPIES (process_copies: "PROCESS STATE PID" of each copy of a program), PROCESS_FAILURE (why
 #          await_processes, restart_processes failed)
 
@@ -101,6 +101,14 @@ follow_release() {  # [--lenient]: the processes not running in the live release
     restart_processes "${names[@]}" && return 0
     [ "${1:-}" = --lenient ] || die "$PROCESS_FAILURE"
     note "$PROCESS_FAILURE"
+}
+
+restart_app_processes() {  # [NAME...]: these processes (default: all of them) restarted in the live release
+    local names=("$@") name
+    if [ ${#names[@]} = 0 ]; then
+        while read -r name; do [ -n "$name" ] && names+=("$name"); done < <(process_programs)
+    fi
+    restart_processes "${names[@]}" || die "$PROCESS_FAILURE"
 }
 
 update_processes() {  # NAME...: each one's command file and program (from $W/processes/) in place;

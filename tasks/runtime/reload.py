@@ -5,9 +5,10 @@
 The master is found as supervisor knows it: the child of supervisord (whose pidfile only root writes)
 that runs as the app's user and is no process of the app's other programs (app.processes: their
 environment names their program, as supervisor gives it). (Gunicorn writes no pidfile: one in a
-directory of the app's user could name any process.) HUP it (it re-reads its config, re-runs chdir on `current`,
-starts new workers and stops the old ones gracefully), then wait until none of the old workers is left
-and the configured number of new ones runs: from then on every request is served by the new release.
+directory of the app's user could name any process.) HUP it (it re-reads its config, re-runs chdir on
+`current`, starts new workers and stops the old ones gracefully), then wait until none of the old
+workers is left and the configured number of new ones runs: from then on every request is served by
+the new release.
 Exit 3: no master runs (nothing to reload). Any other failure exits 1 with its reason as the last line.
 """
 

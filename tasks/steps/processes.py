@@ -34,17 +34,17 @@ class Copy:
 
 @dataclass(frozen=True)
 class Processes:
-    """The processes step's facts (runtime/probe_processes.py): which programs the server has for the app
-    (by process name), and the copies of each that run."""
+    """The processes step's facts (runtime/probe_processes.py): the programs the server has for the app
+    (process name -> the copies its file runs), and the copies of each that run."""
 
-    programs: frozenset[str] = frozenset()
+    programs: Mapping[str, int] = field(default_factory=dict)
     running: Mapping[str, tuple[Copy, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Processes:
         found = doc.get("processes") or {}
         return cls(
-            frozenset(found.get("programs", ())),
+            dict(found.get("programs") or {}),
             {
                 name: tuple(Copy(c["process"], c["pid"], c["cwd"], c.get("uptime")) for c in copies)
                 for name, copies in (found.get("running") or {}).items()
@@ -74,7 +74,7 @@ def plan(sit: Situation) -> StepPlan:
     s, facts, paths = sit.settings, sit.facts, sit.layout
     held = facts.of(Processes)
     wanted = s.app.processes
-    removed = sorted(held.programs - set(wanted))
+    removed = sorted(set(held.programs) - set(wanted))
     switching = next((p.switches_to for p in sit.earlier if p.acts and p.switches_to), None)
     live = switching or facts.link_name(paths.current)
     release = f"{paths.releases_dir}/{live}"
