@@ -118,7 +118,7 @@ class HostStatus:
     health_ms: int | None = None
     disk_free_bytes: int | None = None
     certificate: Certificate | None = None  # with https: its domains and expiry (not_after, UTC)
-    processes: tuple[ProcessStatus, ...] = ()  # the app's processes (app.processes), by name
+    processes: tuple[ProcessStatus, ...] | None = None  # the app's processes (app.processes), by name
     lock: Lock | None = None
 
     @property
@@ -246,9 +246,9 @@ def cells(row: HostStatus) -> list[str]:
     ]  # fmt: skip
 
 
-def processes(rows: tuple[ProcessStatus, ...]) -> str:
+def processes(rows: tuple[ProcessStatus, ...] | None) -> str:
     """worker 2/2 5m,mailer 0/1 -: each process's copies running of expected, and its uptime; - for none."""
-    return ",".join(f"{p.name} {p.running}/{p.expected} {age(p.uptime_seconds)}" for p in rows) or "-"
+    return ",".join(f"{p.name} {p.running}/{p.expected} {age(p.uptime_seconds)}" for p in rows or ()) or "-"
 
 
 def certificate(held: Certificate | None) -> str:
