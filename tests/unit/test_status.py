@@ -55,7 +55,7 @@ def test_a_healthy_host_s_row(settings):
         release_age_seconds=3900, deployed_by="alice@laptop", app="RUNNING", app_pid=427,
         app_uptime_seconds=3661, workers=2, nginx=Service("active", "enabled"),
         supervisor=Service("active", "enabled"), health="200", health_ms=12, disk_free_bytes=8 << 30,
-        lock=None,
+        processes=(), lock=None,
     )  # fmt: skip
     (header, cells) = columns(status.table([row]))
     assert header == list(COLUMNS)
