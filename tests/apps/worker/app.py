@@ -5,7 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
-VERSION = Path(__file__).with_name("version.txt").read_text().strip()
+VERSION = Path(__file__).with_name("version.txt").read_text().split()[0]
 
 app = Flask(__name__)
 

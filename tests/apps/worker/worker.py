@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 LOG = Path("instance") / "workers.log"
-VERSION = Path(__file__).with_name("version.txt").read_text().strip()
+VERSION = Path(__file__).with_name("version.txt").read_text().split()[0]
 
 
 def note(text: str) -> None:
