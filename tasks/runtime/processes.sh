@@ -5,11 +5,12 @@
 # health gate passed, a rollback and a switch back with the web (switch.sh), each stopped gracefully
 # (SIGTERM, app.stop_timeout) and started in the live release.
 #
-# Reads:   APP, CURRENT, SUPERVISOR_UNIT, SUPERVISOR_CONF_DIR, PROCESSES_DIR, LOG_DIR; W (apply.sh)
+# Reads:   APP, META, CURRENT, SUPERVISOR_UNIT, SUPERVISOR_CONF_DIR, PROCESSES_DIR, LOG_DIR; W (apply.sh)
 # Defines: process_programs, process_copies, processes_off_release, process_errors, await_processes,
-#          restart_processes, follow_release, restart_app_processes, update_processes, remove_processes
+#          restart_processes, follow_release, restart_app_processes, install_process, update_processes,
+#          remove_processes, keep_processes, restore_processes
 # Sets:    COPIES (process_copies: "PROCESS STATE PID" of each copy of a program), PROCESS_FAILURE (why
-#          await_processes, restart_processes failed)
+#          await_processes, restart_processes failed), PROCESS_UPDATE (install_process)
 
 process_programs() {  # the names of the app's processes whose program file is on the server
     local file
@@ -111,9 +112,23 @@ restart_app_processes() {  # [NAME...]: these processes (default: all of them) r
     restart_processes "${names[@]}" || die "$PROCESS_FAILURE"
 }
 
+install_process() {  # NAME PROGRAM_FILE COMMAND_FILE: its command file and program in place, supervisor
+    # updated; PROCESS_UPDATE: "started" (supervisor started it anew: a new or changed program), "command"
+    # (its command alone changed: it needs a restart) or ""
+    local before=$CHANGED out
+    CHANGED=0
+    write_command "$PROCESSES_DIR/$1" "$(cat "$3")"
+    PROCESS_UPDATE=""
+    [ "$CHANGED" = 1 ] && PROCESS_UPDATE="command"
+    install_file "$2" "$SUPERVISOR_CONF_DIR/$APP.process-$1.conf" 644
+    [ "$before" = 1 ] && CHANGED=1
+    out=$(supervisorctl update "$APP-$1" 2>&1) || die "supervisorctl update failed: $out"
+    case "$out" in *added* | *updated*) PROCESS_UPDATE="started" && changed ;; esac
+}
+
 update_processes() {  # NAME...: each one's command file and program (from $W/processes/) in place;
     # supervisor updated: a changed program restarts with its new definition, a changed command alone too
-    local name before command_changed out restart=() started=()
+    local name restart=() started=()
     systemctl is-active -q "$SUPERVISOR_UNIT" || { quiet systemctl start "$SUPERVISOR_UNIT"; changed; }
     wait_for_supervisord
     install_app_command
@@ -122,15 +137,10 @@ update_processes() {  # NAME...: each one's command file and program (from $W/pr
         changed
     fi
     for name; do
-        before=$CHANGED CHANGED=0
-        write_command "$PROCESSES_DIR/$name" "$(cat "$W/processes/$name.command")"
-        command_changed=$CHANGED
-        install_file "$W/processes/$name.conf" "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf" 644
-        [ "$before" = 1 ] && CHANGED=1
-        out=$(supervisorctl update "$APP-$name" 2>&1) || die "supervisorctl update failed: $out"
-        case "$out" in
-            *added* | *updated*) started+=("$name") && changed ;;  # started anew with its new definition
-            *) [ "$command_changed" = 1 ] && restart+=("$name") ;;
+        install_process "$name" "$W/processes/$name.conf" "$W/processes/$name.command"
+        case "$PROCESS_UPDATE" in
+            started) started+=("$name") ;;
+            command) restart+=("$name") ;;
         esac
     done
     if [ ${#started[@]} -gt 0 ]; then await_processes "${started[@]}" || die "$PROCESS_FAILURE"; fi
@@ -146,4 +156,37 @@ remove_processes() {  # NAME...: gone from app.processes: stopped (gracefully), 
         rm -f "$PROCESSES_DIR/$name"
         changed
     done
+}
+
+# Each release keeps the processes it last ran with (its .deploy/processes: each one's program and
+# command files), as it keeps its other configs: a rollback, or a switch back after a failed deploy,
+# brings them back with it.
+keep_processes() {  # the processes as they are now, kept with the live release
+    local kept name
+    kept="$(readlink -f "$CURRENT")/$META/processes"
+    rm -rf "$kept.new"
+    mkdir -p "$kept.new" || die "could not write $kept"
+    while read -r name; do
+        [ -n "$name" ] || continue
+        cp -p "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf" "$kept.new/$name.conf" \
+            && cp -p "$PROCESSES_DIR/$name" "$kept.new/$name.command" || die "could not keep $name in $kept"
+    done < <(process_programs)
+    rm -rf "$kept" && mv -T "$kept.new" "$kept"
+}
+
+restore_processes() {  # RELEASE_DIR: the processes it last ran with, where they differ (a release that
+    # keeps none: left as they are); then each runs in the live release
+    local kept="$1/$META/processes" name file
+    if [ -d "$kept" ]; then
+        while read -r name; do
+            [ -n "$name" ] && [ ! -f "$kept/$name.conf" ] && remove_processes "$name"
+        done < <(process_programs)
+        for file in "$kept"/*.conf; do
+            [ -f "$file" ] || continue
+            name=${file##*/}
+            name=${name%.conf}
+            install_process "$name" "$file" "$kept/$name.command"
+        done
+    fi
+    follow_release "${@:2}"
 }

@@ -109,7 +109,7 @@ roll_back_to() {  # RELEASE_ID: that release live again, with the configs it was
         || die "release $1 keeps no record of its configs (it predates them); deploy it instead"
     note_release "$1"
     go_live "$release"
-    follow_release  # the app's processes move with the web (processes.sh)
+    restore_processes "$release"  # the app's processes move with the web (processes.sh)
     changed
 }
 
@@ -148,5 +148,5 @@ switch_back() {  # after a failure in this run, the release that was live goes l
     go_live "$LIVE_DIR"
     set_link "$PREVIOUS" "$PREVIOUS_DIR"
     SWITCHED=""
-    follow_release --lenient  # the app's processes back on it too, if any had moved (processes.sh)
+    restore_processes "$LIVE_DIR" --lenient  # the app's processes back on it too (processes.sh)
 }

@@ -109,6 +109,7 @@ def plan(sit: Situation) -> StepPlan:
         commands.append(line("remove_processes", *removed))
     if wanted:
         commands.append(line("update_processes", *wanted))
+    commands.append(line("keep_processes"))  # with the live release, for a rollback to bring back
     return StepPlan(tuple(commands), files, why=tuple(why), writes=writes)
 
 

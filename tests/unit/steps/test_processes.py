@@ -50,7 +50,7 @@ def test_a_first_deploy_starts_them_after_the_health_gate_with_the_command_as_a_
     s = with_processes(settings, worker="rq worker -u $REDIS_URL tasks", mailer=Process("flask mail", 2))
     found = plans(s, fresh_facts())
     (step,) = [p for p in found if p.name == "processes"]
-    assert step.after_gate and step.commands == ("update_processes worker mailer",)
+    assert step.after_gate and step.commands == ("update_processes worker mailer", "keep_processes")
     assert step.files["processes/worker.command"] == b"rq worker -u $REDIS_URL tasks\n"
     # The user's command goes nowhere else: not into the program, nor the script's lines.
     assert b"rq worker" not in step.files["processes/worker.conf"]
@@ -101,10 +101,13 @@ def test_a_process_gone_from_the_settings_is_removed(settings):
     facts = running(s, converged_facts(s))
     t = with_processes(settings, worker="rq worker")
     step = plan_one(t, facts, processes.STEP)
-    assert step.commands == ("remove_processes mailer", "update_processes worker")
+    assert step.commands == ("remove_processes mailer", "update_processes worker", "keep_processes")
     assert step.why == ("mailer: gone from app.processes: stop it, remove its program",)
     # With none left, only the removal.
-    assert plan_one(settings, facts, processes.STEP).commands == ("remove_processes mailer worker",)
+    assert plan_one(settings, facts, processes.STEP).commands == (
+        "remove_processes mailer worker",
+        "keep_processes",
+    )
 
 
 def test_they_follow_a_new_release_and_run_where_the_web_runs(settings):
