@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tasks import configs, dependencies, https, static, wheels
+from tasks import configs, dependencies, https, procfile, static, wheels
 from tasks.dependencies import Declared, DependencyError
 from tasks.facts import ReleaseDir, release_record, target_name
 from tasks.layout import META, RELEASE_FILES, Layout
@@ -146,10 +146,14 @@ def read(s: Settings) -> tuple[tuple[AppSource, Declared], tuple[str, ...]]:
     try:
         app = read_source(s.app.src, s.deploy.shared_dirs)
         declared = dependencies.declared(app.root, s.app.gunicorn)
-    except (SourceError, DependencyError) as error:
+        found = procfile.read(s.app.src)
+    except (SourceError, DependencyError, procfile.ProcfileError) as error:
         raise Refused(str(error)) from None
-    note = app.links_note()
-    return (app, declared), (note,) if note else ()
+    notes = (app.links_note(),) if app.links_note() else ()
+    # The Procfile's processes are the app's (app.processes unset, settings.py): how the kit took it.
+    if found is not None and found.processes == {n: p.command for n, p in s.app.processes.items()}:
+        notes += found.notes()
+    return (app, declared), notes
 
 
 def prepare(sit: Situation, local: tuple[AppSource, Declared], check: bool = False) -> Ready:

@@ -9,6 +9,7 @@ import pytest
 
 from tasks import procfile
 from tasks.settings import PROJECT_ROOT, Process, SettingError, parse
+from tasks.steps import push
 from tests.unit.conftest import default_config
 
 
@@ -114,3 +115,11 @@ def test_a_procfile_command_with_a_control_character_is_refused(src):
     (src / "Procfile").write_text("worker: rq \x07worker\n")
     with pytest.raises(SettingError, match=r"^app.src: .*Procfile: worker: the command holds the control"):
         parse(config(src))
+
+
+def test_a_deploy_says_in_one_line_that_the_procfile_s_web_line_is_ignored_when_it_uses_the_procfile(src):
+    (src / "Procfile").write_text(PROCFILE)
+    _, notes = push.read(parse(config(src)))
+    assert notes == ("the Procfile's web line is ignored: the kit's gunicorn serves the app (app.module)",)
+    _, notes = push.read(parse(config(src, processes={"jobs": "rq worker"})))  # the Procfile is not used
+    assert notes == ()
