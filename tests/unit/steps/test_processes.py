@@ -3,6 +3,8 @@ check-mode reasons, and restart --process."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from dataclasses import replace
 
 from tasks import configs, runtime
@@ -19,6 +21,7 @@ from tests.unit.conftest import (
     plans,
     with_processes,
 )
+from tests.unit.serverside import run_functions
 
 
 def running(s: Settings, facts: Facts, release: str | None = None) -> Facts:
@@ -156,3 +159,42 @@ def test_the_facts_read_back_from_the_probe_s_json():
         {"worker": 2}, {"worker": (Copy("app-worker-0", 9, "/srv/app/releases/x", 5),)}
     )
     assert Processes.from_json({}) == Processes()
+
+
+def test_the_server_side_finds_the_programs_not_running_in_the_live_release(tmp_path):
+    """processes_off_release (runtime/processes.sh): a program any copy of which is not RUNNING, or runs
+    in another directory than `current`'s, is one to restart there; supervisorctl is a stub."""
+    live, old = tmp_path / "releases" / "live", tmp_path / "releases" / "old"
+    conf_dir = tmp_path / "conf.d"
+    for directory in (live, old, conf_dir):
+        directory.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(live)
+    for name in ("moved", "behind", "starting", "other"):
+        (conf_dir / f"app.process-{name}.conf").write_text("")
+    (conf_dir / "otherapp.process-x.conf").write_text("")
+    in_live = subprocess.Popen(["sleep", "30"], cwd=live)
+    in_old = subprocess.Popen(["sleep", "30"], cwd=old)
+    statuses = {
+        "moved": [f"app-moved:app-moved-0   RUNNING   pid {in_live.pid}, uptime 0:00:05"],
+        "behind": [
+            f"app-behind:app-behind-0   RUNNING   pid {in_live.pid}, uptime 0:00:05",
+            f"app-behind:app-behind-1   RUNNING   pid {in_old.pid}, uptime 0:01:05",
+        ],
+        "starting": ["app-starting:app-starting-0   STARTING"],
+        "other": ["app-other: ERROR (no such group)"],
+    }
+    stub = "supervisorctl() {  # status GROUP:*\n    case $2 in\n"
+    for name, lines in statuses.items():
+        stub += f"        app-{name}:\\*) printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} ;;\n"
+    stub += "    esac\n}"
+    try:
+        done = run_functions(
+            {"APP": "app", "CURRENT": str(tmp_path / "current"), "SUPERVISOR_CONF_DIR": str(conf_dir)},
+            [stub, "processes_off_release"],
+        )
+    finally:
+        for process in (in_live, in_old):
+            process.kill()
+            process.wait()
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["behind", "other", "starting"]
