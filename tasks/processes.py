@@ -27,8 +27,11 @@ from tasks.steps.processes import Processes
     rolling=True,
 )
 def restart(c: Connection, hard: bool = False, process: str = "", check: bool = False) -> None:
-    """Restart the app: new workers without dropping a request (or --hard), and its processes (or only
-    --process NAME); then a health check via nginx."""
+    """Restart the app (no request dropped, or --hard) and its processes, or one (--process); health check.
+
+    The app: new gunicorn workers without dropping a request (--hard: stop and start through supervisor);
+    its processes (app.processes): each stopped gracefully and started again; --process NAME restarts
+    that one alone, not the web. Then a health check through nginx."""
     converge(c, (restart_step.step(hard, process),), action="restart", health_gate=True, check=check)
 
 
@@ -41,8 +44,10 @@ def restart(c: Connection, hard: bool = False, process: str = "", check: bool = 
     serial=True,  # --follow runs until Ctrl-C, which only the main thread gets
 )
 def logs(c: Connection, lines: int = 30, follow: bool = False, process: str = "") -> None:
-    """Show the last lines of the app's error log (gunicorn) and of its nginx error log (--follow: stream),
-    or of one of its processes' logs (--process NAME)."""
+    """Show the last lines of the app's error log and its nginx error log, or a process's (--process).
+
+    The app's error log (gunicorn) and its site's nginx error log; with --process NAME, the log of each
+    copy of that process (app.processes) instead; --follow: then each line added, until Ctrl-C."""
     found = probe.look(c, "probe")
     if found is None:
         return
