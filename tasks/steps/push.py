@@ -25,6 +25,7 @@ from tasks.settings import Settings
 from tasks.shell import Var, line
 from tasks.source import AppSource, SourceError, read_source
 from tasks.steps.model import Probe, Refused, Situation, Step, StepPlan
+from tasks.steps.processes import Processes
 from tasks.steps.provision import PROVISIONED
 
 
@@ -247,6 +248,9 @@ def plan(sit: Situation) -> StepPlan:
     # Until here, push needs no system package; switching starts the app under supervisor.
     commands += [line("await_packages")] if sit.installing() else []
     commands.append(line("switch_to_built"))
+    # Alone (no processes step after the health gate), push moves the app's processes itself.
+    if not sit.runs("processes") and (s.app.processes or facts.of(Processes).programs):
+        commands.append(line("follow_release"))
 
     live = facts.link_name(paths.current)
     releases = [*held.ids, new]

@@ -240,3 +240,12 @@ def test_the_procfile_s_processes_and_release_line(site):
     pid = one_worker(site)
     assert site.cwd(pid) == site.live()
     assert not site.workers("other")
+
+
+def test_push_alone_moves_the_processes_too(site):
+    v = site.version("push", processes={"worker": "python worker.py 0"})
+    before = one_worker(site)
+    run = site.fab("push", config=v)
+    assert run.code == 0, str(run)
+    moved = one_worker(site)
+    assert moved != before and site.cwd(moved) == site.live() and site.page() == "version push"

@@ -198,3 +198,13 @@ def test_the_server_side_finds_the_programs_not_running_in_the_live_release(tmp_
             process.wait()
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.split()) == ["behind", "other", "starting"]
+
+
+def test_push_alone_moves_the_processes_itself(settings):
+    s = with_processes(settings, worker="rq worker")
+    facts = running(s, converged_facts(s))
+    new_code = replace(s, deploy=replace(s.deploy, shared_dirs=("instance", "uploads")))
+    (alone,) = plans(new_code, facts, ("push",))
+    assert alone.commands[-1] == "follow_release"
+    in_deploy = plans(new_code, facts)
+    assert "follow_release" not in in_deploy[1].commands  # the processes step moves them after the gate
