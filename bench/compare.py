@@ -2,7 +2,7 @@
 medians and our ratio to each tool (run as root).
 
     .venv/bin/python -m bench [--rounds 5] [--rtt 0 50] [--tools ours,ansible,pyinfra]
-                              [--cases cold,noop,code,rollback,fleet] [--hosts 1 4 8]
+                              [--cases cold,noop,code,rollback,fleet,stack] [--hosts 1 4 8]
     .venv/bin/python -m bench --smoke [--tools ours[,TOOL]]   # one round, RTT 0, the cold case: for CI
 
 The job (the same for every tool): apt install nginx supervisor (from the sandbox's apt repository), the
@@ -19,6 +19,9 @@ Per round, per RTT, per tool (the tools' order turns from round to round), on fr
   rollback  back to the release before
   fleet     no-op deploys to N hosts at once (one command, every host), then code-change deploys, for
             each N of --hosts
+  stack     ours only, on a server reset again: a cold deploy of a whole app (tests/apps/stack: a worker
+            from its Procfile, a scheduled job, PostgreSQL and Redis), then a code change of it (the web
+            reloaded, the worker moved to the new release)
 Times are whole command runs, as a user sees them (interpreter start included). SSH connections and
 remote commands are counted per run from each sandbox's sshd log (LogLevel DEBUG1, set by the bench):
 "Accepted publickey" lines are connections; "req exec" and "subsystem request" lines are commands.
@@ -49,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 VENVS = Path(os.environ.get("FLASKDEPLOY_BENCH_CACHE", "/var/cache/flaskdeploy-bench"))
 PINS = {"ansible": "ansible-core==2.19.14", "pyinfra": "pyinfra==3.10.0"}
 TOOLS = ("ours", "ansible", "pyinfra")
-CASES = ("cold", "noop", "code", "rollback", "fleet")
+CASES = ("cold", "noop", "code", "rollback", "fleet", "stack")
+STACK = fab.ROOT / "tests" / "apps" / "stack"
 TARGET_PYTHON, TARGET_MACHINE, TARGET_GLIBC = "3.11.2", "x86_64", "2.36"  # the sandbox: Debian 12
 
 
@@ -137,6 +141,23 @@ def make_job(app_src: Path, module: str) -> Job:
     for wheel in wheels.dependencies(dependencies.declared(app, s.app.gunicorn), target):
         shutil.copy2(wheel, wheel_dir)
     return Job(work, app, wheel_dir, rendered, override, s.app.name)
+
+
+def stack_job(work: Path) -> Job:
+    """The whole app as ours deploys it: tests/apps/stack with its worker, a job, both services."""
+    work = Path(tempfile.mkdtemp(dir=work, prefix="stack-"))  # each round's own copy
+    app = work / "stack"
+    shutil.copytree(STACK, app, ignore=shutil.ignore_patterns("__pycache__"))
+    override = work / "stack.yaml"
+    settings = {
+        "app": {
+            "name": "stack", "port": 8097, "src": str(app), "module": "stack:create_app()",
+            "schedule": {"tick": {"command": "python -m stack.tick", "when": "hourly"}},
+        },
+        "services": {"postgresql": True, "redis": True},
+    }  # fmt: skip
+    override.write_text(yaml.safe_dump(settings))
+    return Job(work, app, work, work, override, "stack")
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
@@ -310,6 +331,12 @@ def one_tool(
         for n in counts:
             job.change_code()
             record(f"code x{n}", measured(sandboxes[:n], go(sandboxes[:n])))
+    if "stack" in cases and tool == "ours":
+        fresh(lab, first, rtt)
+        stack = stack_job(job.work)
+        record("stack cold", measured(first, lambda: run_ours(lab, first, stack, "deploy")))
+        stack.change_code()
+        record("stack code", measured(first, lambda: run_ours(lab, first, stack, "deploy")))
 
 
 def table(results: Results, tools: list[str], rtts: list[int]) -> str:

@@ -37,6 +37,7 @@ class AppPaths:
     tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
     # The command lines of the app's processes (app.processes), a file each: root's, the app's group reads.
     processes_dir: str
+    jobs_dir: str  # the scheduled jobs' command lines (root's; the app's group reads them)
     acme_webroot: str  # https.mode acme: certbot writes the HTTP-01 challenges here, nginx serves them
     gunicorn_conf: str
     history_file: str
@@ -77,6 +78,7 @@ class Layout(AppPaths):
     nginx_error_log: str
     supervisor_conf: str
     supervisor_conf_dir: str  # the app's processes' programs too (process_conf)
+    systemd_unit_dir: str  # the scheduled jobs' units (tasks/steps/schedule.py)
     # HTTPS (tasks/https.py): the user's certificate and key (mode files); the CA bundle certbot trusts
     # for a private ACME directory, and the drop-in giving it to certbot's renewals; certbot's lineage.
     tls_cert: str
@@ -118,6 +120,7 @@ def app_paths(s: Settings) -> AppPaths:
         wheels_dir=f"{base}/wheels",
         tools_dir=f"{base}/tools",
         processes_dir=f"{base}/processes",
+        jobs_dir=f"{base}/jobs",
         acme_webroot=f"{base}/acme",
         gunicorn_conf=f"{base}/gunicorn.conf.py",
         history_file=f"{base}/history.log",
@@ -146,6 +149,7 @@ def layout(s: Settings, p: Platform) -> Layout:
         nginx_error_log=f"{p.nginx_log_dir}/{name}.error.log",
         supervisor_conf=f"{p.supervisor_conf_dir}/{name}.conf",
         supervisor_conf_dir=p.supervisor_conf_dir,
+        systemd_unit_dir=p.systemd_unit_dir,
         tls_cert=f"{p.tls_dir}/{name}.crt",
         tls_key=f"{p.tls_dir}/{name}.key",
         acme_ca_bundle=f"{p.tls_dir}/{name}.acme-ca.pem",

@@ -91,6 +91,7 @@ class Platform:
     nologin_shell: str = "/usr/sbin/nologin"
     log_group: str = "adm"  # may read /var/log
     tmpfiles_dir: str = "/etc/tmpfiles.d"
+    systemd_unit_dir: str = "/etc/systemd/system"  # the admin's units: the scheduled jobs' go here
 
     @property
     def units(self) -> tuple[str, ...]:

@@ -74,7 +74,13 @@ def _entry(s: Settings, platform: Platform) -> dict:
         "hashed": hashed_paths(s, paths),
         "base_dir": paths.base_dir,  # free space under it
         "current": paths.current,
-        "configs": [paths.nginx_site, paths.supervisor_conf, paths.gunicorn_conf, paths.tmpfiles_conf],
+        "configs": [
+            paths.nginx_site,
+            paths.supervisor_conf,
+            paths.gunicorn_conf,
+            paths.tmpfiles_conf,
+            *(path for probe in PROBES for path in probe.shown(s, paths)),
+        ],  # fmt: skip
         # What each step's part is asked here (its `gather(asked)`), by the part's name.
         "asks": {
             part_name(probe.part): dict(probe.asks(s, paths, platform) if probe.asks else {})

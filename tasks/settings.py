@@ -19,7 +19,7 @@ from typing import Any, TypeVar, get_type_hints
 import fabric
 from invoke.exceptions import Exit
 
-from tasks import https, procfile, recap
+from tasks import calendar, https, procfile, recap
 from tasks.layout import META
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +188,55 @@ def _processes(value: Any) -> dict[str, Process]:
     if not isinstance(value, Mapping):
         raise SettingError("must map process names to commands, like {worker: rq worker microblog-tasks}")
     return {name: _process(name, command) for name, command in value.items()}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job (app.schedule): its command line, run as a Procfile's line is, and when, as a
+    systemd calendar expression (a timer's OnCalendar=)."""
+
+    command: str
+    when: str
+
+
+def _job_name(name: Any) -> str:
+    if not isinstance(name, str) or not _fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
+        raise SettingError(f"{name!r} is no job name: lowercase letters, digits and -, like nightly-report")
+    return name
+
+
+def _when(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.isprintable():
+        raise SettingError(f"job {name!r}: when must be one line, a systemd calendar expression like daily")
+    why = calendar.problem(value)
+    if why:
+        raise SettingError(
+            f"job {name!r}: when {value!r} is no systemd calendar expression ({why}): write one like"
+            f" {calendar.EXAMPLES}"
+        )
+    return " ".join(value.split())
+
+
+def _schedule(value: Any) -> dict[str, Job]:
+    if not isinstance(value, Mapping):
+        raise SettingError("must map job names to {command: ..., when: ...}, like {report: {command: flask"
+                           " report, when: daily}}")  # fmt: skip
+    jobs = {}
+    for name, job in value.items():
+        name = _job_name(name)
+        if not isinstance(job, Mapping) or set(job) != {"command", "when"}:
+            raise SettingError(f"job {name!r} must be {{command: ..., when: ...}}, both and nothing else")
+        command = job["command"]
+        if not isinstance(command, str) or "\n" in command.strip():
+            raise SettingError(f"job {name!r}: command must be one shell command line")
+        try:
+            command = _command(command)
+        except SettingError as error:
+            raise SettingError(f"job {name!r}: command {error}") from None
+        if not command:
+            raise SettingError(f"job {name!r}: command is empty: give the shell line it runs")
+        jobs[name] = Job(command, _when(name, job["when"]))
+    return jobs
 
 
 def _source_dir(value: Any) -> Path:
@@ -391,13 +440,20 @@ class App:
         {},
         _processes,
         "The app's other processes under supervisor, as the app user in the live release with app.env:"
-        " name -> command (run by /bin/sh -c), or {command: ..., count: N}. {}: the app's Procfile, if it"
+        " name -> command (run by bash -c), or {command: ..., count: N}. {}: the app's Procfile, if it"
         " has one (but its web line; its release line is deploy.release_command when that is unset).",
     )
     stop_timeout: int = setting(
         30,
         _integer(1, 3600),
         "seconds a stopping process has after SIGTERM to finish its job, before it is killed",
+    )
+    schedule: dict[str, Job] = setting(
+        {},
+        _schedule,
+        "Scheduled jobs: name -> {command: ..., when: ...}, like {report: {command: flask send-report,"
+        " when: Mon 03:00}}; each a systemd timer running the command as the app user in the live release"
+        " with app.env, `when` a systemd calendar expression (daily, hourly, *:0/15, Mon..Fri 09:00).",
     )
     env: dict[str, str] = setting(
         {},

@@ -24,10 +24,11 @@ from tasks.remote import host_name
 from tasks.steps.certificate import Certificate
 from tasks.steps.processes import Processes
 from tasks.steps.provision import Packages
+from tasks.steps.schedule import Schedule
 from tasks.steps.supervisor import Program
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
-           "HEALTH", "FREE", "CERTIFICATE", "PROCESSES", "LOCK")  # fmt: skip
+           "HEALTH", "FREE", "CERTIFICATE", "PROCESSES", "JOBS", "LOCK")  # fmt: skip
 
 
 @host_task(help={"json": "print one JSON document instead: a list, an object a host (its keys: see above)"})
@@ -46,8 +47,10 @@ def status(c: Connection, json: bool = False) -> None:
     release, release_time, release_age_seconds, deployed_by, app (RUNNING, STOPPED, ...), app_pid,
     app_uptime_seconds, workers, nginx and supervisor ({"active": ..., "enabled": ...} as systemd says
     them), health (the check's status: "200", "502", "no answer (...)"), health_ms, disk_free_bytes,
-    certificate, processes (a list, an object a process: name, running, expected, uptime_seconds) and
-    lock ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
+    certificate, processes (a list, an object a process: name, running, expected, uptime_seconds), jobs
+    (the scheduled jobs: a list of {"name", "timer": "active/enabled", "next_run", "last_run",
+    "last_result": "ok", "failed (exit 3)", "running" or null}, times as systemctl shows them) and lock
+    ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
 
     Exit code: 0 when every host is healthy (a live release, RUNNING under supervisor, every copy of its
     processes running, nginx and supervisor active, the health check passing); 1 when any is not, or
@@ -96,6 +99,36 @@ def process_rows(found: Found) -> tuple[ProcessStatus, ...]:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """A scheduled job (app.schedule) as systemd says it."""
+
+    name: str
+    timer: str  # the timer's ActiveState/UnitFileState: "active/enabled" runs it on time, at boot too
+    next_run: str | None  # as systemctl shows it, in the server's time zone: "Mon 2026-12-07 18:00:00 UTC"
+    last_run: str | None  # when its last run started (by the timer or by hand); None: never
+    last_result: str | None  # "running", "ok", "failed (exit 3)", "failed (timeout)"...; None: never ran
+
+
+def job_rows(schedule: Schedule) -> tuple[JobStatus, ...]:
+    """The app's scheduled jobs found on the server, by name."""
+    found = []
+    for name, job in sorted(schedule.jobs.items()):
+        if job.service_active == "activating":
+            result: str | None = "running"
+        elif job.last_run is None:
+            result = None
+        elif job.result == "success":
+            result = "ok"
+        elif job.result == "exit-code":
+            result = f"failed (exit {job.exit_status})"
+        else:
+            result = f"failed ({job.result or '?'})"
+        timer = f"{job.timer_active or '?'}/{job.timer_enabled or '?'}"
+        found.append(JobStatus(name, timer, job.next_run, job.last_run, result))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class HostStatus:
     """One host's row; its JSON object has these keys, in this order (None: null)."""
 
@@ -119,6 +152,7 @@ class HostStatus:
     disk_free_bytes: int | None = None
     certificate: Certificate | None = None  # with https: its domains and expiry (not_after, UTC)
     processes: tuple[ProcessStatus, ...] | None = None  # the app's processes (app.processes), by name
+    jobs: tuple[JobStatus, ...] | None = None  # the scheduled jobs (app.schedule) found
     lock: Lock | None = None
 
     @property
@@ -186,7 +220,8 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
         app=program.state, app_pid=program.pid, app_uptime_seconds=program.uptime, workers=program.workers,
         nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
         health=facts.health, health_ms=facts.health_ms, disk_free_bytes=facts.disk_free,
-        certificate=held if held.path else None, processes=process_rows(found), lock=facts.lock,
+        certificate=held if held.path else None, processes=process_rows(found),
+        jobs=job_rows(facts.of(Schedule)), lock=facts.lock,
     )  # fmt: skip
 
 
@@ -241,7 +276,7 @@ def cells(row: HostStatus) -> list[str]:
         row.host, row.state, row.release or "-", age(row.release_age_seconds), row.deployed_by or "-",
         row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor), health, size(row.disk_free_bytes),
-        certificate(row.certificate), processes(row.processes),
+        certificate(row.certificate), processes(row.processes), scheduled(row.jobs or ()),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
     ]  # fmt: skip
 
@@ -256,6 +291,16 @@ def certificate(held: Certificate | None) -> str:
     if held is None:
         return "-"
     return f"{','.join(held.domains) or '?'} until {held.not_after[:10] or '?'}"
+
+
+def scheduled(found: tuple[JobStatus, ...]) -> str:
+    """report: ok, next Mon 2026-12-07 18:00:00 UTC; cleanup: never run, next ...; - without jobs. A timer
+    that does not run (or would not at boot) says so."""
+    parts = []
+    for job in found:
+        timer = "" if job.timer == "active/enabled" else f", timer {job.timer}"
+        parts.append(f"{job.name}: {job.last_result or 'never run'}{timer}, next {job.next_run or '-'}")
+    return "; ".join(parts) or "-"
 
 
 def table(rows: list[HostStatus]) -> str:

@@ -82,6 +82,7 @@ def globals_for(s: Settings, layout: Layout, platform: Platform) -> dict[str, Va
         "NGINX_SITE_MARK": "rendered from configs/nginx-site.conf.j2",
         "SUPERVISOR_CONF_MARK": "rendered from configs/supervisor-program.conf.j2",
         "NGINX_UNIT": platform.nginx_unit,
+        "NGINX_PID": platform.nginx_pid,
         "NGINX_SITES_AVAILABLE": platform.nginx_sites_available,
         "NGINX_SITES_ENABLED": platform.nginx_sites_enabled,
         "SUPERVISOR_UNIT": platform.supervisor_unit,

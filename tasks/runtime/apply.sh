@@ -5,8 +5,8 @@
 #
 # Reads:   HISTORY_FILE, ACTION (recorded in the history when not empty), WHO, PY_HISTORY, PY_MASK,
 #          RELEASES_DIR, META; LIVE_DIR, RELEASE and BUILT (see switch.sh)
-# Defines: begin_apply, begin_step, seconds_since, end_step, changed, note, die, masked, quiet, error_line,
-#          install_file, record, finish_run
+# Defines: begin_apply, begin_step, seconds_since, end_step, changed, note, die, masked, quiet, uncut,
+#          error_line, install_file, record, finish_run
 # Sets:    STEP, CHANGED (1 once the step changed the server: see `changed`), STEP_START (when the step
 #          began: $EPOCHREALTIME), W (the files sent)
 # Output:  marker lines, the only thing the control machine reads, each as it happens:
@@ -91,6 +91,12 @@ masked() {  # TEXT: as it may be printed and recorded: app.env's values masked, 
 quiet() {  # COMMAND...: run it, its output kept for the failure message
     local out
     out=$("$@" 2>&1) || die "$1 failed: $(error_line "$out")"
+}
+
+uncut() {  # COMMAND...: quiet, in a session of its own: when the connection goes, the watchdog's kill of
+    # the run (lock.sh) does not cut it halfway (useradd writes passwd, group and shadow one by one)
+    local out
+    out=$(setsid --wait "$@" 2>&1) || die "$1 failed: $(error_line "$out")"
 }
 
 install_file() {  # SOURCE DEST MODE: replace DEST atomically (root-owned) when its content differs

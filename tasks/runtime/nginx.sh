@@ -2,8 +2,10 @@
 # nginx: keep the stock default site, enable the app's site (validated before it goes live), reload.
 #
 # Reads:   NGINX_SITE, NGINX_SITE_MARK, NGINX_LINK, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED,
-#          NGINX_DEFAULT, NGINX_DEFAULT_BACKUP, NGINX_DEFAULT_LINK, NGINX_UNIT, NGINX_LOADED_STAMP; W (apply.sh)
-# Defines: nginx_error, backup_default_site, enable_site, reload_nginx
+#          NGINX_DEFAULT, NGINX_DEFAULT_BACKUP, NGINX_DEFAULT_LINK, NGINX_UNIT, NGINX_PID, NGINX_LOADED_STAMP;
+#          W (apply.sh)
+# Defines: nginx_error, backup_default_site, enable_site, nginx_workers, accepting, reload_nginx_config,
+#          reload_nginx
 # Sets:    NGINX_CHANGED (1 once enable_site changed nginx's config in this run)
 
 nginx_error() {  # NGINX_T_OUTPUT: the line naming the culprit (nginx -t reports it first)
@@ -55,6 +57,35 @@ enable_site() {  # SITE_FILE REPLACES_DEFAULT: the site from $W/SITE_FILE, linke
     NGINX_CHANGED=$CHANGED
 }
 
+nginx_workers() {  # the PIDs of nginx's workers now: its master's children, as the kernel lists them
+    local master
+    read -r master 2>/dev/null <"$NGINX_PID" && [[ $master =~ ^[0-9]+$ ]] || return 0
+    cat "/proc/$master/task/$master/children" 2>/dev/null
+}
+
+accepting() {  # PID...: whether one of these workers still runs and has not begun its graceful exit
+    local pid title
+    for pid in "$@"; do
+        title=$(tr -d '\0' 2>/dev/null <"/proc/$pid/cmdline") || continue # gone
+        [ -z "$title" ] || [[ $title == *"is shutting down"* ]] || return 0
+    done
+    return 1
+}
+
+reload_nginx_config() {  # nginx reloaded, and back once its old workers take no new connection: each has
+    # begun its graceful exit (its title says so) or is gone, up to 5 s. `systemctl reload` returns once
+    # the master has the signal: until it has started the new workers and told the old ones to go, a
+    # client (the health gate's request among them) still meets the old config, and a connection an old
+    # worker accepted then is closed under it as it leaves (HTTP/2: a GOAWAY, curl's "framing layer" error).
+    local old _
+    read -r -a old <<<"$(nginx_workers | tr '\n' ' ')"
+    quiet systemctl reload "$NGINX_UNIT"
+    for _ in $(seq 100); do
+        accepting "${old[@]}" || return 0
+        sleep 0.05
+    done
+}
+
 reload_nginx() {  # STALE: start nginx if it is down; else reload it (after nginx -t) if its config
     # changed since it loaded it: STALE=1 (the probe saw so) or enable_site changed it in this run
     local out
@@ -63,7 +94,7 @@ reload_nginx() {  # STALE: start nginx if it is down; else reload it (after ngin
         quiet systemctl start "$NGINX_UNIT"
     elif [ "$1" = 1 ] || [ "${NGINX_CHANGED:-0}" = 1 ]; then
         out=$(nginx -t 2>&1) || die "nginx -t failed, nginx keeps its running config: $(nginx_error "$out")"
-        quiet systemctl reload "$NGINX_UNIT"
+        reload_nginx_config
     else
         return 0
     fi

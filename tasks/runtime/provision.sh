@@ -58,7 +58,7 @@ ensure_app_user() {  # a system user (and group) named like the app, that cannot
         [ "$home" = "$BASE_DIR" ] || die "user $APP exists and is not the app's (its home is $home): choose another app.name"
         quiet usermod -s "$NOLOGIN_SHELL" "$APP"
     else
-        quiet useradd --system --user-group --no-create-home --home-dir "$BASE_DIR" \
+        uncut useradd --system --user-group --no-create-home --home-dir "$BASE_DIR" \
             --shell "$NOLOGIN_SHELL" --comment "flaskdeploy app $APP" "$APP"
     fi
     changed

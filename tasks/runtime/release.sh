@@ -141,9 +141,10 @@ install_app_wheel() {  # RELEASE_DIR VENV_DIR WHEEL: the app's wheel installed i
 }
 
 unit_reason() {  # FILE: ": LINE", LINE naming the error in what a unit wrote there (its end: an app may
-    # print on), or nothing when it wrote nothing
+    # print on); when it wrote nothing, systemd's reason if it could not start the command, else nothing
     local line
     line=$(error_line "$(tail -c 65536 "$1" 2>/dev/null)")
+    [ -n "$line" ] || line=$(unit_journal)
     printf '%s' "${line:+: $line}"
 }
 

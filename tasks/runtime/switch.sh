@@ -98,7 +98,7 @@ go_live() {  # RELEASE_DIR: make it the live release, with its own configs
         reload_app "$from" "$1"
     fi
     if [ "$RESTORED_NGINX_SITE" = 1 ]; then
-        quiet systemctl reload "$NGINX_UNIT"
+        reload_nginx_config # nginx.sh
         touch "$NGINX_LOADED_STAMP"
     fi
 }

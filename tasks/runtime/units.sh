@@ -9,9 +9,9 @@
 #
 # Reads:   APP, META, BASE_DIR, BUILDER, LOCK_ROOT, NOLOGIN_SHELL, TOOLS_DIR, PY_BOUNDED, PY_APP_COMMAND;
 #          W (apply.sh)
-# Defines: run_unit, stop_unit, in_release_unit, ensure_builder, build_unit, install_app_command,
-#          write_command
-# Sets:    UNIT (the unit running now: what stop_unit stops)
+# Defines: run_unit, stop_unit, unit_journal, in_release_unit, ensure_builder, build_unit,
+#          install_app_command, write_command
+# Sets:    UNIT (the unit running now: what stop_unit stops), LAST_UNIT (the one that ran last)
 
 UNIT_GRACE=30     # s after a command's own time limit (bounded.py's) before systemd stops its unit
 BUILD_TIMEOUT=600 # s a venv build or an app wheel's install may take
@@ -38,8 +38,16 @@ run_unit() {  # NAME TIMEOUT OPTION... -- ENV_JSON COMMAND ARG...: bounded.py's 
         --description="flaskdeploy: $name of $APP" --property=RuntimeMaxSec="$max" \
         --property=TimeoutStopSec=10 "${options[@]}" -- "${command[@]}"
     rc=$?
-    UNIT=""
+    LAST_UNIT=$UNIT UNIT=""
     return "$rc"
+}
+
+unit_journal() {  # systemd's own words on why the last unit could not run its command (a user, a group
+    # or a directory it could not set up: exit codes 200-243, and the command wrote nothing), if any
+    local line
+    line=$(journalctl --quiet --no-pager -o cat -u "${LAST_UNIT:-}" 2>/dev/null \
+        | grep -m 1 -E ': Failed (to|at step) |status=2[0-4][0-9]/')
+    printf '%s' "${line#*.service: }"
 }
 
 stop_unit() {  # the unit this run waits on, stopped with every process of it (a failure, a lost link)
@@ -65,7 +73,7 @@ ensure_builder() {  # the system user that builds venvs: no home, no login, in n
             || die "user $BUILDER exists and is not flaskdeploy's builder: remove it, or rename it"
         return 0
     fi
-    quiet useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    uncut useradd --system --user-group --no-create-home --home-dir /nonexistent \
         --shell "$NOLOGIN_SHELL" --comment "$comment" "$BUILDER"
 }
 

@@ -16,7 +16,7 @@ from tasks.layout import Layout
 from tasks.platform import Platform
 from tasks.settings import Settings
 from tasks.shell import Value
-from tasks.steps import boot, certificate, guards, nginx, processes, provision, push, supervisor
+from tasks.steps import boot, certificate, guards, nginx, processes, provision, push, schedule, supervisor
 from tasks.steps.model import Probe, Step
 
 PIPELINE: tuple[Step, ...] = (
@@ -26,6 +26,7 @@ PIPELINE: tuple[Step, ...] = (
     nginx.ENABLE_SITE,
     nginx.RELOAD_NGINX,
     supervisor.STEP,
+    schedule.STEP,
     boot.STEP,
     certificate.STEP,
     processes.STEP,

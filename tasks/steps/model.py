@@ -104,6 +104,9 @@ class Probe:
 
     paths: Callable[[Settings, Layout], Iterable[str]] = _none
     hashed: Callable[[Settings, Layout], Iterable[str]] = _none
+    # Of those, the configs whose text a check run diffs (never a secret's file): besides the site's and
+    # the program's, which every check run reads.
+    shown: Callable[[Settings, Layout], Iterable[str]] = _none
     part: str = ""  # runtime/NAME.py: its `gather(asked)` returns facts, merged into the probe's answer
     asks: Callable[[Settings, Layout, Platform], Mapping[str, Any]] | None = None
     facts: type | None = None  # its facts' typed form: `facts.from_json(answer)`; Facts.of(that type)

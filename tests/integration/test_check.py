@@ -95,8 +95,8 @@ def test_a_check_on_a_fresh_server_lists_every_step_as_would_change_and_changes_
     before = server.state()
     run = server.fab("deploy", "--check")
     assert run.code == WOULD_CHANGE, str(run)
-    # https.mode off, and an app without processes: nothing to do for those steps.
-    idle = {"certificate": "ok", "processes": "ok"}
+    # https.mode off, no jobs, an app without processes: nothing to do for those steps.
+    idle = {"certificate": "ok", "schedule": "ok", "processes": "ok"}
     acting = [step for step in STEPS if step not in idle]
     assert step_lines(run) == {**dict.fromkeys(acting, "would change"), **idle}, str(run)
     assert re.search(rf"  ok=2 would change={len(acting)} failed=0  in [\d.]+ s$", run.stdout), str(run)

@@ -97,6 +97,7 @@ def test_deploy_serves_the_app_through_nginx_and_gunicorn_only_on_loopback(deplo
         assert f"{sandbox.name}  {step}  changed" in result.stdout or step in (
             "enable_boot",
             "certificate",
+            "schedule",  # no jobs
             "processes",  # the sample app has none
         ), result.stdout
     assert serves_sample(sandbox)

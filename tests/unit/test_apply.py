@@ -1,10 +1,15 @@
 """runtime/apply.sh: the one line a failure shows is the one that names the error; each step's line."""
 
 import re
+import signal
+import subprocess
 
 import pytest
 
-from tests.unit.serverside import run_functions
+from tasks.shell import Script
+from tasks.steps import APPLY
+from tests.polling import wait_until
+from tests.unit.serverside import library, run_functions
 
 SQLALCHEMY = """\
 Traceback (most recent call last):
@@ -53,3 +58,18 @@ def test_a_steps_line_says_its_outcome_and_its_time_on_the_server():
     assert re.fullmatch(r"::step provision changed 0\.[2-9]\d\d", provision), provision
     assert re.fullmatch(r"::step push ok 0\.0\d\d", push), push
     assert health == "::step health ok"
+
+
+def test_what_runs_uncut_goes_on_to_its_end_when_the_watchdog_ends_the_run(tmp_path):
+    # The watchdog (lock.sh) ends the run's whole process group once the connection is gone.
+    finished = tmp_path / "finished"
+    lines = [
+        "(sleep 0.2; kill -TERM 0) &",
+        f"uncut sh -c 'sleep 0.6; echo useradd wrote every file > {finished}'",
+        "echo the run went on",
+    ]
+    script = library(Script("test", {}, APPLY, ())) + "\n".join(lines) + "\n"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, start_new_session=True)
+    assert (done.returncode, done.stdout) == (-signal.SIGTERM, "")  # the run ended at the kill
+    wait_until(finished.exists, 5, "the uncut command's end")
+    assert finished.read_text() == "useradd wrote every file\n"

@@ -51,18 +51,25 @@ def test_a_fresh_server_would_change_at_every_step_each_saying_why(settings, pri
     settings = with_processes(settings, worker="python worker.py")
     facts = fresh_facts()
     steps = plans(settings, facts)
-    assert all(plan.acts and plan.why for plan in steps if plan.name not in ("backup_default", "certificate"))
+    assert all(
+        plan.acts and plan.why
+        for plan in steps
+        if plan.name not in ("backup_default", "certificate", "schedule")
+    )
     check.report("h", steps, facts.configs)
     out = printed.readouterr().out
     for step in PIPELINE:
-        assert f"h  {step.name}  would change" in out or step.name == "certificate"  # https.mode off
+        assert f"h  {step.name}  would change" in out or step.name in (
+            "certificate",
+            "schedule",
+        )  # none asked
     paths = paths_of(settings)
     # Every config it would write, as a diff from nothing.
     for path in (paths.tmpfiles_conf, paths.nginx_site, paths.supervisor_conf, paths.gunicorn_conf):
         assert f"h    +++ {path} (would be)" in out
     assert "h    install packages: nginx supervisor" in out
-    changing = len(PIPELINE) - 1  # all but certificate
-    assert recap.current.hosts["h"].recap_line() == f"h  ok=1 changed={changing} failed=0"
+    changing = len(PIPELINE) - 2  # all but certificate and schedule (no https, no jobs)
+    assert recap.current.hosts["h"].recap_line() == f"h  ok=2 changed={changing} failed=0"
 
 
 def test_a_converged_server_would_change_nothing(settings, printed):

@@ -66,7 +66,7 @@ def test_a_deploy_of_a_fresh_server_is_one_script_with_every_step(settings):
     settings = with_processes(settings, worker="python worker.py")
     sit = situation(settings, fresh_facts())
     lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", health_gate=True))
-    every = [name for name in NAMES if name not in ("certificate", "processes")]  # https.mode off
+    every = [name for name in NAMES if name not in ("certificate", "schedule", "processes")]  # no https, jobs
     # The processes follow the web once it passed the health gate.
     assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [
         *every,

@@ -112,6 +112,7 @@ class Server:
         self.supervisor = root / "etc" / "supervisor" / "conf.d"
         self.lists = root / "var" / "lib" / "apt" / "lists"
         self.bin = root / "bin"
+        self.units = root / "etc" / "systemd" / "system"
         self.ss_argv, self.ss_output = root / "ss.argv", root / "ss.out"
         self.locks = root / "locks"  # the deploy locks' directory (the lock_root fixture makes it)
         for directory in (self.os_release.parent, self.releases, self.venvs, self.nginx, self.stamp.parent,
@@ -148,6 +149,7 @@ class Server:
             "probe_processes": {
                 "pidfile": str(self.root / "run" / "supervisord.pid"), "conf_dir": str(self.supervisor),
             },
+            "probe_schedule": {"unit_dir": str(self.units), "jobs_dir": str(self.srv / "jobs")},
         }  # fmt: skip
         assert set(real["asks"]) == set(pointed), "a new part: point what it asks into the scratch server"
         asks = {name: {**asked, **pointed[name]} for name, asked in real["asks"].items()}

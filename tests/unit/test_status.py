@@ -18,6 +18,7 @@ from tasks.probe import Found
 from tasks.status import COLUMNS, HostStatus, Service
 from tasks.steps.processes import Copy, Processes
 from tasks.steps.push import Releases
+from tasks.steps.schedule import JobState, Schedule
 from tasks.steps.supervisor import Program
 from tests.unit.conftest import NOW, PLATFORM, amended, converged_facts, default_config, fresh_facts, paths_of
 
@@ -26,7 +27,7 @@ RUNNING = Program("RUNNING", 427, "pid 427, uptime 1:01:01", uptime=3661, worker
 KEYS = [
     "host", "reachable", "healthy", "error", "problems", "release", "release_time", "release_age_seconds",
     "deployed_by", "app", "app_pid", "app_uptime_seconds", "workers", "nginx", "supervisor", "health",
-    "health_ms", "disk_free_bytes", "certificate", "processes", "lock",
+    "health_ms", "disk_free_bytes", "certificate", "processes", "jobs", "lock",
 ]  # fmt: skip
 
 
@@ -55,7 +56,7 @@ def test_a_healthy_host_s_row(settings):
         release_age_seconds=3900, deployed_by="alice@laptop", app="RUNNING", app_pid=427,
         app_uptime_seconds=3661, workers=2, nginx=Service("active", "enabled"),
         supervisor=Service("active", "enabled"), health="200", health_ms=12, disk_free_bytes=8 << 30,
-        processes=(), lock=None,
+        processes=(), jobs=(), lock=None,
     )  # fmt: skip
     (header, cells) = columns(status.table([row]))
     assert header == list(COLUMNS)
@@ -157,7 +158,7 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         "deployed_by": "alice@laptop", "app": "RUNNING", "app_pid": 427, "app_uptime_seconds": 3661,
         "workers": 2, "nginx": {"active": "active", "enabled": "enabled"},
         "supervisor": {"active": "active", "enabled": "enabled"}, "health": "200", "health_ms": 12,
-        "disk_free_bytes": 8 << 30, "certificate": None, "processes": [],
+        "disk_free_bytes": 8 << 30, "certificate": None, "processes": [], "jobs": [],
         "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
     }  # fmt: skip
     assert web2 == {
@@ -311,3 +312,29 @@ def test_each_process_is_a_part_of_the_row_running_of_expected_copies_and_the_yo
         {"name": "mailer", "running": 0, "expected": 1, "uptime_seconds": None},
         {"name": "worker", "running": 2, "expected": 2, "uptime_seconds": 90},
     ]
+
+
+def test_each_scheduled_job_is_a_part_of_the_row_with_its_next_run_and_last_result(settings):
+    next_run, last = "Mon 2026-12-07 18:00:00 UTC", "Mon 2026-12-07 17:00:00 UTC"
+    found = Schedule({
+        "report": JobState("active", "enabled", next_run, last, "inactive", "success", 0),
+        "cleanup": JobState("active", "disabled", next_run, None, "inactive", "success", 0),
+        "mail": JobState("active", "enabled", next_run, last, "inactive", "exit-code", 3),
+        "sync": JobState("active", "enabled", None, last, "activating", "success", 0),
+    })  # fmt: skip
+    row = status.of_host(
+        "web1", Found(deployed(settings).facts.having(found), PLATFORM, paths_of(settings)), NOW
+    )
+    assert [(j.name, j.last_result) for j in row.jobs] == [
+        ("cleanup", None), ("mail", "failed (exit 3)"), ("report", "ok"), ("sync", "running"),
+    ]  # fmt: skip
+    cell = status.cells(row)[COLUMNS.index("JOBS")]
+    assert cell == (
+        f"cleanup: never run, timer active/disabled, next {next_run}; mail: failed (exit 3), next {next_run};"
+        f" report: ok, next {next_run}; sync: running, next -"
+    )
+    (doc,) = json.loads(status.document([row]))
+    assert doc["jobs"][0] == {
+        "name": "cleanup", "timer": "active/disabled", "next_run": next_run, "last_run": None,
+        "last_result": None,
+    }  # fmt: skip

@@ -168,3 +168,27 @@ def test_a_fifo_where_a_shared_dir_goes_is_refused_without_waiting(shared):
     started = time.monotonic()
     done = shared_dirs(shared, "uploads")
     assert done.returncode == 1 and time.monotonic() - started < 5
+
+
+def test_a_unit_that_could_not_start_its_command_is_failed_with_systemds_reason(tmp_path):
+    # The builder's group gone, say: systemd fails the unit before the command runs, which writes nothing.
+    journal = [
+        "Started flaskdeploy-app-venv-1.service - flaskdeploy: venv of app.",
+        "flaskdeploy-app-venv-1.service: Failed to determine supplementary groups: No such process",
+        "flaskdeploy-app-venv-1.service: Failed at step GROUP spawning /usr/bin/python3: No such process",
+        "flaskdeploy-app-venv-1.service: Main process exited, code=exited, status=216/GROUP",
+    ]
+    (tmp_path / "empty.out").write_text("")
+    (tmp_path / "said.out").write_text("error: uv could not read the wheel\n")
+    lines = [
+        'journalctl() { [ "${*: -1}" = flaskdeploy-app-venv-1.service ] && printf "%s\\n" "${JOURNAL[@]}"; }',
+        f"JOURNAL=({' '.join(shlex.quote(x) for x in journal)})",
+        "LAST_UNIT=flaskdeploy-app-venv-1.service",
+        f'echo "uv venv failed$(unit_reason {tmp_path}/empty.out)"',
+        f'echo "uv venv failed$(unit_reason {tmp_path}/said.out)"',
+    ]
+    done = run_functions({"APP": "app"}, lines)
+    assert done.stdout.splitlines() == [
+        "uv venv failed: Failed to determine supplementary groups: No such process",
+        "uv venv failed: error: uv could not read the wheel",
+    ]
