@@ -1,9 +1,7 @@
 # shellcheck shell=bash
-# processes: the app's own processes (app.processes) as supervisor programs, each APP-NAME, its file
-# $SUPERVISOR_CONF_DIR/APP.process-NAME.conf, its command line in $PROCESSES_DIR/NAME (root's; the
-# program runs $TOOLS_DIR/app_command.py on it). They run the web's release: a deploy moves them once the
-# health gate passed, a rollback and a switch back with the web (switch.sh), each stopped gracefully
-# (SIGTERM, app.stop_timeout) and started in the live release.
+# processes: the app's processes (app.processes), supervisor programs APP-NAME (their files
+# $SUPERVISOR_CONF_DIR/APP.process-NAME.conf, their commands $PROCESSES_DIR/NAME), on the web's release:
+# moved (SIGTERM, app.stop_timeout, started again) after the health gate, on a rollback, a switch back.
 #
 # Reads:   APP, META, CURRENT, SUPERVISOR_UNIT, SUPERVISOR_CONF_DIR, PROCESSES_DIR, LOG_DIR; W (apply.sh)
 # Defines: process_programs, process_copies, processes_off_release, process_errors, await_processes,
@@ -12,7 +10,7 @@
 # Sets:    COPIES (process_copies: "PROCESS STATE PID" of each copy of a program), PROCESS_FAILURE (why
 #          await_processes, restart_processes failed), PROCESS_UPDATE (install_process)
 
-process_programs() {  # the names of the app's processes whose program file is on the server
+process_programs() {  # the app's processes whose program file is on the server
     local file
     for file in "$SUPERVISOR_CONF_DIR/$APP".process-*.conf; do
         [ -f "$file" ] || continue
@@ -31,11 +29,10 @@ process_copies() {  # NAME: COPIES, "PROCESS STATE PID" of each copy of its prog
     done <<<"$out"
 }
 
-processes_off_release() {  # the names of the programs one of whose copies is not RUNNING in the live release
+processes_off_release() {  # the programs with a copy not RUNNING in the live release
     local name live copy state pid
     live=$(readlink -f "$CURRENT") || return 0
     while read -r name; do
-        [ -n "$name" ] || continue
         process_copies "$name"
         [ ${#COPIES[@]} -gt 0 ] || { echo "$name"; continue; }
         for copy in "${COPIES[@]}"; do
@@ -48,14 +45,13 @@ processes_off_release() {  # the names of the programs one of whose copies is no
     done < <(process_programs)
 }
 
-process_errors() {  # NAME: the last lines of its log, for a failure message
+process_errors() {  # NAME: its log's last lines
     local lines
     lines=$(tail -q -n 3 "$LOG_DIR/$1"-*.log 2>/dev/null | tail -n 5 | tr '\n' '|')
     echo "last lines of $LOG_DIR/$1-*.log: ${lines:-none}"
 }
 
-await_processes() {  # NAME...: once none of their copies is STARTING (startsecs), true when every copy
-    # runs; else false, with PROCESS_FAILURE saying which did not stay up and its log's last lines
+await_processes() {  # NAME...: once no copy is STARTING (startsecs): true when all run, else false
     local name copy process state waiting _
     for _ in $(seq 300); do
         waiting=""
@@ -84,8 +80,7 @@ await_processes() {  # NAME...: once none of their copies is STARTING (startsecs
     return 1
 }
 
-restart_processes() {  # NAME...: stopped gracefully (SIGTERM, then stopwaitsecs) and started in the live
-    # release: true when every copy stays up (startsecs); else false, as await_processes
+restart_processes() {  # NAME...: stopped gracefully, started in the live release; as await_processes
     local name groups=()
     [ $# -gt 0 ] || return 0
     for name; do groups+=("$APP-$name:*"); done
@@ -95,26 +90,23 @@ restart_processes() {  # NAME...: stopped gracefully (SIGTERM, then stopwaitsecs
     await_processes "$@"
 }
 
-follow_release() {  # [--lenient]: the processes not running in the live release restarted there; with
-    # --lenient (a switch back after a failure), one that does not stay up is a note, not a failure
-    local names=() name
-    while read -r name; do [ -n "$name" ] && names+=("$name"); done < <(processes_off_release)
+follow_release() {  # [--lenient]: those off the live release restarted there (--lenient: a failure
+    # is a note, as on a switch back)
+    local names
+    mapfile -t names < <(processes_off_release)
     restart_processes "${names[@]}" && return 0
     [ "${1:-}" = --lenient ] || die "$PROCESS_FAILURE"
     note "$PROCESS_FAILURE"
 }
 
-restart_app_processes() {  # [NAME...]: these processes (default: all of them) restarted in the live release
-    local names=("$@") name
-    if [ ${#names[@]} = 0 ]; then
-        while read -r name; do [ -n "$name" ] && names+=("$name"); done < <(process_programs)
-    fi
+restart_app_processes() {  # [NAME...]: these (default: all) restarted in the live release
+    local names=("$@")
+    [ $# -gt 0 ] || mapfile -t names < <(process_programs)
     restart_processes "${names[@]}" || die "$PROCESS_FAILURE"
 }
 
-install_process() {  # NAME PROGRAM_FILE COMMAND_FILE: its command file and program in place, supervisor
-    # updated; PROCESS_UPDATE: "started" (supervisor started it anew: a new or changed program), "command"
-    # (its command alone changed: it needs a restart) or ""
+install_process() {  # NAME PROGRAM_FILE COMMAND_FILE: in place, supervisor updated; PROCESS_UPDATE:
+    # "started" (a new or changed program, started anew), "command" (to restart) or ""
     local before=$CHANGED out
     CHANGED=0
     write_command "$PROCESSES_DIR/$1" "$(cat "$3")"
@@ -126,8 +118,7 @@ install_process() {  # NAME PROGRAM_FILE COMMAND_FILE: its command file and prog
     case "$out" in *added* | *updated*) PROCESS_UPDATE="started" && changed ;; esac
 }
 
-update_processes() {  # NAME...: each one's command file and program (from $W/processes/) in place;
-    # supervisor updated: a changed program restarts with its new definition, a changed command alone too
+update_processes() {  # NAME...: each one's files (from $W/processes/) in place, restarted if changed
     local name restart=() started=()
     systemctl is-active -q "$SUPERVISOR_UNIT" || { quiet systemctl start "$SUPERVISOR_UNIT"; changed; }
     wait_for_supervisord
@@ -148,7 +139,7 @@ update_processes() {  # NAME...: each one's command file and program (from $W/pr
     follow_release
 }
 
-remove_processes() {  # NAME...: gone from app.processes: stopped (gracefully), their programs removed
+remove_processes() {  # NAME...: stopped gracefully, their programs removed
     local name out
     for name; do
         rm -f "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf"
@@ -158,28 +149,24 @@ remove_processes() {  # NAME...: gone from app.processes: stopped (gracefully), 
     done
 }
 
-# Each release keeps the processes it last ran with (its .deploy/processes: each one's program and
-# command files), as it keeps its other configs: a rollback, or a switch back after a failed deploy,
-# brings them back with it.
-keep_processes() {  # the processes as they are now, kept with the live release
+# A release keeps the processes it last ran with (.deploy/processes), for a rollback to bring back.
+keep_processes() {
     local kept name
     kept="$(readlink -f "$CURRENT")/$META/processes"
     rm -rf "$kept.new"
     mkdir -p "$kept.new" || die "could not write $kept"
     while read -r name; do
-        [ -n "$name" ] || continue
         cp -p "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf" "$kept.new/$name.conf" \
             && cp -p "$PROCESSES_DIR/$name" "$kept.new/$name.command" || die "could not keep $name in $kept"
     done < <(process_programs)
     rm -rf "$kept" && mv -T "$kept.new" "$kept"
 }
 
-restore_processes() {  # RELEASE_DIR: the processes it last ran with, where they differ (a release that
-    # keeps none: left as they are); then each runs in the live release
+restore_processes() {  # RELEASE_DIR [--lenient]: the processes it kept, then each in the live release
     local kept="$1/$META/processes" name file
     if [ -d "$kept" ]; then
         while read -r name; do
-            [ -n "$name" ] && [ ! -f "$kept/$name.conf" ] && remove_processes "$name"
+            [ -f "$kept/$name.conf" ] || remove_processes "$name"
         done < <(process_programs)
         for file in "$kept"/*.conf; do
             [ -f "$file" ] || continue

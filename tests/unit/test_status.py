@@ -62,7 +62,7 @@ def test_a_healthy_host_s_row(settings):
     assert header == list(COLUMNS)
     assert cells == [
         "web1", "healthy", live, "1h05m", "alice@laptop", "RUNNING", "1h01m", "2", "active/enabled",
-        "active/enabled", "200 12ms", "8.0G", "-", "-", "-",
+        "active/enabled", "200 12ms", "8.0G", "-", "-", "-", "-",
     ]  # fmt: skip
 
 
