@@ -82,6 +82,26 @@ def supervisor_program(s: Settings, paths: Layout) -> str:
     return render("supervisor-program.conf.j2", s, paths)
 
 
+# Seconds a process of the app must stay up to count as started (supervisor's startsecs): less, and a
+# deploy fails (and switches back).
+PROCESS_STARTSECS = 3
+
+
+def process_program(s: Settings, paths: Layout, name: str) -> str:
+    """The supervisor program of the app's process `name` (app.processes)."""
+    return render(
+        "supervisor-process.conf.j2",
+        s,
+        paths,
+        name=name,
+        program=paths.process_program(name),
+        command_file=paths.process_command(name),
+        count=s.app.processes[name].count,
+        log=paths.process_log(name),
+        startsecs=PROCESS_STARTSECS,
+    )
+
+
 def tmpfiles(s: Settings, paths: Layout) -> str:
     return render("tmpfiles.conf.j2", s, paths)
 

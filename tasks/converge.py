@@ -43,9 +43,18 @@ def plan(situation: Situation, steps: Sequence[Step]) -> list[StepPlan]:
     return plans
 
 
+def in_order(plans: Sequence[StepPlan], health_gate: bool) -> list[StepPlan | None]:
+    """The plans in the order their steps run and are reported, None standing for the health gate: the
+    steps that run after it (StepPlan.after_gate) follow it."""
+    if not health_gate:
+        return list(plans)
+    return [*(p for p in plans if not p.after_gate), None, *(p for p in plans if p.after_gate)]
+
+
 def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, health_gate: bool) -> Script:
-    """One script running the acting steps in order, each reported; then the health gate, and only after
-    all of it succeeded, the steps' cleanup (pruning) and the history entry."""
+    """One script running the acting steps in order, each reported; then the health gate and the steps
+    that follow it, and only after all of it succeeded, the steps' cleanup (pruning) and the history
+    entry."""
     paths = situation.layout
     values = {
         **runtime.globals_for(situation.settings, paths, situation.platform),
@@ -55,18 +64,19 @@ def apply_script(situation: Situation, plans: Sequence[StepPlan], action: str, h
         "WHO": situation.user,
     }
     lines, installing = [line("begin_apply")], False
-    for p in plans:
-        if not p.acts:
-            continue
-        if installing and not p.beside_packages:  # the packages provision installs in the background
-            lines.append(line("await_packages"))
+    for p in in_order(plans, health_gate):
+        if p is None:  # the health gate, once the packages provision installs in the background are in
+            lines += [line("await_packages")] if installing else []
+            lines += [line("begin_step", "health"), line("gate"), line("end_step")]
             installing = False
-        lines += [line("begin_step", p.name), *p.commands, line("end_step")]
-        installing = installing or p.installs_beside
+        elif p.acts:
+            if installing and not p.beside_packages:
+                lines.append(line("await_packages"))
+                installing = False
+            lines += [line("begin_step", p.name), *p.commands, line("end_step")]
+            installing = installing or p.installs_beside
     if installing:
         lines.append(line("await_packages"))
-    if health_gate:
-        lines += [line("begin_step", "health"), line("gate"), line("end_step")]
     lines += [command for p in plans if p.acts for command in p.cleanup]
     lines.append(line("finish_run"))
     return Script(f"apply script of a {action}", values, APPLY, lines)
@@ -264,7 +274,7 @@ def _converge(c: Connection, steps: Sequence[Step], action: str, health_gate: bo
     if check:
         checks.report(host, plans, facts.configs)
         return True
-    names = [p.name for p in plans] + (["health"] if health_gate else [])
+    names = [p.name if p else "health" for p in in_order(plans, health_gate)]
     acting = {p.name for p in plans if p.acts}
     if not acting and (not health_gate or facts.healthy):
         for name in names:

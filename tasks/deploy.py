@@ -16,7 +16,7 @@ from tasks.steps.model import Step
 
 @host_task(help=CHECK, rolling=True)
 def deploy(c: Connection, check: bool = False) -> None:
-    """The whole pipeline (provision .. enable_boot, certificate) over one connection, then a health check."""
+    """The whole pipeline (provision .. certificate) over one connection, a health check, the processes."""
     converge(c, PIPELINE, action="deploy", health_gate=True, check=check)
 
 

@@ -35,6 +35,8 @@ class AppPaths:
     venvs_dir: str
     wheels_dir: str  # every wheel a venv of the app was built from, shipped once
     tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
+    # The command lines of the app's processes (app.processes), a file each: root's, the app's group reads.
+    processes_dir: str
     jobs_dir: str  # the scheduled jobs' command lines (root's; the app's group reads them)
     acme_webroot: str  # https.mode acme: certbot writes the HTTP-01 challenges here, nginx serves them
     gunicorn_conf: str
@@ -79,6 +81,7 @@ class Layout(AppPaths):
     nginx_access_log: str
     nginx_error_log: str
     supervisor_conf: str
+    supervisor_conf_dir: str  # the app's processes' programs too (process_conf)
     systemd_unit_dir: str  # the scheduled jobs' units (tasks/steps/schedule.py)
     # HTTPS (tasks/https.py): the user's certificate and key (mode files); the CA bundle certbot trusts
     # for a private ACME directory, and the drop-in giving it to certbot's renewals; certbot's lineage.
@@ -97,6 +100,22 @@ class Layout(AppPaths):
     redis_dropin: str
     redis_data_dir: str
 
+    def process_program(self, name: str) -> str:
+        """The supervisor program of one of the app's processes (app.processes)."""
+        return f"{self.app}-{name}"
+
+    def process_conf(self, name: str) -> str:
+        """Its program's file: APP.process-NAME.conf, which the kit's glob of the app's processes finds."""
+        return f"{self.supervisor_conf_dir}/{self.app}.process-{name}.conf"
+
+    def process_command(self, name: str) -> str:
+        """The file holding its command line (runtime/app_command.py reads it)."""
+        return f"{self.processes_dir}/{name}"
+
+    def process_log(self, name: str) -> str:
+        """Its log (stdout and stderr): one file a copy, `%(process_num)d` standing for the copy's number."""
+        return f"{self.log_dir}/{name}-%(process_num)d.log"
+
 
 def app_paths(s: Settings) -> AppPaths:
     base, name = f"/srv/{s.app.name}", s.app.name
@@ -110,6 +129,7 @@ def app_paths(s: Settings) -> AppPaths:
         venvs_dir=f"{base}/venvs",
         wheels_dir=f"{base}/wheels",
         tools_dir=f"{base}/tools",
+        processes_dir=f"{base}/processes",
         jobs_dir=f"{base}/jobs",
         acme_webroot=f"{base}/acme",
         gunicorn_conf=f"{base}/gunicorn.conf.py",
@@ -140,6 +160,7 @@ def layout(s: Settings, p: Platform) -> Layout:
         nginx_access_log=f"{p.nginx_log_dir}/{name}.access.log",
         nginx_error_log=f"{p.nginx_log_dir}/{name}.error.log",
         supervisor_conf=f"{p.supervisor_conf_dir}/{name}.conf",
+        supervisor_conf_dir=p.supervisor_conf_dir,
         systemd_unit_dir=p.systemd_unit_dir,
         tls_cert=f"{p.tls_dir}/{name}.crt",
         tls_key=f"{p.tls_dir}/{name}.key",

@@ -12,14 +12,14 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import fabric
 from invoke.exceptions import Exit
 
-from tasks import calendar, https, recap
+from tasks import calendar, https, procfile, recap
 from tasks.layout import META
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +151,43 @@ def _command(value: Any) -> str:
     if control is not None:
         raise SettingError(f"holds the control character U+{ord(control):04X}: write the command without it")
     return value.strip()
+
+
+@dataclass(frozen=True)
+class Process:
+    """One of the app's processes (app.processes): its command line, and how many copies run."""
+
+    command: str
+    count: int = 1
+
+
+def _process(name: Any, value: Any) -> Process:
+    if not isinstance(name, str) or not _fullmatch(procfile.PROCESS_NAME, name):
+        raise SettingError(f"{name!r} is no process name (lowercase letters, digits and -, like worker)")
+    if name == procfile.WEB:
+        raise SettingError("'web' is the kit's gunicorn (app.module): name the process otherwise")
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"command", "count"}
+        if unknown or "command" not in value:
+            raise SettingError(f"{name}: must be a command, or {{command: ..., count: N}}")
+        count = value.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+            raise SettingError(f"{name}: count must be an integer 1-64")
+        value = value["command"]
+    else:
+        count = 1
+    try:
+        if is_empty(value):
+            raise SettingError("must be one shell command line")
+        return Process(_command(value), count)
+    except SettingError as error:
+        raise SettingError(f"{name}: the command {error}") from None
+
+
+def _processes(value: Any) -> dict[str, Process]:
+    if not isinstance(value, Mapping):
+        raise SettingError("must map process names to commands, like {worker: rq worker microblog-tasks}")
+    return {name: _process(name, command) for name, command in value.items()}
 
 
 @dataclass(frozen=True)
@@ -399,6 +436,18 @@ class App:
         " folder at /static/, when it has one.",
     )
     # A mapping, also when empty: Invoke cannot merge a mapping given with -f FILE onto a null.
+    processes: dict[str, Process] = setting(
+        {},
+        _processes,
+        "The app's other processes under supervisor, as the app user in the live release with app.env:"
+        " name -> command (run by bash -c), or {command: ..., count: N}. {}: the app's Procfile, if it"
+        " has one (but its web line; its release line is deploy.release_command when that is unset).",
+    )
+    stop_timeout: int = setting(
+        30,
+        _integer(1, 3600),
+        "seconds a stopping process has after SIGTERM to finish its job, before it is killed",
+    )
     schedule: dict[str, Job] = setting(
         {},
         _schedule,
@@ -585,10 +634,32 @@ def parse(config: Mapping[str, Any]) -> Settings:
         raise SettingError(
             f"deploy.group: no group {s.deploy.group!r} in deploy.groups (known: {known}) {WHERE}"
         )
+    s = _with_procfile(s)
     problem = https.problem(s)
     if problem:
         raise SettingError(f"{problem} {WHERE}")
     return s
+
+
+def _with_procfile(s: Settings) -> Settings:
+    """With app.processes unset, the app's Procfile (tasks/procfile.py): its processes, and its release
+    line as deploy.release_command unless that is set."""
+    if s.app.processes:
+        return s
+    try:
+        found = procfile.read(s.app.src)
+    except procfile.ProcfileError as error:
+        raise SettingError(f"app.src: {error}") from None
+    if found is None:
+        return s
+    try:
+        processes = _processes(found.processes)
+        release = s.deploy.release_command or (_command(found.release) if found.release else None)
+    except SettingError as error:
+        raise SettingError(f"app.src: {s.app.src / procfile.NAME}: {error}: fix that line") from None
+    return replace(
+        s, app=replace(s.app, processes=processes), deploy=replace(s.deploy, release_command=release)
+    )
 
 
 def secrets(s: Settings) -> list[str]:

@@ -23,13 +23,14 @@ from tasks.releases import ReleaseRow, listing
 from tasks.remote import host_name
 from tasks.steps.certificate import Certificate
 from tasks.steps.postgresql import Postgresql
+from tasks.steps.processes import Processes
 from tasks.steps.provision import Packages
 from tasks.steps.redis import Redis
 from tasks.steps.schedule import Schedule
 from tasks.steps.supervisor import Program
 
 COLUMNS = ("HOST", "STATE", "RELEASE", "AGE", "BY", "APP", "UPTIME", "WORKERS", "NGINX", "SUPERVISOR",
-           "SERVICES", "HEALTH", "FREE", "CERTIFICATE", "JOBS", "LOCK")  # fmt: skip
+           "SERVICES", "HEALTH", "FREE", "CERTIFICATE", "PROCESSES", "JOBS", "LOCK")  # fmt: skip
 
 
 @host_task(help={"json": "print one JSON document instead: a list, an object a host (its keys: see above)"})
@@ -37,11 +38,11 @@ def status(c: Connection, json: bool = False) -> None:
     """One table for all hosts: release, app, nginx and supervisor, services, health check, free disk, lock.
 
     A row a host: the live release, its age and who deployed it; the app as supervisor has it (state,
-    uptime, gunicorn's workers); nginx and supervisor (ActiveState/UnitFileState: running, at boot); the
-    app's services (services.*: its PostgreSQL cluster, its Redis server, the same way); the
-    health check through nginx as deploy's gate asks it (status, latency); the space free under
-    /srv/APP; who holds the deploy lock, since when. A host that cannot be looked at is a row saying why.
-    Read-only: it takes no lock.
+    uptime, gunicorn's workers); its processes (app.processes: copies running/expected, uptime); nginx
+    and supervisor (ActiveState/UnitFileState: running, at boot); the app's services (services.*: its
+    PostgreSQL cluster, its Redis server, the same way); the health check through nginx as deploy's gate
+    asks it (status, latency); the space free under /srv/APP; who holds the deploy lock, since when. A
+    host that cannot be looked at is a row saying why. Read-only: it takes no lock.
 
     --json prints one JSON document on stdout instead (step and recap lines go to stderr): a list with an
     object a host, in the order given, with the keys host, reachable (false: no connection), healthy,
@@ -50,12 +51,14 @@ def status(c: Connection, json: bool = False) -> None:
     app_uptime_seconds, workers, nginx and supervisor ({"active": ..., "enabled": ...} as systemd says
     them), services (the app's, by name: {"postgresql": {"active": ..., "enabled": ...}, "redis": ...};
     {} with none), health (the check's status: "200", "502", "no answer (...)"), health_ms, disk_free_bytes,
-    certificate, jobs (the scheduled jobs: a list of {"name", "timer": "active/enabled", "next_run",
-    "last_run", "last_result": "ok", "failed (exit 3)", "running" or null}, times as systemctl shows them)
-    and lock ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
+    certificate, processes (a list, an object a process: name, running, expected, uptime_seconds), jobs
+    (the scheduled jobs: a list of {"name", "timer": "active/enabled", "next_run", "last_run",
+    "last_result": "ok", "failed (exit 3)", "running" or null}, times as systemctl shows them) and lock
+    ({"holder": "alice@laptop (deploy)", "since": TIME}, or null); null where a value is unknown.
 
-    Exit code: 0 when every host is healthy (a live release, RUNNING under supervisor, nginx and
-    supervisor active, the health check passing); 1 when any is not, or could not be reached or probed.
+    Exit code: 0 when every host is healthy (a live release, RUNNING under supervisor, every copy of its
+    processes running, nginx and supervisor active, the health check passing); 1 when any is not, or
+    could not be reached or probed.
     """
     host = host_name(c)
     if json:
@@ -75,6 +78,28 @@ class Service:
 
     active: str  # ActiveState: "active", "inactive", "failed" ... ("" when systemd did not say)
     enabled: str  # UnitFileState: "enabled" (starts at boot), "disabled" ...
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """One of the app's processes (app.processes) as the server runs it."""
+
+    name: str
+    running: int  # copies running
+    expected: int  # copies its program runs (count)
+    uptime_seconds: int | None  # the youngest running copy's (None: none runs)
+
+
+def process_rows(found: Found) -> tuple[ProcessStatus, ...]:
+    """The app's processes, by name: how many copies of each run, of how many, since when."""
+    held = found.facts.of(Processes)
+    rows = []
+    for name, expected in sorted(held.programs.items()):
+        uptimes = [copy.uptime for copy in held.running.get(name, ()) if copy.uptime is not None]
+        rows.append(
+            ProcessStatus(name, len(held.running.get(name, ())), expected, min(uptimes, default=None))
+        )
+    return tuple(rows)
 
 
 @dataclass(frozen=True)
@@ -131,6 +156,7 @@ class HostStatus:
     health_ms: int | None = None
     disk_free_bytes: int | None = None
     certificate: Certificate | None = None  # with https: its domains and expiry (not_after, UTC)
+    processes: tuple[ProcessStatus, ...] | None = None  # the app's processes (app.processes), by name
     jobs: tuple[JobStatus, ...] | None = None  # the scheduled jobs (app.schedule) found
     lock: Lock | None = None
 
@@ -157,6 +183,9 @@ def problems(found: Found) -> list[str]:
         found_.append(f"{paths.app} is not a program of supervisor (run fab deploy)")
     elif state != "RUNNING":
         found_.append(f"the app is {state}")
+    for process in process_rows(found):
+        if process.running < process.expected:
+            found_.append(f"process {process.name}: {process.running} of {process.expected} copies run")
     for unit in platform.units:
         if not facts.active(unit):
             state = facts.units.get(unit)
@@ -214,6 +243,7 @@ def of_host(host: str, found: Found, now: datetime) -> HostStatus:
         nginx=service(platform.nginx_unit), supervisor=service(platform.supervisor_unit),
         services=services(found), health=facts.health, health_ms=facts.health_ms,
         disk_free_bytes=facts.disk_free, certificate=held if held.path else None,
+        processes=process_rows(found),
         jobs=job_rows(facts.of(Schedule)), lock=facts.lock,
     )  # fmt: skip
 
@@ -270,9 +300,15 @@ def cells(row: HostStatus) -> list[str]:
         row.app or "-", age(row.app_uptime_seconds), "-" if row.workers is None else str(row.workers),
         service(row.nginx), service(row.supervisor),
         " ".join(f"{name}:{service(unit)}" for name, unit in row.services.items()) or "-", health,
-        size(row.disk_free_bytes), certificate(row.certificate), scheduled(row.jobs or ()),
+        size(row.disk_free_bytes), certificate(row.certificate), processes(row.processes),
+        scheduled(row.jobs or ()),
         f"{row.lock.holder} since {row.lock.since}".strip() if row.lock else "-",
     ]  # fmt: skip
+
+
+def processes(rows: tuple[ProcessStatus, ...] | None) -> str:
+    """worker 2/2 5m,mailer 0/1 -: each process's copies running of expected, and its uptime; - for none."""
+    return ",".join(f"{p.name} {p.running}/{p.expected} {age(p.uptime_seconds)}" for p in rows or ()) or "-"
 
 
 def certificate(held: Certificate | None) -> str:

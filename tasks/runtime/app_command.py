@@ -1,6 +1,6 @@
 """The main process of each of the app's own processes (supervisor's programs, app.processes) and
-scheduled jobs (systemd's timers, app.schedule): the user's command, run as a Procfile's line is, by
-/bin/sh -c, in the release it starts in, with app.env.
+scheduled jobs (systemd's timers, app.schedule): the user's command, run as Heroku runs a Procfile's
+line, by bash -c, in the release it starts in, with app.env.
 
     python3 -I -S TOOLS_DIR/app_command.py COMMAND_FILE
 
@@ -13,7 +13,10 @@ scheduled jobs (systemd's timers, app.schedule): the user's command, run as a Pr
   (as in_release_unit gives the release command), then app.env from the release's .deploy/env.json on
   top (an app.env value wins, as for the release command).
 - The shell replaces this program (exec): what supervisor or systemd watches and signals is the shell,
-  and it execs the command itself when the line is a single command (a Procfile's usual line).
+  and bash execs the command itself when the line is a single command (a Procfile's usual line), so the
+  command gets supervisor's SIGTERM and supervisor waits for it. Not /bin/sh: Debian's dash forks the
+  command and waits, and dies of the SIGTERM at once: supervisor would take a worker still finishing
+  its job for stopped, and start the next beside it.
 """
 
 import json
@@ -43,7 +46,7 @@ def main(command_file):
     with open(command_file) as handle:
         command = handle.read().rstrip("\n")
     release = os.getcwd()
-    os.execve("/bin/sh", ["/bin/sh", "-c", command], environment(release, os.environ))
+    os.execve("/bin/bash", ["/bin/bash", "-c", command], environment(release, os.environ))
 
 
 if __name__ == "__main__":

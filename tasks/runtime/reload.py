@@ -3,10 +3,12 @@
     reload.py SUPERVISORD_PIDFILE GUNICORN_CONF TIMEOUT APP_USER
 
 The master is found as supervisor knows it: the child of supervisord (whose pidfile only root writes)
-that runs as the app's user. (Gunicorn writes no pidfile: one in a directory of the app's user could
-name any process.) HUP it (it re-reads its config, re-runs chdir on `current`,
-starts new workers and stops the old ones gracefully), then wait until none of the old workers is left
-and the configured number of new ones runs: from then on every request is served by the new release.
+that runs as the app's user and is no process of the app's other programs (app.processes: their
+environment names their program, as supervisor gives it). (Gunicorn writes no pidfile: one in a
+directory of the app's user could name any process.) HUP it (it re-reads its config, re-runs chdir on
+`current`, starts new workers and stops the old ones gracefully), then wait until none of the old
+workers is left and the configured number of new ones runs: from then on every request is served by
+the new release.
 Exit 3: no master runs (nothing to reload). Any other failure exits 1 with its reason as the last line.
 """
 
@@ -28,19 +30,30 @@ def master_pid(supervisord_pidfile, conf, user):
     found = {}
     for pid in children(supervisord):
         try:
-            owner = os.stat(f"/proc/{pid}").st_uid
+            if os.stat(f"/proc/{pid}").st_uid != uid or program_of(pid) not in (None, user):
+                continue
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                found[pid] = handle.read().split(b"\0") if owner == uid else None
+                found[pid] = handle.read().split(b"\0")
         except OSError:
             continue
-    # The app's user runs one program under supervisord: its gunicorn (whatever title setproctitle gave
-    # it). Should there be more, the one started with the app's config.
-    ours = [pid for pid, arguments in found.items() if arguments is not None]
+    # Of the app's user's programs under supervisord, the one left is its gunicorn (whatever title
+    # setproctitle gave it, which may hide its environment too). Should there be more, the one started
+    # with the app's config.
+    ours = list(found)
     if len(ours) > 1:
         ours = [pid for pid in ours if conf.encode() in found[pid]]
     if len(ours) > 1:
         sys.exit(f"{len(ours)} gunicorn masters of {user} run under supervisord: {sorted(ours)}")
     return ours[0] if ours else None
+
+
+def program_of(pid):
+    """The supervisor program a process belongs to, as its environment says (None: it does not say)."""
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        for variable in handle.read().split(b"\0"):
+            if variable.startswith(b"SUPERVISOR_PROCESS_NAME="):
+                return variable.partition(b"=")[2].decode(errors="replace")
+    return None
 
 
 def configured_workers(conf):

@@ -109,6 +109,7 @@ roll_back_to() {  # RELEASE_ID: that release live again, with the configs it was
         || die "release $1 keeps no record of its configs (it predates them); deploy it instead"
     note_release "$1"
     go_live "$release"
+    restore_processes "$release"  # the app's processes move with the web (processes.sh)
     changed
 }
 
@@ -147,4 +148,5 @@ switch_back() {  # after a failure in this run, the release that was live goes l
     go_live "$LIVE_DIR"
     set_link "$PREVIOUS" "$PREVIOUS_DIR"
     SWITCHED=""
+    restore_processes "$LIVE_DIR" --lenient  # the app's processes back on it too (processes.sh)
 }

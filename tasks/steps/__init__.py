@@ -22,6 +22,7 @@ from tasks.steps import (
     guards,
     nginx,
     postgresql,
+    processes,
     provision,
     push,
     redis,
@@ -42,6 +43,7 @@ PIPELINE: tuple[Step, ...] = (
     schedule.STEP,
     boot.STEP,
     certificate.STEP,
+    processes.STEP,
 )
 NAMES = tuple(step.name for step in PIPELINE)
 PROBES: tuple[Probe, ...] = (*(step.probe for step in PIPELINE), guards.PROBE)

@@ -42,6 +42,7 @@ class StepPlan:
     installs_beside: bool = False
     beside_packages: bool = False
     name: str = ""  # the step's
+    after_gate: bool = False  # the step's (Step.after_gate)
 
     @property
     def acts(self) -> bool:
@@ -130,6 +131,9 @@ class Step:
     runtime: tuple[str, ...] = ()
     values: Callable[[Settings, Layout, Platform], Mapping[str, Value]] | None = None
     probe: Probe = Probe()  # what it needs to know of the server, besides the shared facts
+    # Its commands run after the health gate of a run that has one (the app's processes follow the web
+    # once it serves the new release); it is reported after the gate, too.
+    after_gate: bool = False
 
     def plan_for(self, situation: Situation) -> StepPlan:
         """The step's plan, or a blocked one when a requirement is missing and no earlier step of the run
@@ -137,5 +141,9 @@ class Step:
         for requirement in self.requires:
             if requirement.missing(situation) and not situation.runs(requirement.provided_by):
                 what = requirement.what.format(app=situation.layout.app)
-                return StepPlan(blocked=f"{what}: run `fab {requirement.provided_by}` first", name=self.name)
-        return replace(self.plan(situation), name=self.name)
+                return StepPlan(
+                    blocked=f"{what}: run `fab {requirement.provided_by}` first",
+                    name=self.name,
+                    after_gate=self.after_gate,
+                )
+        return replace(self.plan(situation), name=self.name, after_gate=self.after_gate)

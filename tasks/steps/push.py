@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tasks import configs, dependencies, https, static, wheels
+from tasks import configs, dependencies, https, procfile, static, wheels
 from tasks.dependencies import Declared, DependencyError
 from tasks.facts import ReleaseDir, release_record, target_name
 from tasks.layout import META, RELEASE_FILES, Layout, app_paths
@@ -26,6 +26,7 @@ from tasks.shell import Var, line
 from tasks.source import AppSource, SourceError, read_source
 from tasks.steps.model import Probe, Refused, Situation, Step, StepPlan
 from tasks.steps.postgresql import database_url
+from tasks.steps.processes import Processes
 from tasks.steps.provision import PROVISIONED
 from tasks.steps.redis import redis_url
 
@@ -159,10 +160,14 @@ def read(s: Settings) -> tuple[tuple[AppSource, Declared], tuple[str, ...]]:
     try:
         app = read_source(s.app.src, s.deploy.shared_dirs)
         declared = dependencies.declared(app.root, s.app.gunicorn)
-    except (SourceError, DependencyError) as error:
+        found = procfile.read(s.app.src)
+    except (SourceError, DependencyError, procfile.ProcfileError) as error:
         raise Refused(str(error)) from None
-    note = app.links_note()
-    return (app, declared), (note,) if note else ()
+    notes = (app.links_note(),) if app.links_note() else ()
+    # The Procfile's processes are the app's (app.processes unset, settings.py): how the kit took it.
+    if found is not None and found.processes == {n: p.command for n, p in s.app.processes.items()}:
+        notes += found.notes()
+    return (app, declared), notes
 
 
 def prepare(sit: Situation, local: tuple[AppSource, Declared], check: bool = False) -> Ready:
@@ -256,6 +261,9 @@ def plan(sit: Situation) -> StepPlan:
     # Until here, push needs no system package; switching starts the app under supervisor.
     commands += [line("await_packages")] if sit.installing() else []
     commands.append(line("switch_to_built"))
+    # Alone (no processes step after the health gate), push moves the app's processes itself.
+    if not sit.runs("processes") and (s.app.processes or facts.of(Processes).programs):
+        commands.append(line("follow_release"))
 
     live = facts.link_name(paths.current)
     releases = [*held.ids, new]

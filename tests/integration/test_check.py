@@ -95,7 +95,7 @@ def test_a_check_on_a_fresh_server_lists_every_step_as_would_change_and_changes_
     before = server.state()
     run = server.fab("deploy", "--check")
     assert run.code == WOULD_CHANGE, str(run)
-    off = ("certificate", "postgresql", "redis", "schedule")  # no https, services or jobs: nothing to do
+    off = ("certificate", "postgresql", "redis", "schedule", "processes")  # nothing to do for those
     acting = [step for step in STEPS if step not in off]
     assert step_lines(run) == {**dict.fromkeys(acting, "would change"), **dict.fromkeys(off, "ok")}, str(run)
     assert re.search(rf"  ok={len(off)} would change={len(acting)} failed=0  in [\d.]+ s$", run.stdout), str(

@@ -100,6 +100,7 @@ def test_deploy_serves_the_app_through_nginx_and_gunicorn_only_on_loopback(deplo
             "postgresql",  # no services
             "redis",
             "schedule",  # no jobs
+            "processes",  # the sample app has none
         ), result.stdout
     assert serves_sample(sandbox)
     assert refused(sandbox.address, 8080)

@@ -15,7 +15,7 @@ from tasks.dependencies import declared
 from tasks.facts import Facts, PathState, ReleaseDir, Unit, User
 from tasks.layout import Layout, layout
 from tasks.platform import DEBIAN_12
-from tasks.settings import PROJECT_ROOT, Settings, parse
+from tasks.settings import PROJECT_ROOT, Process, Settings, parse
 from tasks.source import read_source
 from tasks.steps import PIPELINE, push
 from tasks.steps.model import Situation, Step, StepPlan
@@ -46,6 +46,12 @@ def fresh_run(monkeypatch) -> recap.Run:
 @pytest.fixture
 def settings() -> Settings:
     return parse(default_config())
+
+
+def with_processes(s: Settings, **processes: str | Process) -> Settings:
+    """s with these app.processes (name -> command, or Process)."""
+    wanted = {name: p if isinstance(p, Process) else Process(p) for name, p in processes.items()}
+    return replace(s, app=replace(s.app, processes=wanted))
 
 
 def paths_of(s: Settings) -> Layout:

@@ -1,5 +1,5 @@
 """app_command.py, the main process of the app's own processes and scheduled jobs: a command line from
-root's file, run by /bin/sh -c in the release it starts in, with the release's venv and app.env."""
+root's file, run by bash -c in the release it starts in, with the release's venv and app.env."""
 
 from __future__ import annotations
 
@@ -62,3 +62,15 @@ def test_its_meta_is_the_layouts():
     namespace: dict = {}
     exec(compile(APP_COMMAND.read_text().split("\ndef ", 1)[0], str(APP_COMMAND), "exec"), namespace)
     assert namespace["META"] == META
+
+
+def test_a_single_command_replaces_the_shell_so_it_is_the_process_supervisor_signals(tmp_path):
+    directory = release(tmp_path, {})
+    command_file = tmp_path / "command"
+    command_file.write_text('python3 -c "import os; print(os.getpid())"\n')
+    started = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(APP_COMMAND), str(command_file)],
+        cwd=directory, stdout=subprocess.PIPE, text=True, env={"HOME": "/nonexistent"},
+    )  # fmt: skip
+    out, _ = started.communicate(timeout=30)
+    assert int(out) == started.pid

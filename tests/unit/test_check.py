@@ -12,7 +12,16 @@ from tasks.steps.model import StepPlan
 from tasks.steps.nginx import NginxConfig
 from tasks.steps.push import Releases
 from tasks.steps.supervisor import Program
-from tests.unit.conftest import PLATFORM, amended, converged_facts, fresh_facts, paths_of, plans, situation
+from tests.unit.conftest import (
+    PLATFORM,
+    amended,
+    converged_facts,
+    fresh_facts,
+    paths_of,
+    plans,
+    situation,
+    with_processes,
+)
 
 SECRET = "s3cr3t-value"
 
@@ -39,6 +48,7 @@ def test_each_salt_is_new():
 
 
 def test_a_fresh_server_would_change_at_every_step_each_saying_why(settings, printed):
+    settings = with_processes(settings, worker="python worker.py")
     facts = fresh_facts()
     steps = plans(settings, facts)
     off = ("certificate", "postgresql", "redis", "schedule")  # no https, services or jobs

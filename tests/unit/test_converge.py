@@ -17,7 +17,15 @@ from tasks.source import read_source
 from tasks.steps import NAMES, push
 from tasks.steps.model import Refused, StepPlan
 from tasks.steps.push import Releases
-from tests.unit.conftest import acting, amended, converged_facts, fresh_facts, plans, situation
+from tests.unit.conftest import (
+    acting,
+    amended,
+    converged_facts,
+    fresh_facts,
+    plans,
+    situation,
+    with_processes,
+)
 
 
 def report_outcome(host: str, names: list[str], acting: set[str], result) -> bool:
@@ -55,10 +63,17 @@ def test_the_apply_script_runs_only_acting_steps_each_reported_then_the_gate_the
 
 
 def test_a_deploy_of_a_fresh_server_is_one_script_with_every_step(settings):
+    settings = with_processes(settings, worker="python worker.py")
     sit = situation(settings, fresh_facts())
     lines = body(apply_script(sit, plans(settings, fresh_facts()), "deploy", health_gate=True))
-    every = [name for name in NAMES if name not in ("certificate", "postgresql", "redis", "schedule")]  # idle
-    assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [*every, "health"]
+    idle = ("certificate", "postgresql", "redis", "schedule", "processes")  # no https, services, jobs
+    every = [name for name in NAMES if name not in idle]
+    # The processes follow the web once it passed the health gate.
+    assert [line.split()[1] for line in lines if line.startswith("begin_step")] == [
+        *every,
+        "health",
+        "processes",
+    ]
     assert not plans(settings, converged_facts(settings))[0].acts
 
 

@@ -109,13 +109,14 @@ class Server:
         self.nginx_pid = root / "run" / "nginx.pid"
         self.stamp = root / "run" / "flaskdeploy-nginx.loaded"
         self.socket = root / "run" / "supervisor.sock"
+        self.supervisor = root / "etc" / "supervisor" / "conf.d"
         self.lists = root / "var" / "lib" / "apt" / "lists"
         self.bin = root / "bin"
         self.units = root / "etc" / "systemd" / "system"
         self.ss_argv, self.ss_output = root / "ss.argv", root / "ss.out"
         self.locks = root / "locks"  # the deploy locks' directory (the lock_root fixture makes it)
         for directory in (self.os_release.parent, self.releases, self.venvs, self.nginx, self.stamp.parent,
-                          self.lists, self.bin):  # fmt: skip
+                          self.lists, self.bin, self.supervisor):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
         self.os_release.write_text(DEBIAN_12_RELEASE)
         ss = SS.format(argv=shlex.quote(str(self.ss_argv)), output=shlex.quote(str(self.ss_output)))
@@ -145,6 +146,9 @@ class Server:
             },
             "probe_certificate": {},  # https.mode off: asked nothing
             "probe_listeners": {"app": app},
+            "probe_processes": {
+                "pidfile": str(self.root / "run" / "supervisord.pid"), "conf_dir": str(self.supervisor),
+            },
             "probe_schedule": {"unit_dir": str(self.units), "jobs_dir": str(self.srv / "jobs")},
             "probe_postgresql": {},  # services.postgresql off: asked nothing
             "probe_redis": {},  # services.redis off: asked nothing

@@ -99,13 +99,14 @@ import json, os, pwd, signal, subprocess, sys
 pidfile, reap, spec = sys.argv[1], sys.argv[2] == "reap", sys.argv[3]
 masters = []
 with open(spec) as handle:
-    for user, argv, log in json.load(handle):
+    for user, argv, log, program in json.load(handle):
         entry = pwd.getpwnam(user)
         switch = {}  # as supervisord's user=: the user's uid, gid and no other groups
         if entry.pw_uid != os.getuid():
             switch = dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+        env = dict(os.environ, SUPERVISOR_PROCESS_NAME=program) if program else None  # as supervisord's
         with open(log, "w") as out:
-            masters.append(subprocess.Popen(argv, stdout=out, cwd="/", **switch))
+            masters.append(subprocess.Popen(argv, stdout=out, cwd="/", env=env, **switch))
 SIGNALS = {signal.SIGTERM, signal.SIGCHLD}
 signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 with open(pidfile + ".tmp", "w") as handle:
@@ -183,15 +184,20 @@ def conf(tmp_path) -> Path:
 
 @pytest.fixture
 def start(tmp_path, conf):
-    """Factory: start(*modes, user=USER, confs=None, reap=True) starts a fake supervisord with one fake
-    master per mode (each as `user`, with its conf: the app's unless `confs` says otherwise) and waits
-    until each master runs its WORKERS workers."""
+    """Factory: start(*modes, user=USER, confs=None, reap=True, programs=None) starts a fake supervisord
+    with one fake master per mode (each as `user`, with its conf: the app's unless `confs` says otherwise;
+    in its environment the program `programs` names for it, if any) and waits until each master runs its
+    WORKERS workers."""
     program = tmp_path / "fake_supervisord.py"
     program.write_text(FAKE_SUPERVISORD)
     started: list[Supervisord] = []
 
     def starting(
-        *modes: str, user: str = USER, confs: list[str] | None = None, reap: bool = True
+        *modes: str,
+        user: str = USER,
+        confs: list[str] | None = None,
+        reap: bool = True,
+        programs: list[str] | None = None,
     ) -> Supervisord:
         number = len(started)
         python = sys.executable if user == USER else SYSTEM_PYTHON
@@ -201,7 +207,7 @@ def start(tmp_path, conf):
             master = Master(name, confs[index] if confs else str(conf), tmp_path / f"{name}.log")
             argv = [python, "-I", "-c", FAKE_MASTER, "--config", master.conf, str(WORKERS), mode, name]
             masters.append(master)
-            spec.append([user, argv, str(master.log)])
+            spec.append([user, argv, str(master.log), programs[index] if programs else ""])
         spec_file = tmp_path / f"supervisord-{number}.json"
         spec_file.write_text(json.dumps(spec))
         pidfile = tmp_path / f"supervisord-{number}.pid"
@@ -282,6 +288,18 @@ def test_another_app_s_master_under_the_same_supervisord_is_left_alone(start, tm
     assert done.returncode == 0, done.stderr
     assert ours.hups() == 1
     assert untouched(other, other_workers)
+
+
+def test_the_app_s_other_programs_under_the_same_supervisord_are_left_alone(start):
+    """The app's processes (app.processes) run as its user under supervisord too; their environment names
+    their program, which is not the app's own: the one left is the master, whatever their command line."""
+    supervisord = start("reload", "reload", programs=[USER, f"{USER}-worker-0"])
+    ours, worker = supervisord.masters
+    worker_children = children(worker.pid)
+    done = reload(supervisord.pidfile, ours.conf)
+    assert done.returncode == 0, done.stderr
+    assert ours.hups() == 1
+    assert untouched(worker, worker_children)
 
 
 def test_a_master_starting_fewer_workers_than_configured_fails_the_reload(start):

@@ -16,6 +16,7 @@ from tasks import probe, recap, status
 from tasks.facts import Lock, Unit
 from tasks.probe import Found
 from tasks.status import COLUMNS, HostStatus, Service
+from tasks.steps.processes import Copy, Processes
 from tasks.steps.push import Releases
 from tasks.steps.schedule import JobState, Schedule
 from tasks.steps.supervisor import Program
@@ -26,7 +27,7 @@ RUNNING = Program("RUNNING", 427, "pid 427, uptime 1:01:01", uptime=3661, worker
 KEYS = [
     "host", "reachable", "healthy", "error", "problems", "release", "release_time", "release_age_seconds",
     "deployed_by", "app", "app_pid", "app_uptime_seconds", "workers", "nginx", "supervisor", "services",
-    "health", "health_ms", "disk_free_bytes", "certificate", "jobs", "lock",
+    "health", "health_ms", "disk_free_bytes", "certificate", "processes", "jobs", "lock",
 ]  # fmt: skip
 
 
@@ -55,13 +56,13 @@ def test_a_healthy_host_s_row(settings):
         release_age_seconds=3900, deployed_by="alice@laptop", app="RUNNING", app_pid=427,
         app_uptime_seconds=3661, workers=2, nginx=Service("active", "enabled"),
         supervisor=Service("active", "enabled"), health="200", health_ms=12, disk_free_bytes=8 << 30,
-        jobs=(), lock=None,
+        processes=(), jobs=(), lock=None,
     )  # fmt: skip
     (header, cells) = columns(status.table([row]))
     assert header == list(COLUMNS)
     assert cells == [
         "web1", "healthy", live, "1h05m", "alice@laptop", "RUNNING", "1h01m", "2", "active/enabled",
-        "active/enabled", "-", "200 12ms", "8.0G", "-", "-", "-",
+        "active/enabled", "-", "200 12ms", "8.0G", "-", "-", "-", "-",
     ]  # fmt: skip
 
 
@@ -157,7 +158,7 @@ def test_the_json_document_is_a_list_of_hosts_with_stable_keys(settings):
         "deployed_by": "alice@laptop", "app": "RUNNING", "app_pid": 427, "app_uptime_seconds": 3661,
         "workers": 2, "nginx": {"active": "active", "enabled": "enabled"},
         "supervisor": {"active": "active", "enabled": "enabled"}, "services": {}, "health": "200",
-        "health_ms": 12, "disk_free_bytes": 8 << 30, "certificate": None, "jobs": [],
+        "health_ms": 12, "disk_free_bytes": 8 << 30, "certificate": None, "processes": [], "jobs": [],
         "lock": {"holder": "bob@desk (exec)", "since": "2026-11-26T09:58:00Z"},
     }  # fmt: skip
     assert web2 == {
@@ -289,6 +290,28 @@ def test_an_unreachable_host_is_a_row_saying_why_only_its_own_failures_this_time
         == "b     unreachable  no answer from b port 22 within 10 s (the connect timeout)"
     )
     assert code == 1
+
+
+def test_each_process_is_a_part_of_the_row_running_of_expected_copies_and_the_youngest_s_uptime(settings):
+    live = "/srv/flaskdemo/releases/x"
+    held = Processes(
+        {"worker": 2, "mailer": 1},
+        {"worker": (Copy("flaskdemo-worker-0", 501, live, 300), Copy("flaskdemo-worker-1", 502, live, 90))},
+    )
+    found = deployed(settings)
+    found = Found(found.facts.having(held), found.platform, found.paths)
+    row = status.of_host("web1", found, NOW)
+    assert row.processes == (
+        status.ProcessStatus("mailer", 0, 1, None), status.ProcessStatus("worker", 2, 2, 90),
+    )  # fmt: skip
+    assert not row.healthy and row.problems == ("process mailer: 0 of 1 copies run",)
+    cells = columns(status.table([row]))[1]
+    assert cells[COLUMNS.index("PROCESSES")] == "mailer 0/1 -,worker 2/2 1m"
+    (document,) = json.loads(status.document([row]))
+    assert document["processes"] == [
+        {"name": "mailer", "running": 0, "expected": 1, "uptime_seconds": None},
+        {"name": "worker", "running": 2, "expected": 2, "uptime_seconds": 90},
+    ]
 
 
 def test_each_scheduled_job_is_a_part_of_the_row_with_its_next_run_and_last_result(settings):

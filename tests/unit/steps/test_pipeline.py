@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from tasks.steps import NAMES, PIPELINE
-from tests.unit.conftest import STEPS, acting, converged_facts, fresh_facts, plans
+from tests.unit.conftest import STEPS, acting, converged_facts, fresh_facts, plans, with_processes
 
 # The recipe's steps in its order: the contract `deploy` keeps (other steps may come between them).
 RECIPE = (
@@ -19,7 +19,7 @@ def test_the_registry_runs_the_recipes_seven_steps_in_its_order():
 
 
 def test_a_fresh_server_needs_every_step(settings):
-    found = plans(settings, fresh_facts())
+    found = plans(with_processes(settings, worker="python worker.py"), fresh_facts())
     assert not [p for p in found if p.blocked]
     off = ("certificate", "postgresql", "redis", "schedule")  # no https, services or jobs
     assert acting(found) == [name for name in NAMES if name not in off]
