@@ -101,8 +101,9 @@ class Layout(AppPaths):
     redis_data_dir: str
 
     def process_program(self, name: str) -> str:
-        """The supervisor program of one of the app's processes (app.processes)."""
-        return f"{self.app}-{name}"
+        """The supervisor program of one of the app's processes (app.processes): APP.NAME. An app's name
+        holds no dot, so it is never another app's program (app `shop`'s `api` and an app `shop-api`)."""
+        return f"{self.app}.{name}"
 
     def process_conf(self, name: str) -> str:
         """Its program's file: APP.process-NAME.conf, which the kit's glob of the app's processes finds."""

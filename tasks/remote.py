@@ -9,6 +9,7 @@ after Fabric's command timeout (`fab -T SECONDS`): a stalled server never hangs 
 
 from __future__ import annotations
 
+import gzip
 import re
 import select
 import shlex
@@ -160,12 +161,16 @@ def opened(c: Connection, trust: bool, hop: str = "") -> str:
 
 
 # The one command line of every run: bash reads the script from stdin, where the script's size comes
-# first, then the script, then what the script reads there (a tar). Never the script itself as an
-# argument, where `ps` and sudo's log would show it (a release command, exec's command line) and the
-# kernel's limit on one argument (128 KiB) would bound it. dd takes exactly the script's bytes (it asks
-# for what is left of its one block), so the rest of stdin is the script's; `source` reads the whole
-# script before it runs any of it, and the script is one block, so a script cut short runs not at all.
-READ_SCRIPT = 'read -r size && source <(dd bs="$size" count=1 iflag=fullblock status=none)'
+# first, then the script (gzip'd: ~100 kB of shell is ~34 kB on the link), then what the script reads
+# there (a tar). Never the script itself as an argument, where `ps` and sudo's log would show it (a
+# release command, exec's command line) and the kernel's limit on one argument (128 KiB) would bound it.
+# dd takes exactly the script's bytes (it asks for what is left of its one block), so the rest of stdin
+# is the script's. The script is one block whose closing brace only a whole, intact gzip stream gets
+# (gzip checks its length and CRC), and `source` reads the whole block before it runs any of it: a script
+# cut short, anywhere, runs not at all.
+READ_SCRIPT = (
+    'read -r size && source <(dd bs="$size" count=1 iflag=fullblock status=none | gzip -dc && echo "}")'
+)
 
 
 def command_line(user: str) -> str:
@@ -176,8 +181,9 @@ def command_line(user: str) -> str:
 
 
 def framed(script: str, stdin: bytes = b"") -> bytes:
-    """What the command line reads on stdin: the script's size, the script as one block, then `stdin`."""
-    block = f"{{\n{script}\n}}\n".encode()
+    """What the command line reads on stdin: the script's size, the script as one block (gzip'd, its
+    closing brace left to READ_SCRIPT), then `stdin`."""
+    block = gzip.compress(f"{{\n{script}\n".encode(), compresslevel=6, mtime=0)
     return f"{len(block)}\n".encode() + block + stdin
 
 

@@ -2,7 +2,7 @@
 has them, from /proc and the program files, without asking supervisord (supervisorctl takes ~0.2 s).
 
     asked: {"pidfile": SUPERVISORD_PIDFILE, "user": APP, "conf_dir": DIR, "conf_prefix": "APP.process-",
-            "program_prefix": "APP-"}
+            "program_prefix": "APP."}
 
 - programs: the names whose program file (conf_dir/APP.process-NAME.conf) is there, with the copies it
   runs (numprocs);
@@ -37,7 +37,7 @@ def copies(conf):
 
 
 def running(asked):
-    """Program name (NAME of APP-NAME) -> its running copies."""
+    """Program name (NAME of APP.NAME) -> its running copies."""
     try:
         supervisord = read_text(asked["pidfile"]).split()[0]
         uid = pwd.getpwnam(asked["user"]).pw_uid

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# processes: the app's processes (app.processes), supervisor programs APP-NAME (their files
+# processes: the app's processes (app.processes), supervisor programs APP.NAME (their files
 # $SUPERVISOR_CONF_DIR/APP.process-NAME.conf, their commands $PROCESSES_DIR/NAME), on the web's release:
 # moved (SIGTERM, app.stop_timeout, started again) after the health gate, on a rollback, a switch back.
 #
@@ -21,9 +21,9 @@ process_programs() {  # the app's processes whose program file is on the server
 
 process_copies() {  # NAME: COPIES, "PROCESS STATE PID" of each copy of its program as supervisor has it
     local out
-    out=$(supervisorctl status "$APP-$1:*" 2>/dev/null)
+    out=$(supervisorctl status "$APP.$1:*" 2>/dev/null)
     COPIES=()
-    while read -r process state _ pid _; do  # "APP-NAME:APP-NAME-0  RUNNING  pid 123, uptime 0:00:05"
+    while read -r process state _ pid _; do  # "APP.NAME:APP.NAME-0  RUNNING  pid 123, uptime 0:00:05"
         [ -n "$process" ] || continue
         COPIES+=("${process#*:} $state ${pid%,}")
     done <<<"$out"
@@ -83,7 +83,7 @@ await_processes() {  # NAME...: once no copy is STARTING (startsecs): true when 
 restart_processes() {  # NAME...: stopped gracefully, started in the live release; as await_processes
     local name groups=()
     [ $# -gt 0 ] || return 0
-    for name; do groups+=("$APP-$name:*"); done
+    for name; do groups+=("$APP.$name:*"); done
     supervisorctl stop "${groups[@]}" >/dev/null 2>&1
     supervisorctl start "${groups[@]}" >/dev/null 2>&1
     CHANGED=1
@@ -114,7 +114,7 @@ install_process() {  # NAME PROGRAM_FILE COMMAND_FILE: in place, supervisor upda
     [ "$CHANGED" = 1 ] && PROCESS_UPDATE="command"
     install_file "$2" "$SUPERVISOR_CONF_DIR/$APP.process-$1.conf" 644
     [ "$before" = 1 ] && CHANGED=1
-    out=$(supervisorctl update "$APP-$1" 2>&1) || die "supervisorctl update failed: $out"
+    out=$(supervisorctl update "$APP.$1" 2>&1) || die "supervisorctl update failed: $out"
     case "$out" in *added* | *updated*) PROCESS_UPDATE="started" && changed ;; esac
 }
 
@@ -143,7 +143,7 @@ remove_processes() {  # NAME...: stopped gracefully, their programs removed
     local name out
     for name; do
         rm -f "$SUPERVISOR_CONF_DIR/$APP.process-$name.conf"
-        out=$(supervisorctl update "$APP-$name" 2>&1) || die "supervisorctl update failed: $out"
+        out=$(supervisorctl update "$APP.$name" 2>&1) || die "supervisorctl update failed: $out"
         rm -f "$PROCESSES_DIR/$name"
         changed
     done

@@ -1,5 +1,5 @@
 """processes: the app's own processes (app.processes, or its Procfile) as supervisor programs, a program
-APP-NAME each, `count` copies, running the web's release.
+APP.NAME each, `count` copies, running the web's release.
 
 Its commands run after the health gate (`after_gate`): once the web serves the new release, the
 processes stop gracefully and start on it; one that does not stay up fails the run, which switches web
@@ -24,9 +24,9 @@ from tasks.steps.supervisor import RELEASED
 
 @dataclass(frozen=True)
 class Copy:
-    """One running copy of a process (supervisor's process APP-NAME-N)."""
+    """One running copy of a process (supervisor's process APP.NAME-N)."""
 
-    process: str  # "flaskdemo-worker-0"
+    process: str  # "flaskdemo.worker-0"
     pid: int
     cwd: str  # the release it runs in
     uptime: int | None = None  # seconds
@@ -127,7 +127,7 @@ STEP = Step(
             "user": paths.app,
             "conf_dir": paths.supervisor_conf_dir,
             "conf_prefix": f"{paths.app}.process-",
-            "program_prefix": f"{paths.app}-",
+            "program_prefix": f"{paths.app}.",
         },
         facts=Processes,
     ),

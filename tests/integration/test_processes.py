@@ -79,7 +79,7 @@ class Site:
 
     def workers(self, name: str = "worker") -> dict[str, int]:
         """The running copies of a process as supervisor has them: process name -> pid."""
-        out = self.ssh(f"supervisorctl status '{APP}-{name}:*'", check=False)
+        out = self.ssh(f"supervisorctl status '{APP}.{name}:*'", check=False)
         return {
             line.split()[0]: int(re.search(r"pid (\d+)", line)[1])
             for line in out.splitlines()
@@ -203,7 +203,7 @@ def test_a_changed_count_and_a_removed_process_leave_the_web_alone(site):
     run = site.fab("deploy", config=more)
     assert run.code == 0, str(run)
     copies = wait_until(lambda: len(p := site.workers()) == 2 and p, 20, "two workers")
-    assert sorted(copies) == [f"{APP}-worker:{APP}-worker-0", f"{APP}-worker:{APP}-worker-1"]
+    assert sorted(copies) == [f"{APP}.worker:{APP}.worker-0", f"{APP}.worker:{APP}.worker-1"]
     assert site.web_pids() == web  # no reload, no restart of gunicorn
     assert "other" not in site.ssh(
         f"ls /etc/supervisor/conf.d/ {BASE}/processes/"

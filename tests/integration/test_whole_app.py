@@ -22,7 +22,7 @@ pytestmark = pytest.mark.sandbox
 
 STACK = Path(__file__).resolve().parents[1] / "apps" / "stack"
 APP, PORT = "stack", 8097
-WORKER = f"{APP}-worker:{APP}-worker-0"  # supervisor's name of the worker's one copy
+WORKER = f"{APP}.worker:{APP}.worker-0"  # supervisor's name of the worker's one copy
 TICK = f"{APP}-job.tick"  # the scheduled job's units
 
 
@@ -76,7 +76,8 @@ class Server:
         return {**found, "web": self.ssh(f"supervisorctl pid {APP}"), "worker": self.worker()[0]}
 
     def noted(self, note: str) -> str:
-        """The row the worker wrote for a job, once it is there: `NOTE RELEASE PID`."""
+        """The row the worker wrote for a job, once it is there: `NOTE RELEASE PID` (the PID of the work
+        horse rq forks for the job)."""
         found = wait_until(
             lambda: next((r for r in self.get("/rows").splitlines() if r.startswith(f"{note} ")), None),
             30, f"the worker's row for {note}",
@@ -103,7 +104,7 @@ def test_a_job_goes_through_redis_to_the_worker_which_writes_postgresql_in_the_w
     assert job, "no job id"
     pid, cwd = server.worker()
     assert cwd == server.live()
-    assert server.noted("first") == f"first {Path(cwd).name} {pid}"
+    assert server.noted("first").split()[:2] == ["first", Path(cwd).name]  # by a work horse rq forks
     assert server.ssh(f"ps -o user= -p {pid}") == APP  # the worker runs as the app's user, not root
     # The scheduled job, started now rather than on the hour: a row in PostgreSQL from the live release.
     server.ssh(f"systemctl start {TICK}.service")
@@ -122,7 +123,7 @@ def test_a_job_goes_through_redis_to_the_worker_which_writes_postgresql_in_the_w
     pid2, cwd2 = server.worker()
     assert cwd2 == server.live() != cwd and pid2 != pid
     server.get("/jobs", "-d", "note=second")
-    assert server.noted("second") == f"second {Path(cwd2).name} {pid2}"
+    assert server.noted("second").split()[:2] == ["second", Path(cwd2).name]
     rollback = server.fab(v2, "rollback")
     assert rollback.code == 0, str(rollback)
     assert server.get("/") == "stack v1"
@@ -135,8 +136,7 @@ def test_a_reboot_brings_back_the_site_the_worker_the_timer_and_both_services(se
     server.sandbox.reboot()
     wait_until(lambda: server.get("/").startswith("stack "), 60, "the site back after the reboot")
     server.get("/jobs", "-d", "note=after-reboot")
-    note, release, pid = server.noted("after-reboot").split()
-    assert (release, pid) == (Path(server.live()).name, server.worker()[0])
+    assert server.noted("after-reboot").split()[1] == Path(server.live()).name
     assert "before-reboot" in server.get("/rows")  # PostgreSQL kept its rows
     assert server.ssh(f"systemctl is-enabled {TICK}.timer") == "enabled"
     assert server.ssh(f"systemctl is-active {TICK}.timer") == "active"

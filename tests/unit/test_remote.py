@@ -60,10 +60,21 @@ def test_the_script_travels_on_stdin_ahead_of_what_it_reads_there_never_on_the_c
     assert command_line("deploy") == f"sudo -n {command_line('root')}"  # never prompting
 
 
-def test_a_script_cut_short_runs_none_of_it(tmp_path):
+@pytest.mark.parametrize("cut", [8, 4, 1, 20], ids=["gzip's trailer", "its length", "a byte", "the data"])
+def test_a_script_cut_short_runs_none_of_it(tmp_path, cut):
     whole = framed("touch first\ntouch second\n")
-    done = run_framed(whole[:-8], tmp_path)  # the last line cut: the block never closes
+    done = run_framed(whole[:-cut], tmp_path)  # the block never closes
     assert done.returncode != 0 and not list(tmp_path.iterdir())
+    assert run_framed(whole, tmp_path).returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "first", "second",
+    ]  # fmt: skip
+
+
+def test_a_script_travels_gzipped():
+    script = "\n".join(
+        f"step_{n}() {{  # a function of the kit's, with its comment\n    :\n}}" for n in range(500)
+    )
+    assert len(framed(script)) < len(script.encode()) / 5
 
 
 def test_the_last_error_line_is_what_a_failure_says():

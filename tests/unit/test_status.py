@@ -296,7 +296,7 @@ def test_each_process_is_a_part_of_the_row_running_of_expected_copies_and_the_yo
     live = "/srv/flaskdemo/releases/x"
     held = Processes(
         {"worker": 2, "mailer": 1},
-        {"worker": (Copy("flaskdemo-worker-0", 501, live, 300), Copy("flaskdemo-worker-1", 502, live, 90))},
+        {"worker": (Copy("flaskdemo.worker-0", 501, live, 300), Copy("flaskdemo.worker-1", 502, live, 90))},
     )
     found = deployed(settings)
     found = Found(found.facts.having(held), found.platform, found.paths)

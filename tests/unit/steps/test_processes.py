@@ -69,7 +69,7 @@ def test_the_program_runs_app_command_in_current_as_the_app_user_stopping_gracef
     lines = dict(
         line.split("=", 1) for line in program.splitlines() if "=" in line and not line.startswith(";")
     )
-    assert "[program:flaskdemo-worker]" in program
+    assert "[program:flaskdemo.worker]" in program
     assert (
         lines["command"]
         == f"/usr/bin/python3 -I -S {paths.tools_dir}/app_command.py {paths.processes_dir}/worker"
@@ -126,7 +126,7 @@ def test_they_follow_a_new_release_and_run_where_the_web_runs(settings):
     # A deploy of a new release: they move once the web passed the health gate.
     new_app = replace(facts, paths={**facts.paths})
     found = plans(replace(s, deploy=replace(s.deploy, shared_dirs=("instance", "uploads"))), new_app)
-    push, step = found[1], found[-1]
+    push, step = (next(p for p in found if p.name == name) for name in ("push", "processes"))
     assert push.switches_to and step.why == (
         f"worker: moves to release {push.switches_to} once the web passed the health gate",
     )
@@ -151,12 +151,12 @@ def test_the_facts_read_back_from_the_probe_s_json():
         "processes": {
             "programs": {"worker": 2},
             "running": {
-                "worker": [{"process": "app-worker-0", "pid": 9, "cwd": "/srv/app/releases/x", "uptime": 5}]
+                "worker": [{"process": "app.worker-0", "pid": 9, "cwd": "/srv/app/releases/x", "uptime": 5}]
             },
         }
     }
     assert Processes.from_json(doc) == Processes(
-        {"worker": 2}, {"worker": (Copy("app-worker-0", 9, "/srv/app/releases/x", 5),)}
+        {"worker": 2}, {"worker": (Copy("app.worker-0", 9, "/srv/app/releases/x", 5),)}
     )
     assert Processes.from_json({}) == Processes()
 
@@ -175,17 +175,17 @@ def test_the_server_side_finds_the_programs_not_running_in_the_live_release(tmp_
     in_live = subprocess.Popen(["sleep", "30"], cwd=live)
     in_old = subprocess.Popen(["sleep", "30"], cwd=old)
     statuses = {
-        "moved": [f"app-moved:app-moved-0   RUNNING   pid {in_live.pid}, uptime 0:00:05"],
+        "moved": [f"app.moved:app.moved-0   RUNNING   pid {in_live.pid}, uptime 0:00:05"],
         "behind": [
-            f"app-behind:app-behind-0   RUNNING   pid {in_live.pid}, uptime 0:00:05",
-            f"app-behind:app-behind-1   RUNNING   pid {in_old.pid}, uptime 0:01:05",
+            f"app.behind:app.behind-0   RUNNING   pid {in_live.pid}, uptime 0:00:05",
+            f"app.behind:app.behind-1   RUNNING   pid {in_old.pid}, uptime 0:01:05",
         ],
-        "starting": ["app-starting:app-starting-0   STARTING"],
-        "other": ["app-other: ERROR (no such group)"],
+        "starting": ["app.starting:app.starting-0   STARTING"],
+        "other": ["app.other: ERROR (no such group)"],
     }
     stub = "supervisorctl() {  # status GROUP:*\n    case $2 in\n"
     for name, lines in statuses.items():
-        stub += f"        app-{name}:\\*) printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} ;;\n"
+        stub += f"        app.{name}:\\*) printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} ;;\n"
     stub += "    esac\n}"
     try:
         done = run_functions(
