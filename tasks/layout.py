@@ -35,6 +35,9 @@ class AppPaths:
     venvs_dir: str
     wheels_dir: str  # every wheel a venv of the app was built from, shipped once
     tools_dir: str  # the kit's tools on the server: uv, which builds the venvs
+    # The main process of the app's processes and scheduled jobs (runtime/app_command.py), as units.sh
+    # install_app_command puts it.
+    app_command: str
     # The command lines of the app's processes (app.processes), a file each: root's, the app's group reads.
     processes_dir: str
     jobs_dir: str  # the scheduled jobs' command lines (root's; the app's group reads them)
@@ -130,6 +133,7 @@ def app_paths(s: Settings) -> AppPaths:
         venvs_dir=f"{base}/venvs",
         wheels_dir=f"{base}/wheels",
         tools_dir=f"{base}/tools",
+        app_command=f"{base}/tools/app_command.py",
         processes_dir=f"{base}/processes",
         jobs_dir=f"{base}/jobs",
         acme_webroot=f"{base}/acme",

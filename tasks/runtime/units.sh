@@ -7,7 +7,7 @@
 # nothing it starts (a daemon, a grandchild keeping its output open) outlives it, or holds up the run.
 # Its output goes to a file or to the script's own output, never to a pipe the script waits on.
 #
-# Reads:   APP, META, BASE_DIR, BUILDER, LOCK_ROOT, NOLOGIN_SHELL, TOOLS_DIR, PY_BOUNDED, PY_APP_COMMAND;
+# Reads:   APP, META, BASE_DIR, BUILDER, LOCK_ROOT, NOLOGIN_SHELL, APP_COMMAND, PY_BOUNDED, PY_APP_COMMAND;
 #          W (apply.sh)
 # Defines: run_unit, stop_unit, unit_journal, in_release_unit, ensure_builder, build_unit,
 #          install_app_command, write_command
@@ -96,11 +96,11 @@ build_unit() {  # NAME DIR COMMAND ARG...: COMMAND as the builder, which writes 
 }
 
 # The app's own processes (supervisor's programs) and scheduled jobs (systemd's timers) each start
-# $TOOLS_DIR/app_command.py on a command file of root's (runtime/app_command.py): a command line of the
-# user's reaches /bin/sh as an argument, never through supervisor's or systemd's config syntax.
-install_app_command() {  # $TOOLS_DIR/app_command.py, as this run has it
+# $APP_COMMAND (runtime/app_command.py) on a command file of root's (runtime/app_command.py): a command line of the
+# user's reaches bash as an argument, never through supervisor's or systemd's config syntax.
+install_app_command() {  # $APP_COMMAND, as this run has it
     printf '%s' "$PY_APP_COMMAND" >"$W/app_command.py"
-    install_file "$W/app_command.py" "$TOOLS_DIR/app_command.py" 644
+    install_file "$W/app_command.py" "$APP_COMMAND" 644
 }
 
 write_command() {  # FILE COMMAND: the command line in FILE, root's, which the app's group reads (changed

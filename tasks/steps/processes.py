@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks import configs, runtime
+from tasks.facts import Facts
 from tasks.layout import Layout
 from tasks.settings import Settings
 from tasks.shell import line
@@ -52,9 +53,10 @@ class Processes:
         )
 
 
-def app_command(paths: Layout) -> str:
-    """Where the main process of every process lives (runtime/app_command.py, as units.sh installs it)."""
-    return f"{paths.tools_dir}/app_command.py"
+def app_command_stale(facts: Facts, paths: Layout) -> bool:
+    """Whether the server's app_command.py (the main process of the processes and the scheduled jobs)
+    differs from this version's."""
+    return facts.sha256(paths.app_command) != configs.sha256(runtime.source("app_command.py"))
 
 
 def command_text(s: Settings, name: str) -> str:
@@ -64,7 +66,7 @@ def command_text(s: Settings, name: str) -> str:
 
 def hashed(s: Settings, paths: Layout) -> list[str]:
     """The kit's files of the processes whose content the step compares."""
-    files = [app_command(paths)] if s.app.processes else []
+    files = [paths.app_command] if s.app.processes else []
     for name in s.app.processes:
         files += [paths.process_conf(name), paths.process_command(name)]
     return files
@@ -79,8 +81,8 @@ def plan(sit: Situation) -> StepPlan:
     live = switching or facts.link_name(paths.current)
     release = f"{paths.releases_dir}/{live}"
     why: list[str] = []
-    if wanted and facts.sha256(app_command(paths)) != configs.sha256(runtime.source("app_command.py")):
-        why.append(f"{app_command(paths)}: the kit's own, as this version has it")
+    if wanted and app_command_stale(facts, paths):
+        why.append(f"{paths.app_command}: the kit's own, as this version has it")
     files: dict[str, bytes] = {}
     writes: dict[str, str] = {}
     for name, process in wanted.items():

@@ -163,7 +163,8 @@ def read(s: Settings) -> tuple[tuple[AppSource, Declared], tuple[str, ...]]:
         found = procfile.read(s.app.src)
     except (SourceError, DependencyError, procfile.ProcfileError) as error:
         raise Refused(str(error)) from None
-    notes = (app.links_note(),) if app.links_note() else ()
+    note = app.links_note()
+    notes = (note,) if note else ()
     # The Procfile's processes are the app's (app.processes unset, settings.py): how the kit took it.
     if found is not None and found.processes == {n: p.command for n, p in s.app.processes.items()}:
         notes += found.notes()

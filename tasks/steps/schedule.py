@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks import calendar, configs, runtime
+from tasks import calendar, configs
 from tasks.facts import PathState
 from tasks.layout import Layout
 from tasks.settings import Settings
 from tasks.shell import line
 from tasks.steps.model import Probe, Requirement, Situation, Step, StepPlan
+from tasks.steps.processes import app_command_stale
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,6 @@ def command_file(paths: Layout, job: str) -> str:
     return f"{paths.jobs_dir}/{job}.command"
 
 
-def app_command(paths: Layout) -> str:
-    """The jobs' main process (runtime/app_command.py), as units.sh install_app_command puts it."""
-    return f"{paths.tools_dir}/app_command.py"
-
-
 def service_unit(s: Settings, paths: Layout, job: str) -> str:
     return configs.render("job.service.j2", s, paths, job=job, command_file=command_file(paths, job))
 
@@ -91,7 +87,7 @@ def _hashed(s: Settings, paths: Layout) -> list[str]:
     if not s.app.schedule:
         return []
     jobs = [(*unit_files(paths, job), command_file(paths, job)) for job in s.app.schedule]
-    return [app_command(paths), *(path for files in jobs for path in files)]
+    return [paths.app_command, *(path for files in jobs for path in files)]
 
 
 def plan(sit: Situation) -> StepPlan:
@@ -138,11 +134,11 @@ def plan(sit: Situation) -> StepPlan:
         why.append(f"job {name}: no longer in app.schedule: stop and disable its timer, remove its units")
         commands.append(line("unschedule_job", name))
     setup = bool(s.app.schedule) and (
-        facts.sha256(app_command(paths)) != configs.sha256(runtime.source("app_command.py"))
+        app_command_stale(facts, paths)
         or facts.path(paths.jobs_dir) != PathState.dir("root", paths.app, "750")
     )
     if setup:
-        why.append(f"{paths.jobs_dir} and {app_command(paths)}: put in place")
+        why.append(f"{paths.jobs_dir} and {paths.app_command}: put in place")
     if not commands and not setup:
         return StepPlan()
     return StepPlan(

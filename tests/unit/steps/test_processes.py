@@ -29,7 +29,7 @@ def running(s: Settings, facts: Facts, release: str | None = None) -> Facts:
     every copy running in `release` (default: the live one)."""
     paths = paths_of(s)
     release = release or facts.link(paths.current)
-    files = {processes.app_command(paths): runtime.source("app_command.py")}
+    files = {paths.app_command: runtime.source("app_command.py")}
     for name in s.app.processes:
         files[paths.process_conf(name)] = configs.process_program(s, paths, name)
         files[paths.process_command(name)] = processes.command_text(s, name)

@@ -309,7 +309,7 @@ def server_values(tmp_path: Path) -> dict:
         (tmp_path / name).mkdir(parents=True, exist_ok=True)
     return {
         "APP": "root", "JOBS_DIR": str(tmp_path / "jobs"), "SYSTEMD_UNIT_DIR": str(tmp_path / "units"),
-        "TOOLS_DIR": str(tmp_path / "tools"), "W": str(tmp_path),
+        "APP_COMMAND": str(tmp_path / "tools/app_command.py"), "W": str(tmp_path),
     }  # fmt: skip
 
 
